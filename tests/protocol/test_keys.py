@@ -1,0 +1,81 @@
+"""The JWK profile and key objects (docs/protocol.md §10.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.protocol import base64url
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.keys import generate, private_key_from_jwk, public_key_from_jwk
+
+P = 2**255 - 19
+# The eight points of small order, as libsodium's blocklist and RFC 8032 arithmetic give them,
+# with both sign bits where x != 0, plus non-canonical encodings (y >= p) of some of them.
+SMALL_ORDER = [
+    "0100000000000000000000000000000000000000000000000000000000000000",  # identity, order 1
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = -1, order 2
+    "0000000000000000000000000000000000000000000000000000000000000000",  # y = 0, order 4
+    "0000000000000000000000000000000000000000000000000000000000000080",  # y = 0, other x
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = p, i.e. 0
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = p + 1, i.e. 1
+]
+
+
+def _okp(x_hex: str) -> dict:
+    return {"kty": "OKP", "crv": "Ed25519", "x": base64url.encode_str(bytes.fromhex(x_hex)), "kid": "k1"}
+
+
+@pytest.mark.parametrize("point", SMALL_ORDER)
+def test_small_order_ed25519_points_are_refused(point):
+    with pytest.raises(ProtocolError) as refused:
+        public_key_from_jwk(_okp(point))
+    assert refused.value.code == "jwk-small-order"
+
+
+def test_generated_ed25519_keys_are_accepted():
+    for _ in range(20):
+        key = generate("Ed25519", "k1").public()
+        assert public_key_from_jwk(key.to_jwk()).to_jwk() == key.to_jwk()
+
+
+def test_an_encoding_that_is_no_point_is_invalid():
+    # y = 2 has no x on the curve ((y^2 - 1) / (d y^2 + 1) is not a square mod p).
+    with pytest.raises(ProtocolError) as refused:
+        public_key_from_jwk(_okp("02" + "00" * 31))
+    assert refused.value.code == "jwk-invalid"
+
+
+@pytest.mark.parametrize("member", ["d", "p", "q", "dp", "dq", "qi", "k", "oth"])
+def test_any_private_member_is_refused(member):
+    jwk = generate("ES256", "k1").public().to_jwk() | {member: "AAAA"}
+    with pytest.raises(ProtocolError) as refused:
+        public_key_from_jwk(jwk)
+    assert refused.value.code == "jwk-private-member" and refused.value.where == f"/{member}"
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", "ES256"])
+def test_private_jwk_round_trip_signs_verifiably(alg):
+    key = generate(alg, "round-trip")
+    again = private_key_from_jwk(key.to_jwk())
+    assert key.public().verify(again.sign(b"input"), b"input")
+
+
+def test_a_private_jwk_whose_d_does_not_match_x_is_refused():
+    jwk = generate("Ed25519", "k1").to_jwk()
+    jwk["d"] = generate("Ed25519", "k1").to_jwk()["d"]
+    with pytest.raises(ValueError, match="does not match"):
+        private_key_from_jwk(jwk)
+
+
+def test_es256_signatures_are_raw_64_bytes_and_der_is_refused():
+    key = generate("ES256", "k1")
+    signature = key.sign(b"input")
+    assert len(signature) == 64 and key.public().verify(signature, b"input")
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+    assert not key.public().verify(der, b"input")
