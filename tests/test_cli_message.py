@@ -211,6 +211,22 @@ def test_schema_violation_names_the_field(referral, signed):
     assert "at /created" in result.stderr and "+08:00" not in result.stderr
 
 
+def test_repeated_member_refs_are_a_schema_violation(referral, signed):
+    members = referral["body"]["household"]["members"]
+    members[1]["ref"] = members[0]["ref"]
+    result = verify(signed(referral))
+    assert_refused(result, "schema-violation")
+    assert "at /body/household/members:" in result.stderr
+
+
+def test_repeated_refs_in_a_verification_request_are_refused(example, signed):
+    request = example("verification.request")
+    request["body"]["members"].append(dict(request["body"]["members"][0]))
+    result = verify(signed(request))
+    assert_refused(result, "schema-violation")
+    assert "at /body/members:" in result.stderr
+
+
 def test_payload_that_is_not_an_object_violates_the_schema(signed):
     assert_refused(verify(signed([1, 2, 3])), "schema-violation")
 

@@ -2,7 +2,7 @@
 
 `verify_message` is the protocol part of the hub's pipeline, in its order: size ->
 JWS parse with strict header -> key lookup by `kid` (use, status, validity) ->
-signature -> strict payload JSON -> version and schema -> `from` equals the key's
+signature -> strict payload JSON -> version and schema (and unique member refs) -> `from` equals the key's
 owner -> `to` registered and not the sender. Each step refuses with its own catalogue
 code; nothing after a failed step runs. The hub inserts its digest lookup after the
 signature and its id, freshness and route checks after the schema.
@@ -65,6 +65,7 @@ def read_payload(signed: SignedMessage, trust: TrustList, schemas: MessageSchema
     """Steps after the signature: strict JSON, version, schema, sender and receiver (§4, §5)."""
     payload = strict_json.loads(signed.payload)
     schemas.validate(payload)
+    _check_member_refs(payload)
     if payload["from"] != signed.key.owner:
         raise ProtocolError("sender-mismatch", where="/from")
     if payload["to"] not in trust.jurisdictions:
@@ -87,6 +88,27 @@ def read_payload(signed: SignedMessage, trust: TrustList, schemas: MessageSchema
         body=payload["body"],
         payload=payload,
     )
+
+
+_MEMBER_LISTS = {
+    "referral.submit": ("household", "members"),
+    "referral.update": ("household", "members"),
+    "verification.request": ("members",),
+}
+"""Where each type lists persons by `ref` (PROTO-6.1-4, PROTO-6.8-1)."""
+
+
+def _check_member_refs(payload: Mapping[str, Any]) -> None:
+    """Refuse a repeated member `ref`, which JSON Schema cannot express."""
+    path = _MEMBER_LISTS.get(payload["type"])
+    members: Any = payload["body"]
+    for name in path or ():
+        members = members.get(name) if isinstance(members, dict) else None
+    if path is None or members is None:
+        return
+    refs = [member["ref"] for member in members]
+    if len(set(refs)) != len(refs):
+        raise ProtocolError("schema-violation", "Member refs must be unique", where="/body/" + "/".join(path))
 
 
 def verify_message(compact: bytes | str, trust: TrustList, schemas: MessageSchemas, at: datetime) -> Message:
