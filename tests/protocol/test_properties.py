@@ -72,3 +72,17 @@ def test_any_change_to_any_segment_is_refused(alg, payload, edit):
         return
     with pytest.raises(ProtocolError):
         jws.verify_signature(jws.parse_compact(changed, "gba-case+jws"), key.public())
+
+
+@given(
+    st.dictionaries(_text, i_json, min_size=1, max_size=5),
+    st.sampled_from(["", " ", "\n", "\t "]),
+    st.integers(min_value=0, max_value=3),
+)
+def test_a_repeated_member_name_is_always_refused(members, space, wrapping):
+    name = sorted(members)[0]
+    text = strict_json.dumps(members).decode()[:-1] + "," + strict_json.dumps(name).decode() + space + ":" + space + "0}"
+    text = "[" * wrapping + text + "]" * wrapping
+    with pytest.raises(ProtocolError) as refused:
+        strict_json.loads(text.encode())
+    assert refused.value.code == "json-duplicate-key"

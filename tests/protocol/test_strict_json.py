@@ -58,3 +58,19 @@ def test_raw_control_characters_are_syntax_errors():
 
 def test_duplicate_names_in_nested_objects_are_found():
     assert _code(b'{"a":[{"b":1,"b":1}]}') == "json-duplicate-key"
+
+
+@pytest.mark.parametrize("text", [
+    b'{"a":1,"a" :2}',                  # whitespace before the colon hides one separator from a naive count
+    b'{"a":1,"b":"x\\":","a":2}',         # a '":' inside a string must not mask the repeat
+    b'{"a" :1, "a"\n:2}',
+    b'[{"k":1},{"k":1,"k":1}]',
+    b'{"a":{"b":1},"a":{"b":1}}',
+])
+def test_duplicates_are_found_whatever_the_spacing_or_string_content(text):
+    assert _code(text) == "json-duplicate-key"
+
+
+@pytest.mark.parametrize("text", [b'{"a":"\\":","b":1}', b'{"a" : 1 , "b" :\t2}', b'{"x":"\\" :"}'])
+def test_colon_quotes_inside_strings_are_not_duplicates(text):
+    assert isinstance(loads(text), dict)
