@@ -37,14 +37,23 @@ ALLOWED = {"Ed25519": ["Ed25519", "EdDSA"], "ES256": ["ES256"]}
 """Key algorithm -> the header `alg` values jose may accept for it."""
 
 
+def _jose_installed() -> bool:
+    """jose's package.json and the module it names as `main` are both there."""
+    manifest = INTEROP_NODE / "node_modules" / "jose" / "package.json"
+    if not manifest.is_file():
+        return False
+    main = json.loads(manifest.read_text("utf-8")).get("main")
+    return isinstance(main, str) and (manifest.parent / main).is_file()
+
+
 def jose_command() -> list[str]:
     """The command that runs jose_check.mjs; skip when node or jose is missing, but fail under CI=true."""
     node = shutil.which("node")
     if node is None:
         reason = "node (Node.js) not found on PATH; the jose cross-check needs it"
-    elif not (INTEROP_NODE / "node_modules" / "jose" / "package.json").is_file():
+    elif not _jose_installed():
         reason = (
-            f"jose is not installed in {INTEROP_NODE / 'node_modules'}; "
+            f"jose is not (completely) installed in {INTEROP_NODE / 'node_modules'}; "
             "run `npm ci --prefix tests/interop_node --no-audit --no-fund`"
         )
     else:
@@ -206,7 +215,7 @@ def test_tampered_payload_is_refused_by_node_jose_and_by_us(example, test_key, t
 def test_missing_node_dependency_skips_outside_ci(monkeypatch, tmp_path):
     monkeypatch.setattr(sys.modules[__name__], "INTEROP_NODE", tmp_path / "absent")
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="not installed|not found"):
+    with pytest.raises(pytest.skip.Exception, match=r"not \(completely\) installed|not found on PATH"):
         jose_command()
 
 
