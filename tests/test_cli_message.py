@@ -79,7 +79,7 @@ def test_oversize_message_is_refused(signed):
     assert_refused(verify(b"e" * 262_145), "message-too-large")
 
 
-@pytest.mark.parametrize("text", [b"abc", b"a.b", b"a..c", b"a.b.c.d", "é.b.c".encode()])
+@pytest.mark.parametrize("text", [b"abc", b"a.b", b"a..c", b"a.b.c.d"])
 def test_not_three_segments_is_malformed(text):
     assert_refused(verify(text), "jws-malformed")
 
@@ -101,6 +101,32 @@ def test_padding_or_foreign_alphabet_is_refused(signed, segment):
         changed = list(parts)
         changed[segment] = bad
         assert_refused(verify(b".".join(changed)), "jws-base64url-invalid")
+
+
+def test_a_non_ascii_character_is_outside_the_alphabet():
+    result = verify("é.b.c".encode())
+    assert_refused(result, "jws-base64url-invalid")
+    assert "at header" in result.stderr
+
+
+def test_every_segment_is_decoded_before_the_header_is_read(referral, test_key):
+    # alg "none" would be alg-refused, but the padded payload segment comes first (PROTO-3.5-2).
+    header, payload, signature = forge(message_header(test_key(GD), alg="none"), referral, test_key(GD)).split(b".")
+    result = verify(b".".join((header, payload + b"=", signature)))
+    assert_refused(result, "jws-base64url-invalid")
+    assert "at payload" in result.stderr
+
+
+def test_an_oversized_header_is_refused_before_it_is_decoded(referral, test_key):
+    header = b'{"alg":"Ed25519","kid":"%s","typ":"gba-case+jws"' % GD.encode() + b" " * 800 + b"}"
+    result = verify(forge(header, referral, test_key(GD)))
+    assert_refused(result, "header-invalid")
+    assert "at header" in result.stderr
+
+
+def test_a_malformed_time_option_is_a_usage_error(signed):
+    result = run_cli("message", "verify", "--trust", str(TRUST_LIST), "--at", "2026-11-28T12:00:00+08:00", "-", stdin=signed())
+    assert result.status == 2 and "is not a UTC timestamp" in result.stderr
 
 
 # --- header (§3.2-§3.4) ------------------------------------------------------------
@@ -225,6 +251,14 @@ def test_repeated_refs_in_a_verification_request_are_refused(example, signed):
     result = verify(signed(request))
     assert_refused(result, "schema-violation")
     assert "at /body/members:" in result.stderr
+
+
+def test_a_receipt_must_reply_to_the_message_it_names(example, test_key):
+    receipt = example("receipt")
+    receipt["body"]["message_id"] = receipt["id"]
+    result = verify(forge(message_header(test_key(HK)), receipt, test_key(HK)))
+    assert_refused(result, "schema-violation")
+    assert "at /body/message_id" in result.stderr
 
 
 def test_payload_that_is_not_an_object_violates_the_schema(signed):

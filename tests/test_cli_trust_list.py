@@ -72,6 +72,9 @@ def test_a_p256_point_off_the_curve_is_invalid(tmp_path, document):
     lambda d: d["keys"][0].update(owner="TW"),
     lambda d: d["keys"][0]["jwk"].update(kid="another"),
     lambda d: d.update(mode="production"),
+    lambda d: d["keys"][0].update(not_after="2036-01-01T00:00:00Z\n"),
+    lambda d: d["keys"][0].update(not_before="0000-01-01T00:00:00Z"),
+    lambda d: d["keys"][0].update(owner="HK\n"),
     lambda d: d["keys"][0].update(use="receipt"),  # a jurisdiction's key for hub statements
     lambda d: d["keys"][3].update(use="message"),  # a hub key for messages
     lambda d: d["keys"][0].update(use="witness", alg="ES256"),
@@ -87,6 +90,44 @@ def test_the_test_keys_are_refused_by_a_production_consumer(document):
     with pytest.raises(ProtocolError) as refused:
         TrustList.from_document(document, require_production=True)
     assert refused.value.code == "trust-list-invalid" and refused.value.where == "/mode"
+
+
+def test_a_fault_inside_a_jurisdiction_entry_is_located_without_echoing_its_code(tmp_path, document):
+    document["jurisdictions"]["SECRET-XYZ"] = {"name": {}}
+    result = verify_with(tmp_path, document)
+    assert_refused(result, "trust-list-invalid")
+    assert "at /jurisdictions:" in result.stderr and "SECRET" not in result.stderr
+
+
+def _signed_list(tmp_path: Path, document: dict) -> bytes:
+    source = tmp_path / "new.json"
+    source.write_text(json.dumps(document), "utf-8")
+    signed = run_cli("trust-list", "sign", "--key", str(TEST_KEYS / "test-hub-receipt-1.key.jwk"), str(source))
+    assert signed.status == 0, signed.stderr
+    return signed.stdout.encode()
+
+
+def _verify_against(tmp_path: Path, anchor: dict, compact: bytes):
+    anchor_file = tmp_path / "anchor.json"
+    anchor_file.write_text(json.dumps(anchor), "utf-8")
+    return run_cli("trust-list", "verify", "--anchor", str(anchor_file), "--at", "2026-11-28T12:00:00Z", "-", stdin=compact)
+
+
+def test_a_newer_signed_list_replaces_the_held_one(tmp_path, document):
+    newer = dict(document, sequence=2)
+    assert _verify_against(tmp_path, document, _signed_list(tmp_path, newer)).status == 0
+
+
+def test_a_signed_list_cannot_roll_back(tmp_path, document):
+    held = dict(document, sequence=5)
+    result = _verify_against(tmp_path, held, _signed_list(tmp_path, dict(document, sequence=4)))
+    assert_refused(result, "trust-list-invalid")
+    assert "at /sequence" in result.stderr
+
+
+def test_the_same_sequence_with_other_contents_is_refused(tmp_path, document):
+    changed = dict(document, issued="2026-11-29T00:00:00Z")
+    assert_refused(_verify_against(tmp_path, document, _signed_list(tmp_path, changed)), "trust-list-invalid")
 
 
 def test_a_kid_used_twice_is_refused_even_across_jurisdictions(tmp_path, document):
@@ -123,6 +164,18 @@ def test_keys_generate_writes_a_private_key_for_its_owner_only(tmp_path):
     assert "d" in json.loads(private.read_text()) and "d" not in json.loads((tmp_path / "hk-witness-x.pub.jwk").read_text())
     again = run_cli("keys", "generate", "--jurisdiction", "HK", "--use", "witness", "--out", str(tmp_path), "--kid", "hk-witness-x")
     assert again.status == 1 and "never overwritten" in again.stderr
+
+
+@pytest.mark.parametrize(("owner", "use", "alg"), [
+    ("HK", "receipt", "Ed25519"),
+    ("hub", "message", "Ed25519"),
+    ("MO", "witness", "ES256"),
+    ("hub", "checkpoint", "ES256"),
+])
+def test_keys_generate_refuses_what_a_trust_list_would_refuse(tmp_path, owner, use, alg):
+    result = run_cli("keys", "generate", "--jurisdiction", owner, "--use", use, "--alg", alg, "--out", str(tmp_path))
+    assert result.status == 1 and "PROTO-10.2" in result.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_keys_generate_refuses_an_owner_that_is_not_a_code(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 from gateway.keyfiles import write_private_key, write_public_key
 from gateway.protocol.keys import ALGORITHMS, generate
 from gateway.protocol.timestamps import format_timestamp, utc_now
-from gateway.protocol.trust import HUB, KEY_USES
+from gateway.protocol.trust import ED25519_ONLY_USES, HUB, KEY_USES, allowed_uses
 
 _OWNER = re.compile(rf"{HUB}|[A-Z]{{2}}(-[A-Z0-9]{{1,3}})?")
 
@@ -42,6 +42,11 @@ def _generate(arguments: argparse.Namespace) -> int:
         raise ValueError(f"--jurisdiction must be a code like CN-GD, HK, MO or 'hub', not {owner!r}")
     now = utc_now().replace(microsecond=0)
     kid = arguments.kid or f"{owner.lower()}-{arguments.use}-{now:%Y%m%d}-{secrets.token_hex(3)}"
+    allowed = allowed_uses(owner)
+    if arguments.use not in allowed:
+        raise ValueError(f"a key of {owner} serves {' or '.join(allowed)}, not {arguments.use} (docs/protocol.md PROTO-10.2-3)")
+    if arguments.use in ED25519_ONLY_USES and arguments.alg != "Ed25519":
+        raise ValueError("checkpoint and witness keys are Ed25519 keys (docs/protocol.md PROTO-10.2-4)")
     if arguments.valid_days < 1:
         raise ValueError("--valid-days must be at least 1")
     key = generate(arguments.alg, kid)

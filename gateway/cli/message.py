@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.cli.output import read_input, report_refusal
+from gateway.cli.output import read_input, report_refusal, timestamp_argument
 from gateway.keyfiles import read_private_key
 from gateway.protocol import strict_json
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.message import sign_message, verify_message
 from gateway.protocol.schema import load_message_schemas
-from gateway.protocol.timestamps import parse_timestamp, utc_now
+from gateway.protocol.timestamps import utc_now
 from gateway.protocol.trust import load_trust_list
 
 
@@ -34,7 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "(code, requirement, reason) on stderr if it is refused. Surrounding whitespace is ignored.",
     )
     verify.add_argument("--trust", required=True, type=Path, help="trust list JSON (docs/protocol.md §10.3)")
-    verify.add_argument("--at", help="check key validity at this RFC 3339 UTC time (default: now)")
+    verify.add_argument("--at", type=timestamp_argument,
+                        help="check key validity at this RFC 3339 UTC time (default: now)")
     verify.add_argument("--problem-json", action="store_true", help="print refusals as RFC 9457 JSON")
     verify.add_argument("file", help="compact JWS file, or - for stdin")
     verify.set_defaults(run=_verify)
@@ -55,7 +56,7 @@ def _sign(arguments: argparse.Namespace) -> int:
 
 
 def _verify(arguments: argparse.Namespace) -> int:
-    at = parse_timestamp(arguments.at) if arguments.at else utc_now()
+    at = arguments.at or utc_now()
     try:
         trust = load_trust_list(arguments.trust.read_bytes())
     except ProtocolError as error:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from datetime import datetime
 
 from gateway.protocol.errors import ProtocolError
+from gateway.protocol.timestamps import parse_timestamp
 
 
 def report_refusal(error: ProtocolError, as_json: bool) -> int:
@@ -24,3 +27,11 @@ def read_input(path: str) -> bytes:
         return sys.stdin.buffer.read()
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def timestamp_argument(text: str) -> datetime:
+    """An argparse type: a timestamp in the protocol's one form, else a usage error (exit 2)."""
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UTC timestamp like 2026-11-28T12:00:00Z") from None

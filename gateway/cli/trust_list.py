@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.cli.output import read_input, report_refusal
+from gateway.cli.output import read_input, report_refusal, timestamp_argument
 from gateway.keyfiles import read_private_key
 from gateway.protocol.errors import ProtocolError
-from gateway.protocol.timestamps import parse_timestamp, utc_now
+from gateway.protocol.timestamps import utc_now
 from gateway.protocol.trust import load_trust_list, sign_trust_list, verify_signed_trust_list
 
 
@@ -25,7 +25,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     verify = verbs.add_parser("verify", help="check a signed trust list against the list you already trust")
     verify.add_argument("--anchor", required=True, type=Path, help="the trust list JSON you already trust")
-    verify.add_argument("--at", help="check key validity at this RFC 3339 UTC time (default: now)")
+    verify.add_argument("--at", type=timestamp_argument,
+                        help="check key validity at this RFC 3339 UTC time (default: now)")
     verify.add_argument("--problem-json", action="store_true", help="print refusals as RFC 9457 JSON")
     verify.add_argument("file", help="signed trust list (compact JWS), or - for stdin")
     verify.set_defaults(run=_verify)
@@ -42,7 +43,7 @@ def _sign(arguments: argparse.Namespace) -> int:
 
 
 def _verify(arguments: argparse.Namespace) -> int:
-    at = parse_timestamp(arguments.at) if arguments.at else utc_now()
+    at = arguments.at or utc_now()
     try:
         anchor = load_trust_list(arguments.anchor.read_bytes())
         trust = verify_signed_trust_list(read_input(arguments.file).strip(b" \t\r\n"), anchor, at)

@@ -23,6 +23,9 @@ MAX_COMPACT_BYTES = 262_144
 Typ = Literal["gba-case+jws", "gba-receipt+jws", "gba-attestation+jws", "gba-request+jws", "gba-trust-list+jws"]
 TYPES: tuple[Typ, ...] = ("gba-case+jws", "gba-receipt+jws", "gba-attestation+jws", "gba-request+jws", "gba-trust-list+jws")
 
+MAX_HEADER_SEGMENT = 1024
+"""Size limit of the protected header segment in characters (PROTO-4.5-3); a real one is about 100."""
+
 _HEADER_MEMBERS = ("alg", "kid", "typ")
 _EXPLICITLY_REFUSED = ("crit", "b64", "jwk", "jku", "x5u", "x5c")
 
@@ -55,15 +58,17 @@ def parse_compact(raw: bytes | str, expected_typ: Typ, max_bytes: int = MAX_COMP
         raw = raw.encode("utf-8", "surrogatepass")
     if len(raw) > max_bytes:
         raise ProtocolError("message-too-large", f"A compact JWS may have at most {max_bytes} bytes")
-    if not raw.isascii():
-        raise ProtocolError("jws-malformed", "A compact JWS is ASCII text")
     segments = raw.split(b".")
     if len(segments) != 3 or not all(segments):
         raise ProtocolError("jws-malformed", "A compact JWS is three non-empty segments joined by '.'")
-    alg, kid, typ = _read_header(segments[0], expected_typ)
-    payload = _decode_segment(segments[1], "payload")
-    signature = _decode_segment(segments[2], "signature")
-    return CompactJWS(raw, alg, kid, typ, segments[0] + b"." + segments[1], payload, signature)
+    header_segment, payload_segment, signature_segment = segments
+    if len(header_segment) > MAX_HEADER_SEGMENT:
+        raise ProtocolError("header-invalid", f"The header segment may have at most {MAX_HEADER_SEGMENT} characters", where="header")
+    header = _decode_segment(header_segment, "header")
+    payload = _decode_segment(payload_segment, "payload")
+    signature = _decode_segment(signature_segment, "signature")
+    alg, kid, typ = _read_header(header, expected_typ)
+    return CompactJWS(raw, alg, kid, typ, header_segment + b"." + payload_segment, payload, signature)
 
 
 def _decode_segment(segment: bytes, name: str) -> bytes:
@@ -74,10 +79,11 @@ def _decode_segment(segment: bytes, name: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _read_header(segment: bytes, expected_typ: Typ) -> tuple[str, str, Typ]:
+def _read_header(header: bytes, expected_typ: Typ) -> tuple[str, str, Typ]:
     # A sender uses the same few headers for every message: remembering the accepted
-    # ones saves a decode and a strict parse per message. Refusals are not cached.
-    return _check_header(strict_json.loads(_decode_segment(segment, "header"), part="header"), expected_typ)
+    # ones saves a strict parse per message. Headers are at most MAX_HEADER_SEGMENT
+    # characters, so the cache stays small; refusals are not cached.
+    return _check_header(strict_json.loads(header, part="header"), expected_typ)
 
 
 def _check_header(header: object, expected_typ: Typ) -> tuple[str, str, Typ]:

@@ -254,7 +254,9 @@ def _is_small_order_ed25519(encoded: bytes) -> bool:
     """
     y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
     canonical = ((y % _P) | ((encoded[31] >> 7) << 255)).to_bytes(32, "little")
-    point = _decode_ed25519(canonical)
+    # With x = 0 (the points of order 1 and 2) a set sign bit is a non-canonical
+    # encoding of the same point, as libsodium also counts it: decode without it.
+    point = _decode_ed25519(canonical) or _decode_ed25519((y % _P).to_bytes(32, "little"))
     if point is None:
         return False
     for _ in range(3):

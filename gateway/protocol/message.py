@@ -66,6 +66,8 @@ def read_payload(signed: SignedMessage, trust: TrustList, schemas: MessageSchema
     payload = strict_json.loads(signed.payload)
     schemas.validate(payload)
     _check_member_refs(payload)
+    if payload["type"] == "receipt" and payload["reply_to"] != payload["body"]["message_id"]:
+        raise ProtocolError("schema-violation", "A receipt replies to the message it names", where="/body/message_id")
     if payload["from"] != signed.key.owner:
         raise ProtocolError("sender-mismatch", where="/from")
     if payload["to"] not in trust.jurisdictions:

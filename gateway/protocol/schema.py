@@ -10,6 +10,11 @@ Two validators read the same files:
 - python-jsonschema, with `FormatChecker()`, is the reference implementation
   (`MessageSchemas.reference_errors`) the tests hold the fast path against.
 
+JSON Schema gives `pattern` the meaning of an ECMA 262 regular expression. Stock
+python-jsonschema runs it through Python's `re.search`, where `$` also matches before a
+final newline, so it would accept ``"HK\n"`` where jsonschema-rs (and ECMA) refuse it.
+The reference validator therefore runs `pattern` through `_ecma_regex` (see there).
+
 Both run the `format` checks (`date-time`, `date`): the patterns alone let impossible
 dates such as ``2026-02-30`` through. Email addresses are checked by a pattern only,
 because the two libraries (and Java/.NET validators) give `format: email` different
@@ -32,11 +37,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+import string
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import jsonschema.validators
 import jsonschema_rs
 import referencing
 import referencing.jsonschema
@@ -72,6 +80,7 @@ class MessageSchemas:
         )
         self._fast = {name: self._compile_fast(f"{name}.json") for name in self._types}
         self._array_cut = 1 + max(_max_items(self._documents.values()))
+        _check_reference_patterns(self._documents)
         self._reference_registry = _reference_registry(self._documents)
         self._reference = self._compile_reference("message.json")
 
@@ -144,7 +153,7 @@ class MessageSchemas:
         )
 
     def _compile_reference(self, schema_ref: str) -> jsonschema.Draft202012Validator:
-        return jsonschema.Draft202012Validator(
+        return _ReferenceValidator(
             {"$ref": SCHEMA_BASE + schema_ref},
             registry=self._reference_registry,
             format_checker=_format_checker(),
@@ -179,11 +188,120 @@ def _refuse_retrieval(uri: str) -> Any:
 
 
 def _reference_registry(documents: Mapping[str, Mapping[str, Any]]) -> referencing.Registry:
+    # Each resource is registered without its top-level `$schema` (the dialect is given
+    # explicitly). With it, python-jsonschema would drop `_ReferenceValidator` at every
+    # `$ref` to a whole file: `evolve` picks the class registered for the `$schema` URI,
+    # the stock Draft202012Validator, whose `pattern` is Python's `re.search`.
     resources = [
-        (SCHEMA_BASE + name, referencing.Resource.from_contents(document, referencing.jsonschema.DRAFT202012))
+        (
+            SCHEMA_BASE + name,
+            referencing.Resource.from_contents(
+                {keyword: value for keyword, value in document.items() if keyword != "$schema"},
+                referencing.jsonschema.DRAFT202012,
+            ),
+        )
         for name, document in documents.items()
     ]
     return referencing.Registry().with_resources(resources).crawl()
+
+
+# Escapes that mean the same literal character in ECMA 262 and in Python's `re`.
+_SAME_ESCAPES = frozenset(string.punctuation)
+_BOUNDED_REPEAT = re.compile(r"\{[0-9]+(,[0-9]*)?\}")
+# Members whose values are instances, not schemas: a `pattern` member there is data.
+_DATA_KEYWORDS = frozenset({"const", "default", "enum", "examples"})
+
+
+@functools.cache
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    r"""`pattern`, an ECMA 262 regular expression, compiled (once) for Python's `re` with ECMA's meaning.
+
+    On the constructs the schemas use, the two languages differ in one place: `$`. In
+    ECMA (no `m` flag) it matches only at the end of the input; in Python it also matches
+    before a final "\n", so ``re.search("^[A-Z]{2}$", "HK\n")`` succeeds. Every `$` that
+    is an anchor (not escaped, not inside a character class) therefore becomes `\Z`,
+    which in Python matches only at the very end. `^` needs nothing: without MULTILINE
+    both languages match it only at the start.
+
+    Constructs that mean something else in Python, in ECMA or in the Rust engine of
+    jsonschema-rs (`.`, `\d`, `\w`, `\s`, `\b` and every other escaped letter or digit,
+    an empty class `[]` or `[^]`, a `{` that does not open an `{n}`, `{n,}` or `{n,m}`
+    repeat) are refused with ValueError rather than translated: the schemas avoid them
+    (write `[0-9]`, not `\d`), and a schema that starts using one fails at load instead
+    of letting the two validators drift apart.
+    """
+    python: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            escaped = pattern[index + 1 : index + 2]
+            if not escaped or escaped not in _SAME_ESCAPES:
+                raise ValueError(f"pattern {pattern!r}: the escape \\{escaped} is not portable; write a class")
+            python.append(char + escaped)
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            if pattern.startswith(("[]", "[^]"), index):
+                raise ValueError(f"pattern {pattern!r}: an empty class [] or [^] is not portable")
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        elif char == ".":
+            raise ValueError(f"pattern {pattern!r}: `.` is not portable (line terminators); write a class")
+        elif char == "{" and not _BOUNDED_REPEAT.match(pattern, index):
+            raise ValueError(f"pattern {pattern!r}: a `{{` that is not an {{n}}, {{n,}} or {{n,m}} repeat")
+        python.append(char)
+        index += 1
+    return re.compile("".join(python))
+
+
+def _ecma_pattern(
+    validator: jsonschema.Draft202012Validator, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """The `pattern` keyword with ECMA 262 semantics (replaces python-jsonschema's `re.search`)."""
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The reference validator: Draft 2020-12 as python-jsonschema implements it, but for `pattern`.
+_ReferenceValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _ecma_pattern})
+
+
+def _check_reference_patterns(documents: Mapping[str, Mapping[str, Any]]) -> None:
+    """Compile every `pattern` for the reference validator now; refuse `patternProperties`.
+
+    `_ReferenceValidator` follows ECMA for the `pattern` keyword only (which also covers
+    `propertyNames`, whose subschema uses `pattern`). `patternProperties` would still go
+    through `re.search`, also inside python-jsonschema's `additionalProperties` and
+    `unevaluatedProperties`, so the schemas must not use it.
+    """
+    for name, document in documents.items():
+        for keyword, value in _regex_keywords(document):
+            if keyword == "patternProperties":
+                raise ValueError(f"{name}: patternProperties would not follow ECMA 262 in the reference validator")
+            try:
+                _ecma_regex(value)
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
+
+
+def _regex_keywords(node: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for keyword, value in node.items():
+            if keyword in _DATA_KEYWORDS:
+                continue
+            if (keyword == "pattern" and isinstance(value, str)) or (
+                keyword == "patternProperties" and isinstance(value, dict)
+            ):
+                yield keyword, value
+            yield from _regex_keywords(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _regex_keywords(item)
 
 
 def _format_checker() -> jsonschema.FormatChecker:

@@ -1,6 +1,6 @@
 """RFC 3339 timestamps in the one form the protocol allows (docs/protocol.md §5.3).
 
-UTC only, written with an uppercase `T` and `Z`, seconds 00-59, up to six fractional
+UTC only, years 1900-2199, written with an uppercase `T` and `Z`, seconds 00-59, up to six fractional
 digits: `2026-11-28T09:30:00Z`, `2026-11-28T09:30:00.125Z`.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-5][0-9]):([0-5][0-9])(?:\.([0-9]{1,6}))?Z")
+_TIMESTAMP = re.compile(r"((?:19|20|21)[0-9]{2})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-5][0-9]):([0-5][0-9])(?:\.([0-9]{1,6}))?Z")
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
-import jsonschema
+import jsonschema_rs
 
 from gateway.contract import contract_dir
 from gateway.protocol import jws, strict_json
@@ -119,9 +119,9 @@ class TrustList:
 
         A consumer configured for production passes `require_production` (PROTO-10.5-2).
         """
-        error = jsonschema.exceptions.best_match(_document_validator().iter_errors(document))
+        error = next(_document_validator().iter_errors(document), None)
         if error is not None:
-            raise ProtocolError("trust-list-invalid", where=_pointer(error.absolute_path))
+            raise ProtocolError("trust-list-invalid", where=_pointer(error.instance_path))
         if require_production and document["mode"] != "production":
             raise ProtocolError("trust-list-invalid", "A production consumer accepts only a production list", where="/mode")
         names = {code: MappingProxyType(dict(entry["name"])) for code, entry in document["jurisdictions"].items()}
@@ -145,14 +145,14 @@ class TrustList:
                 owner=entry["owner"],
                 use=entry["use"],
                 public=public,
-                not_before=parse_timestamp(entry["not_before"]),
-                not_after=parse_timestamp(entry["not_after"]),
-                revoked_at=parse_timestamp(entry["revoked_at"]) if "revoked_at" in entry else None,
+                not_before=_timestamp(entry, "not_before", where),
+                not_after=_timestamp(entry, "not_after", where),
+                revoked_at=_timestamp(entry, "revoked_at", where) if "revoked_at" in entry else None,
                 test_key=entry["test_key"],
             )
         return cls(
             sequence=document["sequence"],
-            issued=parse_timestamp(document["issued"]),
+            issued=_timestamp(document, "issued", ""),
             mode=document["mode"],
             names=MappingProxyType(names),
             keys=MappingProxyType(keys),
@@ -169,7 +169,13 @@ class TrustList:
         }
 
 
-_USES_BY_OWNER_KIND = {True: ("receipt", "checkpoint"), False: ("message", "witness")}
+def allowed_uses(owner: str) -> tuple[KeyUse, ...]:
+    """The uses a key of `owner` may have (PROTO-10.2-3)."""
+    return ("receipt", "checkpoint") if owner == HUB else ("message", "witness")
+
+
+ED25519_ONLY_USES: tuple[KeyUse, ...] = ("checkpoint", "witness")
+"""Uses whose signatures are C2SP notes, which are Ed25519 only (PROTO-10.2-4)."""
 
 
 def _entry_problem(entry: Mapping[str, Any], public: PublicKey, names: Mapping[str, Any], mode: str) -> tuple[str, str] | None:
@@ -177,13 +183,13 @@ def _entry_problem(entry: Mapping[str, Any], public: PublicKey, names: Mapping[s
     owner, use = entry["owner"], entry["use"]
     if owner != HUB and owner not in names:
         return "owner", "A key's owner is not a jurisdiction of the list"
-    if use not in _USES_BY_OWNER_KIND[owner == HUB]:
+    if use not in allowed_uses(owner):
         return "use", "The hub's keys are for receipt or checkpoint, a jurisdiction's for message or witness (PROTO-10.2-3)"
-    if use in ("checkpoint", "witness") and entry["alg"] != "Ed25519":
+    if use in ED25519_ONLY_USES and entry["alg"] != "Ed25519":
         return "alg", "Checkpoint and witness keys are Ed25519 keys (PROTO-10.2-4)"
     if public.kid != entry["kid"] or public.alg != entry["alg"]:
         return "jwk", "The JWK's kid and algorithm must equal the entry's"
-    if parse_timestamp(entry["not_after"]) <= parse_timestamp(entry["not_before"]):
+    if _timestamp(entry, "not_after", "") <= _timestamp(entry, "not_before", ""):
         return "not_after", "not_after must be later than not_before"
     if mode == "production" and entry["test_key"]:
         return "test_key", "A production trust list holds no test key"
@@ -199,11 +205,21 @@ def sign_trust_list(trust: TrustList, hub_key: PrivateKey) -> bytes:
 
 
 def verify_signed_trust_list(compact: bytes, anchor: TrustList, at: datetime) -> TrustList:
-    """A new trust list, accepted only if signed by a hub receipt key that `anchor` trusts."""
+    """The list in `compact`, if `anchor` (the list held now) may be replaced by it (PROTO-10.3-3, -4).
+
+    It must be signed by a hub receipt key of `anchor`, valid at `at`; it must not go
+    back: a lower `sequence`, or the same one with other contents, is refused; and a
+    production anchor accepts only a production list (PROTO-10.5-2).
+    """
     parsed = jws.parse_compact(compact, "gba-trust-list+jws")
     record = anchor.key_for(parsed.kid, parsed.typ, at)
     payload = jws.verify_signature(parsed, record.public)
-    return TrustList.from_document(strict_json.loads(payload))
+    candidate = TrustList.from_document(strict_json.loads(payload), require_production=anchor.mode == "production")
+    if candidate.sequence < anchor.sequence or (
+        candidate.sequence == anchor.sequence and candidate.to_document() != anchor.to_document()
+    ):
+        raise ProtocolError("trust-list-invalid", "The list is older than the one held", where="/sequence")
+    return candidate
 
 
 def load_trust_list(data: bytes, require_production: bool = False) -> TrustList:
@@ -211,11 +227,23 @@ def load_trust_list(data: bytes, require_production: bool = False) -> TrustList:
     return TrustList.from_document(strict_json.loads(data, part="trust list"), require_production)
 
 
+def _timestamp(document: Mapping[str, Any], member: str, where: str) -> datetime:
+    try:
+        return parse_timestamp(document[member])
+    except ValueError:
+        raise ProtocolError("trust-list-invalid", "Not a timestamp of the protocol's form", where=f"{where}/{member}") from None
+
+
 @functools.cache
-def _document_validator() -> jsonschema.protocols.Validator:
+def _document_validator() -> jsonschema_rs.Validator:
+    # jsonschema-rs, as for messages: ECMA-262 patterns (a trailing newline does not
+    # match `$`) and asserted formats.
     schema = json.loads((contract_dir("keys") / "trust-list.schema.json").read_text("utf-8"))
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
 
 
-def _pointer(path: Any) -> str:
+def _pointer(path: Sequence[str | int]) -> str:
+    """The JSON Pointer of `path`, cut before the first member name chosen by the list's author."""
+    if path and path[0] == "jurisdictions":
+        path = path[:1]
     return "".join(f"/{str(part).replace('~', '~0').replace('/', '~1')}" for part in path)

@@ -22,6 +22,9 @@ SMALL_ORDER = [
     "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
     "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = p, i.e. 0
     "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  # y = p + 1, i.e. 1
+    "0100000000000000000000000000000000000000000000000000000000000080",  # identity, sign bit set
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",  # y = -1, sign bit set
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",  # y = p + 1, sign bit set
 ]
 
 

@@ -86,3 +86,4 @@ def test_a_repeated_member_name_is_always_refused(members, space, wrapping):
     with pytest.raises(ProtocolError) as refused:
         strict_json.loads(text.encode())
     assert refused.value.code == "json-duplicate-key"
+

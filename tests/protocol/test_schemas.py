@@ -20,7 +20,7 @@ import jsonschema_rs
 import pytest
 
 from gateway.protocol.errors import ProtocolError
-from gateway.protocol.schema import SCHEMA_BASE, MessageSchemas, load_message_schemas
+from gateway.protocol.schema import SCHEMA_BASE, MessageSchemas, _ecma_regex, load_message_schemas
 
 SCHEMAS = load_message_schemas()
 MESSAGE_FILES = [f"{name}.json" for name in SCHEMAS.types]
@@ -293,6 +293,32 @@ REFUSALS = [
             _set("/body/respond_by", "2026-04-31T09:00:00Z"), "/body/respond_by"),
     Refusal("date_of_birth_on_february_29_of_a_common_year", "referral.submit",
             _set(f"{_APPLICANT}/person/date_of_birth", "1958-02-29"), f"{_APPLICANT}/person/date_of_birth"),
+    # years 1900-2199 only (PROTO-5.3-3): Python's datetime has no year 0, and validators disagreed on it
+    Refusal("created_in_year_0000", "referral.submit", _set("/created", "0000-01-01T00:00:00Z"), "/created"),
+    Refusal("created_in_year_1899", "referral.submit", _set("/created", "1899-12-31T23:59:59Z"), "/created"),
+    Refusal("created_in_year_2200", "referral.submit", _set("/created", "2200-01-01T00:00:00Z"), "/created"),
+    Refusal("respond_by_in_year_2200", "verification.request",
+            _set("/body/respond_by", "2200-01-01T00:00:00Z"), "/body/respond_by"),
+    Refusal("date_of_birth_in_year_0000", "referral.submit",
+            _set(f"{_APPLICANT}/person/date_of_birth", "0000-01-01"), f"{_APPLICANT}/person/date_of_birth"),
+    Refusal("date_of_birth_in_year_1899", "referral.submit",
+            _set(f"{_APPLICANT}/person/date_of_birth", "1899-12-31"), f"{_APPLICANT}/person/date_of_birth"),
+    Refusal("date_of_birth_in_year_2200", "referral.submit",
+            _set(f"{_APPLICANT}/person/date_of_birth", "2200-01-01"), f"{_APPLICANT}/person/date_of_birth"),
+    # a trailing line feed: `$` is ECMA 262's end of input, not Python's "end or before a final \n"
+    Refusal("jurisdiction_with_trailing_newline", "referral.submit", _set("/to", "HK\n"), "/to"),
+    Refusal("id_with_trailing_newline", "referral.submit",
+            _set("/id", "01a2217d-75c0-7754-90bd-7b93e6fa7d18\n"), "/id"),
+    Refusal("created_with_trailing_newline", "referral.submit", _set("/created", "2026-11-28T09:30:00Z\n"),
+            "/created"),
+    Refusal("date_of_birth_with_trailing_newline", "referral.submit",
+            _set(f"{_APPLICANT}/person/date_of_birth", "1958-03-12\n"), f"{_APPLICANT}/person/date_of_birth"),
+    Refusal("currency_with_trailing_newline", "referral.submit", _set(f"{_INCOME}/currency", "HKD\n"),
+            f"{_INCOME}/currency"),
+    Refusal("hkid_with_trailing_newline", "referral.submit", _set(f"{_DOC0}/number", "A123456(3)\n"),
+            f"{_DOC0}/number"),
+    Refusal("email_with_trailing_newline", "referral.update", _set("/body/contact/email", "chan.wk@example.com\n"),
+            "/body/contact/email"),
     # money
     Refusal("money_amount_as_float", "referral.submit", _set(f"{_INCOME}/amount", 1234.5), f"{_INCOME}/amount"),
     Refusal("money_amount_as_integer", "referral.submit", _set(f"{_INCOME}/amount", 1234), f"{_INCOME}/amount"),
@@ -430,6 +456,100 @@ def test_both_validators_agree_on_every_example_and_counter_example() -> None:
     assert disagreements == []
 
 
+def _string_locations(node: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    if isinstance(node, str):
+        yield path
+    elif isinstance(node, dict):
+        for name, value in node.items():
+            yield from _string_locations(value, (*path, name))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _string_locations(item, (*path, index))
+
+
+def _with_line_feed(example: Any, path: tuple[str | int, ...]) -> Any:
+    if not path:
+        return example + "\n"
+    changed = copy.deepcopy(example)
+    node = changed
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] += "\n"
+    return changed
+
+
+def test_both_validators_agree_when_any_string_of_any_example_ends_with_a_line_feed() -> None:
+    disagreements = []
+    for schema_ref, example in EXAMPLES:
+        for path in _string_locations(example):
+            fast, reference = SCHEMAS.fragment_errors(schema_ref, _with_line_feed(example, path))
+            if fast != reference:
+                disagreements.append(f"{schema_ref} at {path}: {fast} != {reference}")
+    assert disagreements == []
+
+
+# ----------------------------------------------------------------------------- patterns are ECMA 262
+
+
+def test_stock_python_jsonschema_would_accept_a_trailing_line_feed() -> None:
+    """Why the reference validator has its own `pattern`: Python's `$` matches before a final "\n"."""
+    pattern_only = {"type": "string", "pattern": SCHEMAS.documents["defs.json"]["$defs"]["jurisdiction"]["pattern"]}
+    assert jsonschema.Draft202012Validator(pattern_only).is_valid("HK\n")
+    assert not jsonschema_rs.Draft202012Validator(pattern_only).is_valid("HK\n")
+    assert SCHEMAS.fragment_errors("defs.json#/$defs/jurisdiction", "HK\n") == ([""], [""])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "matches"),
+    [
+        ("^[A-Z]{2}$", "HK", True),
+        ("^[A-Z]{2}$", "HK\n", False),
+        ("^[A-Z]{2}$", "\nHK", False),
+        ("^(a|b$)", "b\n", False),
+        ("^a\\$", "a$", True),  # an escaped $ is a literal
+        ("^[$]+$", "$$", True),  # so is a $ inside a class
+        ("^[a\\]$]+$", "a]$", True),
+        ("^x{2,3}$", "xxx", True),
+    ],
+)
+def test_ecma_regex_anchors_dollar_at_the_end_of_input_only(pattern: str, text: str, matches: bool) -> None:
+    assert bool(_ecma_regex(pattern).search(text)) is matches
+    assert jsonschema_rs.Draft202012Validator({"pattern": pattern}).is_valid(text) is matches
+
+
+@pytest.mark.parametrize("pattern", ["^\\d{4}$", "^\\w+$", "^\\s$", "^a.b$", "^[]a]$", "^[^]$", "^a{,3}$", "^a\\Z", "a\\"])
+def test_ecma_regex_refuses_constructs_whose_meaning_differs(pattern: str) -> None:
+    with pytest.raises(ValueError, match="pattern"):
+        _ecma_regex(pattern)
+
+
+def test_email_pattern_keeps_the_dollar_of_its_class_literal() -> None:
+    assert SCHEMAS.fragment_errors("defs.json#/$defs/contact", {"email": "a$b@example.com"}) == ([], [])
+    refused = SCHEMAS.fragment_errors("defs.json#/$defs/contact", {"email": "a@example.com\n"})
+    assert refused == (["/email"], ["/email"])
+
+
+@pytest.mark.parametrize(
+    ("definition", "value", "accepted"),
+    [
+        ("date", "1900-01-01", True),
+        ("date", "2199-12-31", True),
+        ("date", "0000-01-01", False),
+        ("date", "1899-12-31", False),
+        ("date", "2200-01-01", False),
+        ("date", "12026-01-01", False),
+        ("timestamp", "1900-01-01T00:00:00Z", True),
+        ("timestamp", "2199-12-31T23:59:59.999999Z", True),
+        ("timestamp", "0000-01-01T00:00:00Z", False),
+        ("timestamp", "1899-12-31T23:59:59Z", False),
+        ("timestamp", "2200-01-01T00:00:00Z", False),
+    ],
+)
+def test_years_from_1900_to_2199_only(definition: str, value: str, accepted: bool) -> None:
+    expected = [] if accepted else [""]
+    assert SCHEMAS.fragment_errors(f"defs.json#/$defs/{definition}", value) == (expected, expected)
+
+
 # ----------------------------------------------------------------------------- refusals never echo
 
 
@@ -544,6 +664,24 @@ def test_a_schema_file_with_a_foreign_id_is_refused_at_load(tmp_path: Path) -> N
     _install(tmp_path, {"defs.json": dict(SCHEMAS.documents["defs.json"], **{"$id": "https://elsewhere.example/d"})})
     with pytest.raises(ValueError, match="defs.json"):
         MessageSchemas(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "regex_keyword",
+    [{"pattern": "^[0-9]{2}$"}, {"pattern": "^\\d{2}$"}, {"patternProperties": {"^x$": {}}}],
+    ids=["portable_pattern", "digit_escape", "pattern_properties"],
+)
+def test_a_pattern_the_reference_cannot_read_as_ecma_is_refused_at_load(
+    tmp_path: Path, regex_keyword: dict[str, Any]
+) -> None:
+    defs = copy.deepcopy(SCHEMAS.documents["defs.json"])
+    defs["$defs"]["extra"] = {"type": "string", **regex_keyword}
+    _install(tmp_path, {"defs.json": defs})
+    if regex_keyword.get("pattern") == "^[0-9]{2}$":
+        MessageSchemas(tmp_path)
+    else:
+        with pytest.raises(ValueError, match="defs.json"):
+            MessageSchemas(tmp_path)
 
 
 def test_a_reference_outside_the_installed_schemas_is_refused_not_fetched(tmp_path: Path) -> None:
