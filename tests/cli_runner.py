@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.cli import main
+from gateway.protocol.errors import CATALOGUE
 
 _REFUSAL = re.compile(r"^gateway: refused: ([a-z0-9-]+) \((PROTO-[0-9.]+-[0-9]+)\)", re.MULTILINE)
 
@@ -46,7 +49,17 @@ def run_cli(*arguments: str, stdin: bytes = b"") -> CliResult:
     return CliResult(status, out.getvalue(), err.getvalue())
 
 
-def assert_refused(result: CliResult, code: str) -> None:
-    """The command refused with exactly catalogue code `code` (exit 1, code on stderr)."""
+def assert_refused(result: Any, code: str) -> None:
+    """The public interface refused with exactly catalogue code `code`.
+
+    For the CLI (a `CliResult`): exit status 1 and the code on stderr. For HTTP (an
+    answer with `headers`): the catalogue's status and an RFC 9457 problem naming the code.
+    """
+    if hasattr(result, "headers"):
+        assert result.status == CATALOGUE[code].status, f"expected {code} ({CATALOGUE[code].status}), got {result.status}: {result.body[:300]!r}"
+        assert result.headers.get("content-type", "").startswith("application/problem+json"), result.headers
+        problem = json.loads(result.body)
+        assert problem["code"] == code and problem["type"].endswith(":" + code), problem
+        return
     assert result.status == 1, f"expected a refusal with {code}, got exit {result.status}: {result.stderr}"
     assert result.code == code, f"expected {code}, got {result.code}: {result.stderr}"

@@ -16,6 +16,8 @@ from gateway.protocol.keys import PrivateKey
 from gateway.protocol.schema import load_message_schemas
 from gateway.protocol.trust import TrustList, load_trust_list
 
+pytest_plugins = ("tests.database",)
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_KEYS = contract_dir("keys") / "test"
 TRUST_LIST = TEST_KEYS / "trust-list.json"

@@ -4,8 +4,8 @@ Every message of a case moves the hub's record of that case from one state to th
 next, inside the transaction that accepts the message (docs/protocol.md §7.1). This
 module holds the whole machine as one table, `TRANSITIONS`, and pure functions over
 it: no clock, no I/O. The hub supplies the case's stored state and the time; it
-maps the `TransitionRefused` it gets back to a catalogue code (§11.3 reserves
-`case-unknown`, `case-state-conflict`, `deadline-passed` and `case-party-mismatch`).
+maps the `TransitionRefused` it gets back to a catalogue code (`case-unknown`,
+`case-state-conflict`, `deadline-passed`; `case-party-mismatch` comes from `role_of`).
 
 The Markdown tables of §7.3 are the same table; `tests/protocol/test_cases.py`
 parses them and fails if the two ever disagree.
@@ -52,10 +52,7 @@ REFUSAL_CODES: dict[Refusal, str] = {
     }.get(reason, "case-state-conflict")
     for reason in Refusal
 }
-"""The reserved code of docs/protocol.md §11.3 for each refusal (§7.3, PROTO-7.3-1/-2, PROTO-7.5-2).
-
-Not yet in the catalogue: the hub issue adds these codes with their HTTP statuses.
-"""
+"""The catalogue code (docs/protocol.md §11.2) for each refusal (§7.3, PROTO-7.3-1/-2, PROTO-7.5-2)."""
 
 
 NONE = "none"

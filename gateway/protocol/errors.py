@@ -62,6 +62,12 @@ CATALOGUE: dict[str, Code] = _catalogue(
     Code("self-addressed", 422, "A message cannot be addressed to its sender", "PROTO-5.1-4"),
     Code("jurisdiction-unknown", 422, "A jurisdiction code is not registered", "PROTO-2.1-1"),
     Code("version-unsupported", 400, "The protocol version is not supported", "PROTO-14.1-1"),
+    # §9 hub statements, deliveries and request proofs
+    Code("attestation-mismatch", 422, "The attestation does not match the delivery", "PROTO-9.2-2"),
+    Code("request-proof-missing", 401, "The request carries no request proof", "PROTO-9.5-1"),
+    Code("request-proof-invalid", 401, "The request proof's payload is not valid", "PROTO-9.5-2"),
+    Code("request-proof-mismatch", 401, "The request proof does not match the request", "PROTO-9.5-3"),
+    Code("request-proof-stale", 401, "The request proof's time is outside the window", "PROTO-9.5-4"),
     # §10 keys and trust list
     Code("jwk-private-member", 400, "A public key carries private key material", "PROTO-10.1-1"),
     Code("jwk-small-order", 400, "An Ed25519 public key is a small-order point", "PROTO-10.1-2"),
@@ -73,6 +79,25 @@ CATALOGUE: dict[str, Code] = _catalogue(
     Code("key-revoked", 401, "The key is revoked", "PROTO-10.4-2"),
     Code("key-expired", 401, "The key's validity has ended", "PROTO-10.4-3"),
     Code("key-not-yet-valid", 401, "The key's validity has not begun", "PROTO-10.4-4"),
+    # §5, §7, §8: the hub's ingress and case checks
+    Code("id-conflict", 409, "A message with this id and other bytes was accepted", "PROTO-8.3-1"),
+    Code("message-stale", 422, "The message was created too long ago", "PROTO-8.4-1"),
+    Code("message-from-future", 422, "The message was created in the future", "PROTO-8.4-2"),
+    Code("route-refused", 403, "The route policy does not allow this message", "PROTO-5.4-2"),
+    Code("legal-basis-refused", 403, "The legal basis does not meet the route's requirements", "PROTO-5.5-2"),
+    Code("reply-to-invalid", 422, "reply_to names no suitable message of the case", "PROTO-5.2-3"),
+    Code("case-unknown", 422, "No such case, and this type does not open one", "PROTO-7.3-2"),
+    Code("case-party-mismatch", 403, "The message is not between the case's two parties", "PROTO-7.1-1"),
+    Code("case-state-conflict", 409, "The case's state does not allow this message from this party", "PROTO-7.3-1"),
+    Code("deadline-passed", 409, "The response deadline has passed", "PROTO-7.5-2"),
+    Code("receipt-target-invalid", 422, "A receipt must name a message delivered to its sender", "PROTO-9.4-2"),
+    Code("request-proof-replayed", 401, "The request proof was used before", "PROTO-9.5-5"),
+    # §12 HTTP binding
+    Code("media-type-unsupported", 415, "The request body has the wrong media type", "PROTO-12.2-1"),
+    Code("not-found", 404, "No such resource for this caller", "PROTO-12.1-2"),
+    Code("method-not-allowed", 405, "The resource does not allow this method", "PROTO-12.1-3"),
+    Code("unavailable", 503, "The hub cannot record anything now; retry the identical request later", "PROTO-12.1-4"),
+    Code("internal-error", 500, "The hub failed to answer; retry the identical request", "PROTO-12.1-5"),
 )
 
 

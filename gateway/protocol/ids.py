@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
+
+UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+"""A UUIDv7 in the protocol's lowercase text form (PROTO-5.2-1); use with `fullmatch`."""
 
 
 def new_uuid7() -> str:

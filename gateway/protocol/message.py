@@ -2,10 +2,12 @@
 
 `verify_message` is the protocol part of the hub's pipeline, in its order: size ->
 JWS parse with strict header -> key lookup by `kid` (use, status, validity) ->
-signature -> strict payload JSON -> version and schema (and unique member refs) -> `from` equals the key's
-owner -> `to` registered and not the sender. Each step refuses with its own catalogue
-code; nothing after a failed step runs. The hub inserts its digest lookup after the
-signature and its id, freshness and route checks after the schema.
+signature -> strict payload JSON -> version and schema (and unique member refs) ->
+`from` equals the key's owner -> `to` registered and not the sender. Each step
+refuses with its own catalogue code; nothing after a failed step runs. The three
+functions `check_signature`, `read_payload` and `check_envelope` are the seams where
+the hub inserts its own steps (§8.4): the digest lookup after the signature, the id
+lookup and freshness after the payload JSON, route policy after the envelope.
 """
 
 from __future__ import annotations
@@ -61,9 +63,13 @@ def check_signature(compact: bytes | str, trust: TrustList, at: datetime) -> Sig
     return SignedMessage(parsed, record, payload)
 
 
-def read_payload(signed: SignedMessage, trust: TrustList, schemas: MessageSchemas) -> Message:
-    """Steps after the signature: strict JSON, version, schema, sender and receiver (§4, §5)."""
-    payload = strict_json.loads(signed.payload)
+def read_payload(signed: SignedMessage) -> dict[str, Any]:
+    """§3.5 step 8: the payload under the strict JSON rules (§4); any JSON value."""
+    return strict_json.loads(signed.payload)
+
+
+def check_envelope(signed: SignedMessage, payload: Any, trust: TrustList, schemas: MessageSchemas) -> Message:
+    """§5.1: version, type and schema, unique member refs, then sender and receiver."""
     schemas.validate(payload)
     _check_member_refs(payload)
     if payload["type"] == "receipt" and payload["reply_to"] != payload["body"]["message_id"]:
@@ -115,7 +121,8 @@ def _check_member_refs(payload: Mapping[str, Any]) -> None:
 
 def verify_message(compact: bytes | str, trust: TrustList, schemas: MessageSchemas, at: datetime) -> Message:
     """Verify a message completely, checking key validity at time `at`; raise ProtocolError on refusal."""
-    return read_payload(check_signature(compact, trust, at), trust, schemas)
+    signed = check_signature(compact, trust, at)
+    return check_envelope(signed, read_payload(signed), trust, schemas)
 
 
 def sign_message(payload: Mapping[str, Any], key: PrivateKey) -> bytes:

@@ -104,13 +104,21 @@ class TrustList:
 
     def key_for(self, kid: str, typ: str, at: datetime) -> KeyRecord:
         """The key `kid`, if it may sign a JWS of type `typ` at time `at` (§10.2, §10.4)."""
+        record = self.key_for_typ(kid, typ)
+        record.check_valid_at(at)
+        return record
+
+    def key_for_typ(self, kid: str, typ: str) -> KeyRecord:
+        """The key `kid`, if its use and owner fit `typ` (PROTO-10.4-1, PROTO-10.2-1); validity not checked.
+
+        For hub statements, whose reference time is inside the signed payload (PROTO-9.1-4).
+        """
         record = self.keys.get(kid)
         if record is None:
             raise ProtocolError("key-unknown", where="kid")
         use = USE_OF_TYP.get(typ)
         if use != record.use or (use == "receipt") != (record.owner == HUB):
             raise ProtocolError("key-use-mismatch", f"Key {kid} is registered for use {record.use}", where="kid")
-        record.check_valid_at(at)
         return record
 
     @classmethod

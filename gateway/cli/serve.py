@@ -1,0 +1,87 @@
+"""`gateway serve --config FILE`: run the hub (docs/operations.md).
+
+Loads and checks the configuration, finds the database (embedded by default), and
+serves HTTPS — or plain HTTP on loopback, or anywhere with the explicit insecure
+development flag. SIGTERM and SIGINT drain in-flight requests before exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.hub.http import HubSettings, build_app
+from gateway.logs import configure_logging
+from gateway.store.database import resolve_database
+from gateway.store.embedded import ensure_embedded_server
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run the hub", description=__doc__)
+    serve.add_argument("--config", required=True, type=Path, help="the gateway's TOML configuration")
+    serve.add_argument("--database-url", help="use this PostgreSQL (default: $GATEWAY_DATABASE_URL, the config, or the embedded server)")
+    serve.add_argument("--data-dir", type=Path, help="override the configuration's data_dir")
+    serve.add_argument("--port", type=int, help="override the configured listen port (0 picks a free one)")
+    serve.set_defaults(run=_serve)
+
+
+def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
+    return HubSettings(
+        dsn=dsn,
+        mode=config.mode,
+        public_base_url=config.public_base_url,
+        receipt_key_file=config.hub.receipt_key,
+        trust_list_file=config.hub.trust_list,
+        routes=config.routes,
+        max_message_bytes=config.limits.max_message_bytes,
+        freshness_seconds=config.limits.freshness_seconds,
+        max_batch=config.commit.max_batch,
+    )
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    configure_logging()
+    try:
+        config = load_config(arguments.config)
+    except ConfigError as error:
+        print(f"gateway: config: {error}", file=sys.stderr)
+        return 1
+    data_dir = arguments.data_dir or config.data_dir
+    database = resolve_database(arguments.database_url, config.database_url, data_dir)
+    dsn = database.dsn
+    if database.embedded:
+        dsn = ensure_embedded_server(database.data_dir, notify=lambda line: print(f"gateway: {line}", file=sys.stderr)).dsn
+    print(f"gateway: database: {database.describe()}", file=sys.stderr)
+    app = build_app(settings_for(config, dsn))
+    port = config.listen_port if arguments.port is None else arguments.port
+    return asyncio.run(_run(app, config, port))
+
+
+async def _run(app: web.Application, config: GatewayConfig, port: int) -> int:
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=30)
+    await runner.setup()
+    context = None
+    if config.tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(config.tls.certificate, config.tls.private_key)
+    site = web.TCPSite(runner, config.listen_host, port, ssl_context=context)
+    await site.start()
+    scheme = "https" if context else "http"
+    bound = runner.addresses[0]
+    print(f"gateway: serving {scheme}://{bound[0]}:{bound[1]} (mode {config.mode}); public base URL {config.public_base_url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    await stop.wait()
+    print("gateway: draining in-flight requests", file=sys.stderr, flush=True)
+    await runner.cleanup()
+    return 0

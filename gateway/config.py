@@ -1,0 +1,806 @@
+"""The gateway's configuration: one TOML file, read once into frozen values (docs/configuration.md).
+
+`load_config` reads the file and checks everything at once — types, ranges, unknown
+keys, files, URLs, the route policy and the production rules — so that a gateway that
+starts never discovers a configuration fault later. Every fault is a `ConfigError`
+naming the file, the dotted key (`routes[2].purposes`) and the reason.
+
+The vocabulary of the route policy comes from the shipped contract, never from a
+second list here: the registered types (docs/protocol.md §6), the purposes each type
+may carry (§5.4, the `purpose` of each type's schema) and the transfer mechanisms
+(§5.5). Route policy is deny-by-default (PROTO-5.4-2): `find_route` answers None for
+anything no route allows.
+
+Which database a command finally uses (`--database-url` > `GATEWAY_DATABASE_URL` >
+`database_url` > the embedded server in `data_dir`) is decided by
+`gateway.store.database.resolve_database`; this module only checks `database_url`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+import ssl
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping, Sequence
+from urllib.parse import SplitResult, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from gateway.contract import contract_dir
+from gateway.protocol import strict_json
+from gateway.protocol.cases import MESSAGE_TYPES, REFERRAL_TYPES, VERIFICATION_TYPES
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.keys import PrivateKey, private_key_from_jwk
+from gateway.protocol.trust import load_trust_list
+
+Mode = Literal["test", "production"]
+DeliveryMode = Literal["push", "pull"]
+
+MODES: tuple[Mode, ...] = ("test", "production")
+DELIVERY_MODES: tuple[DeliveryMode, ...] = ("push", "pull")
+JURISDICTION_CODE = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
+"""docs/protocol.md §2.1."""
+ADAPTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+TYPE_FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"referral.*": REFERRAL_TYPES, "verification.*": VERIFICATION_TYPES}
+)
+"""The two wildcards a route may name instead of exact types."""
+
+
+def _contract_vocabulary() -> tuple[tuple[str, ...], Mapping[str, tuple[str, ...]], tuple[str, ...]]:
+    schemas = contract_dir("schemas")
+    defs = json.loads((schemas / "defs.json").read_text("utf-8"))["$defs"]
+    by_type: dict[str, tuple[str, ...]] = {}
+    for message_type in MESSAGE_TYPES:
+        purpose = json.loads((schemas / f"{message_type}.json").read_text("utf-8"))["properties"]["purpose"]
+        by_type[message_type] = tuple(purpose["enum"]) if "enum" in purpose else (purpose["const"],)
+    kinds = defs["legal_basis"]["properties"]["transfer_mechanism"]["properties"]["kind"]["enum"]
+    return tuple(defs["purpose"]["enum"]), MappingProxyType(by_type), tuple(kinds)
+
+
+PURPOSES, PURPOSES_BY_TYPE, TRANSFER_MECHANISMS = _contract_vocabulary()
+"""The purpose codes (§5.4), the purposes each type may carry, the transfer-mechanism kinds (§5.5)."""
+
+
+class ConfigError(Exception):
+    """A configuration the gateway refuses: the file, the dotted key (empty for the whole file), why."""
+
+    def __init__(self, file: Path | str, key: str, reason: str) -> None:
+        self.file = Path(file)
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{file}: {key}: {reason}" if key else f"{file}: {reason}")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """The server's certificate chain and key (PEM); with `client_ca`, clients must present a certificate it signed."""
+
+    certificate: Path
+    private_key: Path
+    client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class HubKeys:
+    """The hub's own key files and the trust list imported into an empty registry."""
+
+    receipt_key: Path
+    trust_list: Path
+    checkpoint_key: Path | None = None
+
+
+def _range(low: float, high: float, note: str = "") -> dict[str, Any]:
+    return {"range": (low, high), "note": note}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sizes and waits. The two protocol windows are fixed by the spec, not configurable."""
+
+    max_message_bytes: int = field(
+        default=262144, metadata=_range(4096, 262144, "docs/protocol.md PROTO-4.5-1 caps a message at 262144 bytes")
+    )
+    max_request_bytes: int = field(default=1048576, metadata=_range(4096, 64 * 1024 * 1024))
+    long_poll_seconds: int = field(default=30, metadata=_range(1, 300))
+    freshness_seconds: int = field(
+        default=300, init=False, metadata={"fixed": "fixed at 300 s by docs/protocol.md §8.4 (PROTO-8.4-1, -2)"}
+    )
+    request_proof_max_age_seconds: int = field(
+        default=300, init=False, metadata={"fixed": "fixed at 300 s by docs/protocol.md §9.5 (PROTO-9.5-4)"}
+    )
+
+    @property
+    def request_proof_replay_seconds(self) -> int:
+        """How long a `jti` is remembered: twice the proof window (PROTO-9.5-5)."""
+        return 2 * self.request_proof_max_age_seconds
+
+
+@dataclass(frozen=True)
+class CommitSettings:
+    """Group commit: a batch closes at `max_batch` messages or `max_wait_ms` after its first."""
+
+    max_batch: int = field(default=256, metadata=_range(1, 10000))
+    max_wait_ms: int = field(default=5, metadata=_range(0, 1000))
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Outbox leases and retries: backoff from `retry_initial_seconds` doubling to `retry_max_seconds`."""
+
+    lease_seconds: int = field(default=30, metadata=_range(1, 3600))
+    retry_initial_seconds: float = field(default=1.0, metadata=_range(0.001, 3600))
+    retry_max_seconds: float = field(default=300.0, metadata=_range(0.001, 86400))
+    retry_window_hours: float = field(default=72.0, metadata=_range(0.001, 720))
+    concurrency: int = field(default=8, metadata=_range(1, 1024))
+
+
+@dataclass(frozen=True)
+class Jurisdiction:
+    """One configured jurisdiction: how the hub delivers to it and which adapter module speaks for it."""
+
+    code: str
+    delivery: DeliveryMode
+    endpoint: str | None
+    adapter: str
+
+
+def default_adapter(code: str) -> str:
+    """The adapter module a jurisdiction uses unless configured: `CN-GD` -> `cn_gd`."""
+    return code.lower().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One allowance of the route policy (docs/protocol.md §5.4, §5.5): who may send what, why, on which terms.
+
+    `types` holds exact types or the wildcards `referral.*` and `verification.*`.
+    `transfer_mechanisms` are the kinds of `legal_basis.transfer_mechanism` the route
+    accepts, whether or not it requires one.
+    """
+
+    sender: str
+    receiver: str
+    types: tuple[str, ...]
+    purposes: tuple[str, ...]
+    require_consent: bool = False
+    require_transfer_mechanism: bool = False
+    transfer_mechanisms: tuple[str, ...] = TRANSFER_MECHANISMS
+
+    def covers_type(self, message_type: str) -> bool:
+        return any(entry == message_type or message_type in TYPE_FAMILIES.get(entry, ()) for entry in self.types)
+
+    def message_types(self) -> tuple[str, ...]:
+        """The exact types the route covers, in the order of §6."""
+        return tuple(t for t in MESSAGE_TYPES if self.covers_type(t))
+
+    def allows(self, sender: str, receiver: str, message_type: str, purpose: str) -> bool:
+        """True iff this route lets `sender` send `receiver` a `message_type` for `purpose` (PROTO-5.4-2)."""
+        return (
+            sender == self.sender
+            and receiver == self.receiver
+            and purpose in self.purposes
+            and self.covers_type(message_type)
+        )
+
+    def legal_basis_refusal(self, legal_basis: Mapping[str, Any]) -> str | None:
+        """The JSON Pointer of the `legal_basis` member that fails this route's terms, or None (PROTO-5.5-2).
+
+        Requires a `legal_basis` that passed the schema (§5.5).
+        """
+        if self.require_consent and legal_basis.get("basis") != "consent":
+            return "/legal_basis/basis"
+        mechanism = legal_basis.get("transfer_mechanism")
+        if mechanism is None:
+            return "/legal_basis/transfer_mechanism" if self.require_transfer_mechanism else None
+        if mechanism.get("kind") not in self.transfer_mechanisms:
+            return "/legal_basis/transfer_mechanism/kind"
+        return None
+
+
+def find_route(routes: Sequence[Route], sender: str, receiver: str, message_type: str, purpose: str) -> Route | None:
+    """The route that allows this combination, or None: deny by default (PROTO-5.4-2).
+
+    A loaded configuration has at most one such route; given several, the first wins.
+    """
+    return next((route for route in routes if route.allows(sender, receiver, message_type, purpose)), None)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything a gateway process reads from its configuration file, checked."""
+
+    source: Path | None
+    """The file it came from (absolute), or None for `default_config`."""
+    mode: Mode
+    listen_host: str
+    listen_port: int
+    public_base_url: str
+    """Scheme and host in lowercase, no trailing slash, no query: request proofs' `htu` is this plus the path (§9.5)."""
+    data_dir: Path
+    database_url: str | None
+    tls: TlsConfig | None
+    insecure_development: bool
+    hub: HubKeys
+    limits: Limits
+    commit: CommitSettings
+    delivery: DeliverySettings
+    jurisdictions: Mapping[str, Jurisdiction]
+    routes: tuple[Route, ...]
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); host names other than `localhost` are not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read and check the configuration file `path`; raise ConfigError at the first fault.
+
+    Relative paths in the file are resolved against the file's folder.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(path, "", f"cannot be read: {error}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise _syntax_error(path, error) from None
+    config = _Reader(path, path.resolve().parent).gateway(document)
+    _check(config, path)
+    return config
+
+
+def default_config(data_dir: Path) -> GatewayConfig:
+    """The demonstration's configuration: test mode on loopback, embedded database, the published test keys,
+    CN-GD, HK and MO on pull delivery, and every type for every purpose between each pair."""
+    keys = contract_dir("keys") / "test"
+    codes = ("CN-GD", "HK", "MO")
+    config = GatewayConfig(
+        source=None,
+        mode="test",
+        listen_host="127.0.0.1",
+        listen_port=8443,
+        public_base_url="http://127.0.0.1:8443",
+        data_dir=Path(data_dir).resolve(),
+        database_url=None,
+        tls=None,
+        insecure_development=False,
+        hub=HubKeys(
+            receipt_key=keys / "test-hub-receipt-1.key.jwk",
+            trust_list=keys / "trust-list.json",
+            checkpoint_key=keys / "test-hub-checkpoint-1.key.jwk",
+        ),
+        limits=Limits(),
+        commit=CommitSettings(),
+        delivery=DeliverySettings(),
+        jurisdictions=MappingProxyType(
+            {code: Jurisdiction(code, "pull", None, default_adapter(code)) for code in codes}
+        ),
+        routes=tuple(
+            Route(sender, receiver, ("referral.*", "verification.*", "receipt"), PURPOSES)
+            for sender in codes
+            for receiver in codes
+            if sender != receiver
+        ),
+    )
+    _check(config, "<default_config>")
+    return config
+
+
+# --- reading: TOML values into typed values (types, required and unknown keys) ---
+
+
+_REQUIRED: Any = object()
+_TOML_KINDS = {
+    str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array", dict: "a table"
+}
+
+
+def _syntax_error(path: Path, error: tomllib.TOMLDecodeError) -> ConfigError:
+    message = str(error)
+    where = re.search(r"\(at (line \d+, column \d+)\)$", message)
+    if where:
+        return ConfigError(path, where.group(1), "not valid TOML: " + message[: where.start()].strip())
+    return ConfigError(path, "", f"not valid TOML: {message}")
+
+
+def _kind_of(value: Any) -> str:
+    for python_type in (bool, int, float, str, list, dict):
+        if isinstance(value, python_type):
+            return _TOML_KINDS[python_type]
+    return "a date or time"
+
+
+class _Table:
+    """One TOML table being read: each key taken once, and whatever is left at the end is a typo."""
+
+    def __init__(self, file: Path, data: Mapping[str, Any], prefix: str) -> None:
+        self.file = file
+        self.data = data
+        self.prefix = prefix
+        self._taken: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.key(name), reason)
+
+    def missing(self, name: str, reason: str = "required") -> ConfigError:
+        """A required key is absent; point at a near miss, which is most likely a typo of it."""
+        near = difflib.get_close_matches(name, [key for key in self.data if key != name], n=1)
+        return self.error(name, reason + (f" (is {near[0]} a typo of {name}?)" if near else ""))
+
+    def take(self, name: str, python_type: type, default: Any = _REQUIRED) -> Any:
+        self._taken.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise self.missing(name)
+            return default
+        value = self.data[name]
+        matches = isinstance(value, python_type) and not (python_type is int and isinstance(value, bool))
+        if python_type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not matches:
+            raise self.error(name, f"expected {_TOML_KINDS[python_type]}, got {_kind_of(value)}")
+        return value
+
+    def strings(self, name: str, default: Any = _REQUIRED) -> tuple[str, ...]:
+        value = self.take(name, list, default)
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"{name}[{index}]", f"expected a string, got {_kind_of(item)}")
+        return tuple(value)
+
+    def table(self, name: str) -> _Table | None:
+        value = self.take(name, dict, None)
+        return None if value is None else _Table(self.file, value, self.key(name))
+
+    def finish(self) -> None:
+        """Refuse any key nobody took, suggesting the nearest known one."""
+        for name in self.data:
+            if name not in self._taken:
+                near = difflib.get_close_matches(name, sorted(self._taken), n=1)
+                raise self.error(name, "unknown key" + (f" (did you mean {near[0]}?)" if near else ""))
+
+
+class _Reader:
+    def __init__(self, file: Path, folder: Path) -> None:
+        self.file = file
+        self.folder = folder
+
+    def path(self, table: _Table, name: str, default: Any = _REQUIRED) -> Path | None:
+        value = table.take(name, str, default)
+        if value is None:
+            return None
+        if not value:
+            raise table.error(name, "empty path")
+        return (self.folder / value).resolve()
+
+    def gateway(self, document: Mapping[str, Any]) -> GatewayConfig:
+        top = _Table(self.file, document, "")
+        mode = top.take("mode", str)
+        listen_host = top.take("listen_host", str, "127.0.0.1")
+        listen_port = top.take("listen_port", int, 8443)
+        public_base_url = top.take("public_base_url", str)
+        insecure_development = top.take("insecure_development", bool, False)
+        data_dir = self.path(top, "data_dir", "var/gateway")
+        database_url = top.take("database_url", str, None)
+        tls = self.tls(top.table("tls"))
+        hub_table = top.table("hub")
+        if hub_table is None:
+            raise top.missing("hub", "required: the [hub] table names the hub's keys and trust list")
+        hub = self.hub(hub_table)
+        limits = self.settings(top.table("limits"), Limits)
+        commit = self.settings(top.table("commit"), CommitSettings)
+        delivery = self.settings(top.table("delivery"), DeliverySettings)
+        jurisdictions = self.jurisdictions(top)
+        routes = self.routes(top)
+        top.finish()
+        assert data_dir is not None
+        return GatewayConfig(
+            source=self.file.resolve(),
+            mode=mode,
+            listen_host=listen_host,
+            listen_port=listen_port,
+            public_base_url=_normalise_url(public_base_url),
+            data_dir=data_dir,
+            database_url=database_url,
+            tls=tls,
+            insecure_development=insecure_development,
+            hub=hub,
+            limits=limits,
+            commit=commit,
+            delivery=delivery,
+            jurisdictions=jurisdictions,
+            routes=routes,
+        )
+
+    def tls(self, table: _Table | None) -> TlsConfig | None:
+        if table is None:
+            return None
+        certificate = self.path(table, "certificate", None)
+        private_key = self.path(table, "private_key", None)
+        client_ca = self.path(table, "client_ca", None)
+        table.finish()
+        for name, value in (("certificate", certificate), ("private_key", private_key)):
+            if value is None:
+                raise table.error(name, "required: TLS needs both certificate and private_key")
+        assert certificate is not None and private_key is not None
+        return TlsConfig(certificate, private_key, client_ca)
+
+    def hub(self, table: _Table) -> HubKeys:
+        receipt_key = self.path(table, "receipt_key")
+        trust_list = self.path(table, "trust_list")
+        checkpoint_key = self.path(table, "checkpoint_key", None)
+        table.finish()
+        assert receipt_key is not None and trust_list is not None
+        return HubKeys(receipt_key, trust_list, checkpoint_key)
+
+    def settings(self, table: _Table | None, cls: type) -> Any:
+        if table is None:
+            return cls()
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            if "fixed" in spec.metadata:
+                if spec.name in table.data:
+                    raise table.error(spec.name, spec.metadata["fixed"] + "; not configurable")
+                continue
+            values[spec.name] = table.take(spec.name, {"int": int, "float": float}[str(spec.type)], spec.default)
+        table.finish()
+        return cls(**values)
+
+    def jurisdictions(self, top: _Table) -> Mapping[str, Jurisdiction]:
+        tables = top.table("jurisdictions")
+        if tables is None or not tables.data:
+            raise top.missing("jurisdictions", "required: at least one [jurisdictions.CODE] table")
+        result: dict[str, Jurisdiction] = {}
+        for code in list(tables.data):
+            table = tables.table(code)
+            assert table is not None
+            delivery = table.take("delivery", str, "pull")
+            endpoint = table.take("endpoint", str, None)
+            adapter = table.take("adapter", str, default_adapter(code))
+            table.finish()
+            result[code] = Jurisdiction(code, delivery, endpoint, adapter)
+        return MappingProxyType(result)
+
+    def routes(self, top: _Table) -> tuple[Route, ...]:
+        entries = top.take("routes", list, None)
+        if not entries:
+            raise top.missing(
+                "routes", "required: at least one [[routes]] table (route policy is deny-by-default, PROTO-5.4-2)"
+            )
+        result = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise top.error(f"routes[{index}]", f"expected a table ([[routes]]), got {_kind_of(entry)}")
+            table = _Table(self.file, entry, f"routes[{index}]")
+            route = Route(
+                sender=table.take("sender", str),
+                receiver=table.take("receiver", str),
+                types=table.strings("types"),
+                purposes=table.strings("purposes"),
+                require_consent=table.take("require_consent", bool, False),
+                require_transfer_mechanism=table.take("require_transfer_mechanism", bool, False),
+                transfer_mechanisms=table.strings("transfer_mechanisms", list(TRANSFER_MECHANISMS)),
+            )
+            table.finish()
+            result.append(route)
+        return tuple(result)
+
+
+def _normalise_url(url: str) -> str:
+    """Lowercase the scheme and host, as PROTO-9.5-3 compares them; leave the rest as written."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url  # _check refuses it with the reason
+    if not parts.scheme or not parts.netloc:
+        return url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    return f"{parts.scheme.lower()}://{userinfo}{at}{hostport.lower()}" + url.split(parts.netloc, 1)[1]
+
+
+# --- checking: the typed configuration against every rule ---
+
+_Fail = Callable[[str, str], ConfigError]
+
+
+def _check(config: GatewayConfig, file: Path | str) -> None:
+    """Raise ConfigError at the first rule `config` breaks; keys are those of the file."""
+
+    def fail(key: str, reason: str) -> ConfigError:
+        return ConfigError(file, key, reason)
+
+    if config.mode not in MODES:
+        raise fail("mode", f"must be one of {', '.join(MODES)}, got {config.mode!r}")
+    production = config.mode == "production"
+    if production and config.insecure_development:
+        raise fail("insecure_development", "not allowed in production mode")
+    _check_listen(config, fail)
+    problem = _base_url_problem(config.public_base_url, config.insecure_development)
+    if problem:
+        raise fail("public_base_url", problem)
+    if config.data_dir.exists() and not config.data_dir.is_dir():
+        raise fail("data_dir", f"{config.data_dir} exists and is not a folder")
+    if config.database_url is not None:
+        problem = _database_url_problem(config.database_url)
+        if problem:
+            raise fail("database_url", problem)
+    if config.tls is not None:
+        _check_tls(config.tls, fail)
+    _check_hub(config.hub, production, fail)
+    for prefix, settings in (("limits", config.limits), ("commit", config.commit), ("delivery", config.delivery)):
+        _check_ranges(prefix, settings, fail)
+    if config.limits.max_request_bytes < config.limits.max_message_bytes:
+        raise fail("limits.max_request_bytes", "must be at least limits.max_message_bytes: a request carries a message")
+    if config.delivery.retry_max_seconds < config.delivery.retry_initial_seconds:
+        raise fail("delivery.retry_max_seconds", "must be at least delivery.retry_initial_seconds")
+    for jurisdiction in config.jurisdictions.values():
+        _check_jurisdiction(jurisdiction, config.insecure_development, fail)
+    _check_routes(config.routes, config.jurisdictions, fail)
+
+
+def _check_listen(config: GatewayConfig, fail: _Fail) -> None:
+    host = config.listen_host
+    if not _is_host(host):
+        raise fail("listen_host", f"{host!r} is not an IP address or host name")
+    if not 0 <= config.listen_port <= 65535:
+        raise fail("listen_port", f"must be between 0 and 65535 (0: any free port), got {config.listen_port}")
+    if config.tls is None and not is_loopback(host) and not config.insecure_development:
+        raise fail(
+            "listen_host",
+            f"{host} is not a loopback address: serving it without [tls] needs insecure_development = true",
+        )
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(host))
+
+
+def _split_url(url: str) -> tuple[SplitResult | None, str | None]:
+    """`url` split, or the reason it is not an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:
+        return None, f"not a valid URL ({error})"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None, "must be an absolute http:// or https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return None, "must not carry a user name or password"
+    if "#" in url:
+        return None, "must not have a fragment"
+    return parts, None
+
+
+def _secure_enough(parts: SplitResult, insecure_development: bool) -> str | None:
+    if parts.scheme.lower() == "https" or insecure_development or is_loopback(parts.hostname or ""):
+        return None
+    return "must use https (plain http only for a loopback host or with insecure_development = true)"
+
+
+def _base_url_problem(url: str, insecure_development: bool) -> str | None:
+    parts, problem = _split_url(url)
+    if parts is None:
+        return problem
+    if "?" in url:
+        return "must not have a query: request proofs' htu is this URL plus the request path (docs/protocol.md §9.5)"
+    if url.endswith("/"):
+        return "must not end with '/': request proofs' htu is this URL plus the request path, which starts with '/'"
+    default_port = {"http": 80, "https": 443}[parts.scheme.lower()]
+    if parts.port == default_port:
+        return f"leave out the default port :{default_port}: htu is compared as a string (docs/protocol.md PROTO-9.5-3)"
+    return _secure_enough(parts, insecure_development)
+
+
+def _database_url_problem(url: str) -> str | None:
+    """Why `url` is not a PostgreSQL URL, without echoing it (it may hold a password)."""
+    if not url:
+        return "empty; leave the key out to use the embedded server"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return "not a valid URL"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "must be a postgresql:// URL"
+    return None
+
+
+def _check_tls(tls: TlsConfig, fail: _Fail) -> None:
+    for name in ("certificate", "private_key", "client_ca"):
+        path = getattr(tls, name)
+        if path is not None:
+            problem = _file_problem(path)
+            if problem:
+                raise fail(f"tls.{name}", problem)
+    try:
+        x509.load_pem_x509_certificates(tls.certificate.read_bytes())
+    except ValueError:
+        raise fail("tls.certificate", f"{tls.certificate} holds no PEM certificate") from None
+    try:
+        serialization.load_pem_private_key(tls.private_key.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        raise fail("tls.private_key", f"{tls.private_key} is not an unencrypted PEM private key") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(tls.certificate, tls.private_key)
+    except ssl.SSLError:
+        raise fail("tls.private_key", "does not match tls.certificate") from None
+    if tls.client_ca is not None:
+        try:
+            x509.load_pem_x509_certificates(tls.client_ca.read_bytes())
+        except ValueError:
+            raise fail("tls.client_ca", f"{tls.client_ca} holds no PEM certificate") from None
+
+
+def _file_problem(path: Path) -> str | None:
+    if not path.exists():
+        return f"no such file: {path}"
+    if not path.is_file():
+        return f"not a file: {path}"
+    return None
+
+
+def _check_hub(hub: HubKeys, production: bool, fail: _Fail) -> None:
+    keys: dict[str, PrivateKey] = {}
+    for name in ("receipt_key", "checkpoint_key"):
+        path = getattr(hub, name)
+        if path is None:
+            continue
+        key = _read_key(path, f"hub.{name}", fail)
+        if production and (key.kid.startswith("test-") or path.name.startswith("test-")):
+            raise fail(
+                f"hub.{name}",
+                f"{path.name} (kid {key.kid}) is a test key, refused in production mode (docs/protocol.md §10.5)",
+            )
+        keys[name] = key
+    checkpoint = keys.get("checkpoint_key")
+    if checkpoint is not None:
+        if checkpoint.alg != "Ed25519":
+            raise fail("hub.checkpoint_key", "checkpoint keys are Ed25519 keys (docs/protocol.md PROTO-10.2-4)")
+        if checkpoint.kid == keys["receipt_key"].kid:
+            raise fail("hub.checkpoint_key", "must be another key than hub.receipt_key (one key, one use)")
+    problem = _file_problem(hub.trust_list)
+    if problem:
+        raise fail("hub.trust_list", problem)
+    try:
+        load_trust_list(hub.trust_list.read_bytes(), require_production=production)
+    except ProtocolError as error:
+        where = f" at {error.where}" if error.where else ""
+        raise fail("hub.trust_list", f"not a usable trust list ({error.code}{where}): {error.detail}") from None
+
+
+def _read_key(path: Path, key: str, fail: _Fail) -> PrivateKey:
+    problem = _file_problem(path)
+    if problem:
+        raise fail(key, problem)
+    try:
+        return private_key_from_jwk(strict_json.loads(path.read_bytes(), part="key file"))
+    except (ValueError, ProtocolError) as error:
+        raise fail(key, f"{path} is not a private signing key in JWK form ({error})") from None
+
+
+def _check_ranges(prefix: str, settings: Any, fail: _Fail) -> None:
+    for spec in fields(settings):
+        if "range" not in spec.metadata:
+            continue
+        low, high = spec.metadata["range"]
+        value = getattr(settings, spec.name)
+        if not low <= value <= high:
+            note = f" ({spec.metadata['note']})" if spec.metadata["note"] else ""
+            raise fail(f"{prefix}.{spec.name}", f"must be between {low} and {high}, got {value}{note}")
+
+
+def _check_jurisdiction(jurisdiction: Jurisdiction, insecure_development: bool, fail: _Fail) -> None:
+    key = f"jurisdictions.{jurisdiction.code}"
+    if not JURISDICTION_CODE.fullmatch(jurisdiction.code):
+        raise fail(key, f"not a jurisdiction code like CN-GD, HK or MO (^{JURISDICTION_CODE.pattern}$, docs/protocol.md §2.1)")
+    if jurisdiction.delivery not in DELIVERY_MODES:
+        raise fail(f"{key}.delivery", f"must be push or pull, got {jurisdiction.delivery!r}")
+    if jurisdiction.delivery == "push":
+        if jurisdiction.endpoint is None:
+            raise fail(f"{key}.endpoint", "required for push delivery: the URL the hub POSTs deliveries to")
+        parts, problem = _split_url(jurisdiction.endpoint)
+        problem = problem or _secure_enough(parts, insecure_development)  # type: ignore[arg-type]
+        if problem:
+            raise fail(f"{key}.endpoint", problem)
+    elif jurisdiction.endpoint is not None:
+        raise fail(f"{key}.endpoint", "only push delivery has an endpoint; a pull receiver fetches GET /v1/inbox")
+    if not ADAPTER_NAME.fullmatch(jurisdiction.adapter):
+        raise fail(f"{key}.adapter", f"{jurisdiction.adapter!r} is not a module name (lowercase letters, digits, _)")
+
+
+def _check_routes(routes: Sequence[Route], jurisdictions: Mapping[str, Jurisdiction], fail: _Fail) -> None:
+    if not routes:
+        raise fail("routes", "none: route policy is deny-by-default, so the hub would refuse every message")
+    configured = ", ".join(jurisdictions)
+    combinations: list[set[tuple[str, str]]] = []
+    for index, route in enumerate(routes):
+        key = f"routes[{index}]"
+        for name in ("sender", "receiver"):
+            code = getattr(route, name)
+            if code not in jurisdictions:
+                raise fail(f"{key}.{name}", f"{code!r} is not a configured jurisdiction ({configured})")
+        if route.receiver == route.sender:
+            raise fail(f"{key}.receiver", "equals the sender: the hub carries messages between jurisdictions")
+        _check_route_types(route, f"{key}.types", fail)
+        _check_vocabulary(route.purposes, PURPOSES, f"{key}.purposes", "purpose (docs/protocol.md §5.4)", fail)
+        _check_vocabulary(
+            route.transfer_mechanisms, TRANSFER_MECHANISMS, f"{key}.transfer_mechanisms",
+            "transfer mechanism kind (docs/protocol.md §5.5)", fail,
+        )
+        covered = route.message_types()
+        for purpose in route.purposes:
+            if not any(purpose in PURPOSES_BY_TYPE[t] for t in covered):
+                raise fail(f"{key}.purposes", f"no type of this route may carry {purpose} (docs/protocol.md §5.4)")
+        for entry in route.types:
+            if entry in PURPOSES_BY_TYPE and not set(PURPOSES_BY_TYPE[entry]) & set(route.purposes):
+                needs = " or ".join(PURPOSES_BY_TYPE[entry])
+                raise fail(
+                    f"{key}.types", f"{entry} carries {needs}, which this route does not list in purposes (docs/protocol.md §5.4)"
+                )
+        mine = {(t, p) for t in covered for p in route.purposes if p in PURPOSES_BY_TYPE[t]}
+        for other, theirs in enumerate(combinations):
+            before = routes[other]
+            shared = mine & theirs
+            if (before.sender, before.receiver) == (route.sender, route.receiver) and shared:
+                message_type, purpose = min(shared, key=lambda pair: (MESSAGE_TYPES.index(pair[0]), pair[1]))
+                raise fail(
+                    key,
+                    f"overlaps routes[{other}] ({route.sender} -> {route.receiver}, {message_type} for {purpose}): "
+                    "one combination, one route",
+                )
+        combinations.append(mine)
+
+
+def _check_route_types(route: Route, key: str, fail: _Fail) -> None:
+    if not route.types:
+        raise fail(key, "empty: list the types this route allows")
+    seen: set[str] = set()
+    for entry in route.types:
+        members = TYPE_FAMILIES.get(entry) or ((entry,) if entry in MESSAGE_TYPES else ())
+        if not members:
+            raise fail(key, f"{entry!r} is not a registered type (docs/protocol.md §6), referral.* or verification.*")
+        if set(members) <= seen:
+            raise fail(key, f"{entry} is listed twice or already covered by a wildcard")
+        if entry in TYPE_FAMILIES and seen & set(members):
+            raise fail(key, f"{entry} covers a type listed before it; list the wildcard alone")
+        seen.update(members)
+
+
+def _check_vocabulary(values: tuple[str, ...], allowed: tuple[str, ...], key: str, what: str, fail: _Fail) -> None:
+    if not values:
+        raise fail(key, "empty: list at least one")
+    for value in values:
+        if value not in allowed:
+            raise fail(key, f"{value!r} is not a {what}; one of {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise fail(key, "lists a value twice")

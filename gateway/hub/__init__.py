@@ -1,0 +1,1 @@
+"""The hub: accepts signed messages, records them, and answers with signed receipts (DESIGN.md)."""

@@ -1,0 +1,181 @@
+"""The path of one message through the hub (DESIGN.md "The hub pipeline"; docs/protocol.md §8.4).
+
+    size, JWS, key, signature      protocol.message.check_signature   (unauthenticated refusals)
+    digest lookup                  a resend of identical bytes gets its stored hub receipt
+    payload JSON                   protocol.message.read_payload
+    id lookup, freshness           same id with other bytes: id-conflict; created outside ±300 s
+    envelope                       protocol.message.check_envelope (schema, sender, receiver)
+    route and legal basis          hub.policy
+    -- one savepoint of a group-committed transaction --
+    reply_to, case transition      hub.cases
+    message, ledger entry, outbox  hub.store, ledger.append
+    hub receipt                    signed before the insert, stored with the message
+
+Refusals after the signature are *authenticated*: they are ledgered (digest, code,
+where; no text) in the same group commit. Refusals before it only reach metrics and
+the rate-limited security log (the caller's job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gateway.hub import cases, store
+from gateway.hub.committer import GroupCommitter
+from gateway.hub.policy import RoutePolicy, check_freshness
+from gateway.ledger.append import LedgerAppender
+from gateway.ledger.entries import LedgerEntry
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.keys import PrivateKey
+from gateway.protocol.message import Message, SignedMessage, check_envelope, check_signature, read_payload
+from gateway.protocol.schema import MessageSchemas
+from gateway.protocol.statements import HubReceipt, sign_hub_receipt
+from gateway.protocol.timestamps import format_timestamp
+from gateway.protocol.trust import TrustList
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """The hub's answer to an accepted message (or to a resend of one)."""
+
+    message_id: str
+    hub_receipt: bytes
+    replayed: bool
+
+
+class _IdRace:
+    """A concurrent acceptance of the same id won: look again after the commit."""
+
+
+class Hub:
+    """Accepts messages. Holds no per-message state: any number of processes share the database."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        committer: GroupCommitter,
+        trust: Callable[[], TrustList],
+        schemas: MessageSchemas,
+        policy: RoutePolicy,
+        receipt_key: PrivateKey,
+        clock: Callable[[], datetime],
+        freshness_seconds: int = 300,
+    ) -> None:
+        self._pool = pool
+        self._committer = committer
+        self._trust = trust
+        self._schemas = schemas
+        self._policy = policy
+        self._receipt_key = receipt_key
+        self._clock = clock
+        self._freshness_seconds = freshness_seconds
+
+    def now(self) -> datetime:
+        """The hub's clock."""
+        return self._clock()
+
+    def trust(self) -> TrustList:
+        """The trust list this process holds now."""
+        return self._trust()
+
+    async def accept(self, compact: bytes) -> Acceptance:
+        """Accept `compact` or raise ProtocolError; durable before it returns."""
+        now = self._clock()
+        trust = self._trust()
+        signed = check_signature(compact, trust, now)
+        stored = await store.receipt_by_digest(self._pool, signed.jws.digest)
+        if stored is not None:
+            return Acceptance(*stored, replayed=True)
+        try:
+            message = await self._check(signed, trust, now)
+        except ProtocolError as refusal:
+            await self._ledger_refusal(signed, refusal, now)
+            raise
+        outcome = await self._committer.run(lambda connection, appender: self._commit(connection, appender, message))
+        if isinstance(outcome, _IdRace):
+            return await self._after_race(signed, message, now)
+        if isinstance(outcome, ProtocolError):
+            raise outcome
+        return outcome
+
+    async def _check(self, signed: SignedMessage, trust: TrustList, now: datetime) -> Message:
+        payload = read_payload(signed)
+        if isinstance(payload, dict) and isinstance(payload.get("id"), str):
+            known = await _digest_by_id(self._pool, payload["id"])
+            if known is not None and known != signed.jws.digest:
+                raise ProtocolError("id-conflict", where="/id")
+        if isinstance(payload, dict) and isinstance(payload.get("created"), str):
+            check_freshness(payload["created"], payload.get("type"), now, self._freshness_seconds)
+        message = check_envelope(signed, payload, trust, self._schemas)
+        self._policy.check(message)
+        return message
+
+    async def _commit(self, connection: asyncpg.Connection, appender: LedgerAppender, message: Message) -> Any:
+        accepted_at = self._clock()
+        mark = appender.next_index
+        try:
+            async with connection.transaction():
+                await cases.apply(connection, message, accepted_at)
+                index = appender.next_index
+                receipt = sign_hub_receipt(
+                    HubReceipt(message_id=message.id, message_digest=message.digest, ledger_index=index, accepted_at=accepted_at),
+                    self._receipt_key,
+                )
+                await store.insert_message(connection, message, accepted_at, index, receipt)
+                await appender.add(_accepted_entry(message, accepted_at))
+            return Acceptance(message.id, receipt, replayed=False)
+        except ProtocolError as refusal:
+            appender.rewind(mark)
+            await appender.add(_refused_entry(message.digest, message.kid, message.sender, refusal, accepted_at))
+            return refusal
+        except asyncpg.UniqueViolationError:
+            appender.rewind(mark)
+            return _IdRace()
+
+    async def _after_race(self, signed: SignedMessage, message: Message, now: datetime) -> Acceptance:
+        stored = await store.receipt_by_digest(self._pool, message.digest)
+        if stored is not None:
+            return Acceptance(*stored, replayed=True)
+        refusal = ProtocolError("id-conflict", where="/id")
+        await self._ledger_refusal(signed, refusal, now)
+        raise refusal
+
+    async def _ledger_refusal(self, signed: SignedMessage, refusal: ProtocolError, now: datetime) -> None:
+        entry = _refused_entry(signed.jws.digest, signed.jws.kid, signed.key.owner, refusal, now)
+        await self._committer.run(lambda connection, appender: appender.add(entry))
+
+
+async def _digest_by_id(pool: asyncpg.Pool, message_id: str) -> str | None:
+    try:
+        return await store.digest_by_id(pool, message_id)
+    except ValueError:  # not a UUID at all: the schema will refuse it
+        return None
+
+
+def _accepted_entry(message: Message, accepted_at: datetime) -> LedgerEntry:
+    return LedgerEntry(
+        "accepted",
+        format_timestamp(accepted_at),
+        {
+            "message_id": message.id,
+            "message_digest": message.digest,
+            "type": message.type,
+            "from": message.sender,
+            "to": message.receiver,
+            "case": message.case,
+            "kid": message.kid,
+        },
+    )
+
+
+def _refused_entry(digest: str, kid: str, sender: str, refusal: ProtocolError, at: datetime) -> LedgerEntry:
+    fields: dict[str, Any] = {"message_digest": digest, "kid": kid, "from": sender, "code": refusal.code}
+    if refusal.where is not None:
+        fields["where"] = refusal.where
+    return LedgerEntry("refused", format_timestamp(at), fields)

@@ -1,0 +1,80 @@
+"""Case transitions and `reply_to` checks inside the accepting transaction (docs/protocol.md §5.2, §7).
+
+The state machine itself is `gateway.protocol.cases` (pure); this module reads and
+locks the case row, asks the machine, and writes the new state. Locking the row
+(`SELECT ... FOR UPDATE`) makes racing messages of one case take turns, in any
+number of processes: of an accept and a decline racing, exactly one wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+
+from gateway.hub import store
+from gateway.protocol import cases as machine
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.message import Message
+from gateway.protocol.timestamps import parse_timestamp
+
+_REPLY_TYPES = {
+    "referral.accept": "referral.submit",
+    "referral.decline": "referral.submit",
+    "verification.response": "verification.request",
+}
+"""Types whose `reply_to` must name a message of one given type (§5.2)."""
+
+
+async def apply(connection: asyncpg.Connection, message: Message, now: datetime) -> None:
+    """Move the message's case (§7), then check `reply_to` (§5.2), or raise ProtocolError; nothing is written on refusal."""
+    row = await store.lock_case(connection, message.case)
+    if row is None:
+        await _open(connection, message, now)
+        return
+    kind = machine.Kind(row.kind)
+    try:
+        role = machine.role_of(row.opener, row.responder, message.sender, message.receiver)
+    except ValueError:
+        raise ProtocolError("case-party-mismatch", where="/case") from None
+    if message.type == machine.RECEIPT:
+        await _check_reply_to(connection, message)
+        return  # a receipt leaves the case where it is (§7.6)
+    state = machine.effective_state(kind, row.state, row.respond_by, now)
+    try:
+        following = machine.next_state(kind, state, message.type, role, message.purpose)
+    except machine.TransitionRefused as refused:
+        raise ProtocolError(machine.REFUSAL_CODES[refused.reason], where="/type") from None
+    await _check_reply_to(connection, message)
+    await store.move_case(connection, message.case, following, now)
+
+
+async def _open(connection: asyncpg.Connection, message: Message, now: datetime) -> None:
+    kind = machine.OPENING_TYPES.get(message.type)
+    if kind is None:
+        raise ProtocolError("case-unknown", where="/case")
+    respond_by = None
+    if message.type == "verification.request":
+        respond_by = parse_timestamp(message.body["respond_by"])
+        if machine.deadline_passed(respond_by, now):
+            raise ProtocolError("deadline-passed", where="/body/respond_by")
+    state = machine.next_state(kind, machine.NONE, message.type, machine.Role.OPENER, message.purpose)
+    await store.open_case(connection, message, kind.value, state, respond_by, now)
+
+
+async def _check_reply_to(connection: asyncpg.Connection, message: Message) -> None:
+    if message.reply_to is None:
+        return
+    replied = await store.replied_message(connection, message.reply_to)
+    is_receipt = message.type == machine.RECEIPT
+    code = "receipt-target-invalid" if is_receipt else "reply-to-invalid"
+    if replied is None:
+        raise ProtocolError(code, where="/reply_to")
+    case_id, replied_type, replied_receiver = replied
+    if case_id != message.case or replied_receiver != message.sender:
+        raise ProtocolError(code, where="/reply_to")
+    if is_receipt and replied_type == machine.RECEIPT:
+        raise ProtocolError("receipt-target-invalid", where="/reply_to")
+    expected = _REPLY_TYPES.get(message.type)
+    if expected is not None and replied_type != expected:
+        raise ProtocolError("reply-to-invalid", where="/reply_to")

@@ -1,0 +1,110 @@
+"""Group commit: concurrent acceptances share one transaction (DESIGN.md, "The hub pipeline").
+
+Requests hand their in-transaction work to `GroupCommitter.run` and wait. One loop per
+process takes everything queued (up to `max_batch`), runs each piece of work inside
+its own savepoint of one transaction — so one failing message never aborts its
+neighbours — with the ledger's size row locked once for the whole batch, commits, and
+only then answers every waiter. Nobody is answered before the commit is durable.
+
+No artificial wait: under light load a batch is one message and is committed at once;
+under heavy load, messages that arrive while a batch commits form the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import structlog
+
+from gateway.ledger.append import LedgerAppender
+
+T = TypeVar("T")
+Work = Callable[[asyncpg.Connection, LedgerAppender], Awaitable[Any]]
+
+_log = structlog.get_logger(__name__)
+
+
+class GroupCommitter:
+    """Batches work into shared transactions on `pool`. Start with `start()`, end with `close()`."""
+
+    def __init__(self, pool: asyncpg.Pool, max_batch: int = 256, before_commit: Callable[[int], Awaitable[None]] | None = None) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        # A test hook: awaited with the batch size after the work ran, before COMMIT
+        # (the deterministic kill point of the crash-safety test).
+        self._before_commit = before_commit
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="group-commit")
+
+    async def close(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    async def run(self, work: Work) -> Any:
+        """Run `work(connection, appender)` in the next batch; return its result once committed."""
+        if self._task is None:
+            raise RuntimeError("the committer is not running")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((work, future))
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            async with self._pool.acquire() as connection:
+                async with connection.transaction():
+                    appender = LedgerAppender(connection)
+                    await appender.reserve()
+                    for work, future in batch:
+                        mark = appender.next_index
+                        try:
+                            async with connection.transaction():  # a savepoint per message
+                                outcomes.append((future, await work(connection, appender), None))
+                        except Exception as error:  # noqa: BLE001 - one message's fault stays its own
+                            appender.rewind(mark)
+                            outcomes.append((future, None, error))
+                    await appender.finish()
+                    if self._before_commit is not None:
+                        await self._before_commit(len(batch))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as failure:
+            _log.error("batch_commit_failed", batch=len(batch), error=type(failure).__name__)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(CommitFailed(type(failure).__name__))
+            return
+        for future, result, error in outcomes:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+
+class CommitFailed(Exception):
+    """The batch's transaction did not commit: nothing of it is durable; the sender may retry."""

@@ -1,0 +1,256 @@
+"""The hub's HTTP binding (docs/protocol.md §12): thin handlers over `Hub`.
+
+The application owns its resources through `cleanup_ctx` (pool, migrations, registry,
+group committer); handlers only translate HTTP to calls and results to answers.
+Every refusal is an RFC 9457 problem from the one catalogue; nothing from the
+payload reaches a log line or a problem.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from gateway import __version__
+from gateway.hub.acceptance import Hub
+from gateway.hub.committer import CommitFailed, GroupCommitter
+from gateway.hub.metrics import Metrics
+from gateway.hub.policy import RoutePolicy
+from gateway.hub.registry import APPLICATION_PREFIX, Registry, import_trust_list, read_trust_list
+from gateway.hub import store
+from gateway.keyfiles import read_private_key
+from gateway.ledger.append import LedgerAppender
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.ids import UUID7
+from gateway.protocol.request_proof import WINDOW_SECONDS, VerifiedProof, check_request_proof
+from gateway.protocol.schema import load_message_schemas
+from gateway.protocol.timestamps import format_timestamp, utc_now
+from gateway.protocol.trust import load_trust_list
+from gateway.store.migrate import migrate
+
+JOSE = "application/jose"
+PROBLEM = "application/problem+json"
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    """What the HTTP app needs from the configuration (gateway.config builds it)."""
+
+    dsn: str
+    mode: str
+    public_base_url: str
+    receipt_key_file: Any
+    trust_list_file: Any
+    routes: tuple[Any, ...]
+    max_message_bytes: int = 262_144
+    freshness_seconds: int = 300
+    max_batch: int = 256
+    pool_size: int = 10
+
+
+HUB = web.AppKey("hub", Hub)
+POOL = web.AppKey("pool", asyncpg.Pool)
+METRICS = web.AppKey("metrics", Metrics)
+SETTINGS = web.AppKey("settings", HubSettings)
+REGISTRY = web.AppKey("registry", Registry)
+
+
+def build_app(settings: HubSettings, clock: Callable[[], Any] = utc_now, before_commit: Any = None) -> web.Application:
+    app = web.Application(middlewares=[_problems], client_max_size=settings.max_message_bytes + 1)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_resources(clock, before_commit))
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_get("/v1/messages/{message_id}", get_message)
+    app.router.add_get("/v1/about", get_about)
+    app.router.add_get("/healthz", get_health)
+    app.router.add_get("/readyz", get_ready)
+    app.router.add_get("/metrics", get_metrics)
+    return app
+
+
+def _resources(clock: Callable[[], Any], before_commit: Any) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        process_id = f"{APPLICATION_PREFIX}{secrets.token_hex(6)}"
+        pool = await asyncpg.create_pool(
+            settings.dsn, min_size=2, max_size=settings.pool_size, server_settings={"application_name": process_id}
+        )
+        try:
+            async with pool.acquire() as connection:
+                applied = await migrate(connection)
+                if applied:
+                    _log.info("migrations_applied", names=applied)
+            committer = GroupCommitter(pool, settings.max_batch, before_commit=before_commit)
+            committer.start()
+            await _import_initial_trust_list(pool, committer, settings, clock)
+            registry = Registry(pool, settings.mode, process_id)
+            await registry.start()
+            app[POOL] = pool
+            app[REGISTRY] = registry
+            app[HUB] = Hub(
+                pool=pool,
+                committer=committer,
+                trust=registry.current,
+                schemas=load_message_schemas(),
+                policy=RoutePolicy(settings.routes),
+                receipt_key=read_private_key(settings.receipt_key_file),
+                clock=clock,
+                freshness_seconds=settings.freshness_seconds,
+            )
+            yield
+            await committer.close()
+            await registry.close()
+        finally:
+            await pool.close()
+
+    return context
+
+
+async def _import_initial_trust_list(pool: asyncpg.Pool, committer: GroupCommitter, settings: HubSettings, clock: Any) -> None:
+    """On first start, register the configured trust list (later changes go through `gateway keys`)."""
+    if await read_trust_list(pool, settings.mode) is not None:
+        return
+    trust = load_trust_list(settings.trust_list_file.read_bytes(), require_production=settings.mode == "production")
+
+    async def work(connection: asyncpg.Connection, appender: LedgerAppender) -> int:
+        await connection.execute("LOCK TABLE keys IN EXCLUSIVE MODE")
+        if await connection.fetchval("SELECT count(*) FROM keys"):
+            return 0
+        return await import_trust_list(connection, appender, trust, clock())
+
+    added = await committer.run(work)
+    _log.info("trust_list_imported", keys_added=added)
+
+
+@web.middleware
+async def _problems(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    try:
+        response = await handler(request)
+    except ProtocolError as refusal:
+        metrics.refused(refusal.code)
+        return problem_response(refusal, request.path)
+    except web.HTTPRequestEntityTooLarge:
+        metrics.refused("message-too-large")
+        return problem_response(ProtocolError("message-too-large"), request.path)
+    except web.HTTPNotFound:
+        return problem_response(ProtocolError("not-found"), request.path)
+    except web.HTTPMethodNotAllowed:
+        return problem_response(ProtocolError("method-not-allowed"), request.path)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: a problem, never a traceback
+        code = "unavailable" if database_unavailable(error) else "internal-error"
+        _log.error(code.replace("-", "_"), path=request.path, error=type(error).__name__)
+        metrics.refused(code)
+        return problem_response(ProtocolError(code), request.path)
+    return response
+
+
+# SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+# cannot connect now), 55000 database does not allow connections, 3D000 database missing.
+_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+_UNAVAILABLE_STATES = frozenset({"55000", "3D000"})
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when `error` says the database is out of reach (answer 503), not that the hub is wrong."""
+    if isinstance(error, (CommitFailed, OSError, asyncpg.InterfaceError, TimeoutError)):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, asyncpg.PostgresError) and (state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES)
+
+
+def problem_response(refusal: ProtocolError, instance: str) -> web.Response:
+    return web.Response(
+        status=refusal.entry.status,
+        body=json.dumps(refusal.problem(instance=instance)).encode(),
+        content_type=PROBLEM,
+    )
+
+
+async def post_message(request: web.Request) -> web.Response:
+    """POST /v1/messages: a compact JWS in, 202 and the hub receipt out (§12)."""
+    if request.content_type != JOSE:
+        raise ProtocolError("media-type-unsupported", f"Send the compact JWS as {JOSE}")
+    body = await request.read()
+    acceptance = await request.app[HUB].accept(body)
+    request.app[METRICS].accepted(acceptance.replayed)
+    return web.json_response(
+        {"message_id": acceptance.message_id, "hub_receipt": acceptance.hub_receipt.decode("ascii"), "replayed": acceptance.replayed},
+        status=202,
+    )
+
+
+REQUEST_PROOF_HEADER = "GBA-Request-Proof"
+
+
+async def authenticate(request: web.Request, body: bytes | None = None) -> VerifiedProof:
+    """The caller of a non-public request, from its request proof (§9.5); its `jti` is used up here."""
+    hub, settings = request.app[HUB], request.app[SETTINGS]
+    now = hub.now()
+    proof = check_request_proof(
+        request.headers.get(REQUEST_PROOF_HEADER),
+        hub.trust(),
+        method=request.method,
+        url=request.rel_url.raw_path,
+        body=body,
+        public_base_url=settings.public_base_url,
+        now=now,
+    )
+    expires = datetime.fromtimestamp(proof.iat, timezone.utc) + timedelta(seconds=2 * WINDOW_SECONDS)
+    if not await store.remember_request_proof(request.app[POOL], proof.jti, proof.kid, expires):
+        raise ProtocolError("request-proof-replayed", where="/jti")
+    return proof
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """GET /v1/messages/{id}: the sender's view of its own message; anyone else gets 404 (§12)."""
+    caller = await authenticate(request)
+    message_id = request.match_info["message_id"]
+    stored = await store.message_by_id(request.app[POOL], message_id) if UUID7.fullmatch(message_id) else None
+    if stored is None or stored.sender != caller.owner:
+        raise ProtocolError("not-found", "No message with this id was sent by the caller")
+    return web.json_response(
+        {
+            "message_id": stored.id,
+            "status": stored.status,
+            "type": stored.type,
+            "to": stored.receiver,
+            "case": stored.case,
+            "message_digest": stored.digest,
+            "ledger_index": stored.ledger_index,
+            "accepted_at": format_timestamp(stored.accepted_at),
+            "hub_receipt": stored.hub_receipt.decode("ascii"),
+            "receiver_receipt": None,
+        }
+    )
+
+
+async def get_about(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    return web.json_response({"name": "GBA Case Gateway", "version": __version__, "protocol": 1, "mode": settings.mode})
+
+
+async def get_health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def get_ready(request: web.Request) -> web.Response:
+    await request.app[POOL].fetchval("SELECT 1")
+    return web.json_response({"status": "ready"})
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    text = await request.app[METRICS].render(request.app[POOL])
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")

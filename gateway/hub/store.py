@@ -1,0 +1,145 @@
+"""The hub's SQL: messages, cases, outbox and request-proof ids. Plain SQL, one place.
+
+Functions take a connection (or pool) and typed values; none of them opens a
+transaction: the caller's transaction (the group commit's savepoint) is the unit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from gateway.protocol.message import Message
+
+Executor = asyncpg.Connection | asyncpg.Pool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """What the hub keeps about an accepted message, as its sender may see it."""
+
+    id: str
+    digest: str
+    type: str
+    sender: str
+    receiver: str
+    case: str
+    ledger_index: int
+    accepted_at: datetime
+    hub_receipt: bytes
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRow:
+    kind: str
+    opener: str
+    responder: str
+    state: str
+    respond_by: datetime | None
+
+
+async def receipt_by_digest(executor: Executor, digest: str) -> tuple[str, bytes] | None:
+    """(message id, stored hub receipt) of the accepted message with this digest, if any (§8.2)."""
+    row = await executor.fetchrow("SELECT id, hub_receipt FROM messages WHERE digest = $1", bytes.fromhex(digest))
+    return (str(row["id"]), row["hub_receipt"]) if row else None
+
+
+async def digest_by_id(executor: Executor, message_id: str) -> str | None:
+    """The digest of the accepted message with this id, if any (§8.3)."""
+    found = await executor.fetchval("SELECT digest FROM messages WHERE id = $1", uuid.UUID(message_id))
+    return found.hex() if found is not None else None
+
+
+async def message_by_id(executor: Executor, message_id: str) -> StoredMessage | None:
+    row = await executor.fetchrow(
+        "SELECT id, digest, type, sender, receiver, case_id, ledger_index, accepted_at, hub_receipt, status"
+        " FROM messages WHERE id = $1",
+        uuid.UUID(message_id),
+    )
+    if row is None:
+        return None
+    return StoredMessage(
+        id=str(row["id"]),
+        digest=row["digest"].hex(),
+        type=row["type"],
+        sender=row["sender"],
+        receiver=row["receiver"],
+        case=str(row["case_id"]),
+        ledger_index=row["ledger_index"],
+        accepted_at=row["accepted_at"],
+        hub_receipt=row["hub_receipt"],
+        status=row["status"],
+    )
+
+
+async def lock_case(connection: asyncpg.Connection, case_id: str) -> CaseRow | None:
+    """The case row, locked until the end of the transaction, or None for a new case."""
+    row = await connection.fetchrow(
+        "SELECT kind, opener, responder, state, respond_by FROM cases WHERE id = $1 FOR UPDATE", uuid.UUID(case_id)
+    )
+    return CaseRow(row["kind"], row["opener"], row["responder"], row["state"], row["respond_by"]) if row else None
+
+
+async def open_case(
+    connection: asyncpg.Connection, message: Message, kind: str, state: str, respond_by: datetime | None, now: datetime
+) -> None:
+    await connection.execute(
+        "INSERT INTO cases (id, kind, opener, responder, state, respond_by, opened_by, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        uuid.UUID(message.case), kind, message.sender, message.receiver, state, respond_by, uuid.UUID(message.id), now,
+    )
+
+
+async def move_case(connection: asyncpg.Connection, case_id: str, state: str, now: datetime) -> None:
+    await connection.execute("UPDATE cases SET state = $2, updated_at = $3 WHERE id = $1", uuid.UUID(case_id), state, now)
+
+
+async def replied_message(connection: asyncpg.Connection, message_id: str) -> tuple[str, str, str] | None:
+    """(case id, type, receiver) of an accepted message, for `reply_to` checks (§5.2, §9.4)."""
+    row = await connection.fetchrow("SELECT case_id, type, receiver FROM messages WHERE id = $1", uuid.UUID(message_id))
+    return (str(row["case_id"]), row["type"], row["receiver"]) if row else None
+
+
+async def insert_message(
+    connection: asyncpg.Connection, message: Message, accepted_at: datetime, ledger_index: int, hub_receipt: bytes
+) -> None:
+    """Record an accepted message and queue it for delivery to its receiver."""
+    await connection.execute(
+        "INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
+        " accepted_at, ledger_index, hub_receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        uuid.UUID(message.id),
+        bytes.fromhex(message.digest),
+        message.compact,
+        message.type,
+        message.sender,
+        message.receiver,
+        uuid.UUID(message.case),
+        uuid.UUID(message.reply_to) if message.reply_to else None,
+        message.kid,
+        message.created,
+        accepted_at,
+        ledger_index,
+        hub_receipt,
+    )
+    await connection.execute(
+        "INSERT INTO outbox (message_id, receiver, case_id, due_at) VALUES ($1, $2, $3, $4)",
+        uuid.UUID(message.id), message.receiver, uuid.UUID(message.case), accepted_at,
+    )
+
+
+async def remember_request_proof(executor: Executor, jti: str, kid: str, expires_at: datetime) -> bool:
+    """Record a request proof's one-time id; False if it was seen before (§9.5, shared by all processes)."""
+    inserted = await executor.fetchval(
+        "INSERT INTO request_proof_ids (jti, kid, expires_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING RETURNING true",
+        uuid.UUID(jti), kid, expires_at,
+    )
+    return bool(inserted)
+
+
+async def forget_expired_request_proofs(executor: Executor, now: datetime) -> int:
+    result = await executor.execute("DELETE FROM request_proof_ids WHERE expires_at < $1", now)
+    return int(result.split()[-1])

@@ -1,0 +1,111 @@
+"""Which database a command uses, and whether it answers (docs/database.md, "Which database").
+
+Precedence, first found wins: `--database-url URL`, the environment variable
+`GATEWAY_DATABASE_URL`, the config file's `database_url`, and else the embedded server
+of the data directory (`--data-dir`, default `./var/gateway`). Resolving starts
+nothing; `gateway.store.embedded.ensure_embedded_server` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from gateway.store import StoreError
+from gateway.store.embedded import PGDATA_NAME, embedded_dsn, socket_directory
+
+DEFAULT_DATA_DIR = Path("var/gateway")
+"""Relative to the working directory of the command."""
+DATABASE_URL_VARIABLE = "GATEWAY_DATABASE_URL"
+_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The database a command will use."""
+
+    dsn: str
+    """asyncpg- and libpq-compatible URL (for the embedded server: its socket URL)."""
+    embedded: bool
+    data_dir: Path
+    """Absolute; holds the embedded server (unused by an external database)."""
+    source: str
+    """Where the choice came from: "--database-url", "GATEWAY_DATABASE_URL", "config database_url" or "embedded"."""
+
+    def describe(self) -> str:
+        """One line for people: what and where, never a password."""
+        if self.embedded:
+            return f"the embedded PostgreSQL in {self.data_dir / PGDATA_NAME}"
+        return f"{redact_url(self.dsn)} (from {self.source})"
+
+
+def resolve_database(
+    cli_url: str | None,
+    config_url: str | None,
+    data_dir: Path | None,
+    environ: Mapping[str, str] = os.environ,
+) -> Database:
+    """The database to use, by the precedence in this module's docstring. Empty values count as unset."""
+    directory = Path(os.path.abspath(data_dir or DEFAULT_DATA_DIR)).resolve()
+    for url, source in (
+        (cli_url, "--database-url"),
+        (environ.get(DATABASE_URL_VARIABLE), DATABASE_URL_VARIABLE),
+        (config_url, "config database_url"),
+    ):
+        if url:
+            _check_url(url, source)
+            return Database(url, embedded=False, data_dir=directory, source=source)
+    return Database(embedded_dsn(socket_directory(directory / PGDATA_NAME)), True, directory, "embedded")
+
+
+def _check_url(url: str, source: str) -> None:
+    if urlsplit(url).scheme not in _SCHEMES:
+        raise StoreError(f"the database URL from {source} must start with postgresql://, not {redact_url(url)!r}")
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (in the user part or a `password=` parameter) replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if parts.query:
+        fields = [f"{field.partition('=')[0]}=***" if field.partition("=")[0] == "password" else field
+                  for field in parts.query.split("&")]
+        parts = parts._replace(query="&".join(fields))
+    return urlunsplit(parts)
+
+
+def with_database_name(url: str, name: str) -> str:
+    """`url` pointing at database `name` on the same server, with the same options."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatus:
+    reachable: bool
+    version: str | None = None
+    """`server_version` as the server reports it, e.g. "18.6" or "15.20 (Debian 15.20-0+deb12u1)"."""
+    version_num: int | None = None
+    """`server_version_num`, e.g. 180006."""
+    error: str | None = None
+
+
+async def server_status(dsn: str, timeout: float = 5.0) -> ServerStatus:
+    """Connect to `dsn` and read the server version; never raises for an unreachable server."""
+    try:
+        connection = await asyncpg.connect(dsn, timeout=timeout)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
+        return ServerStatus(False, error=str(error) or type(error).__name__)
+    try:
+        version = await connection.fetchval("SHOW server_version")
+        version_num = int(await connection.fetchval("SHOW server_version_num"))
+    finally:
+        await connection.close()
+    return ServerStatus(True, version, version_num)

@@ -1,0 +1,122 @@
+"""A hub on a real socket and a real database, for tests: `running_hub(database_url)`.
+
+The hub runs its own event loop in a background thread, exactly as `gateway serve`
+builds it (`build_app`); tests talk to it over HTTP with the standard library, as a
+jurisdiction system would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from gateway.cli.serve import settings_for
+from gateway.config import default_config
+from gateway.hub.http import HubSettings, build_app
+from gateway.protocol.timestamps import utc_now
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str | None:
+        """The catalogue code of a problem answer."""
+        if self.headers.get("content-type", "").startswith("application/problem+json"):
+            return self.json()["code"]
+        return None
+
+
+@dataclass
+class RunningHub:
+    base_url: str
+    settings: HubSettings
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+        parts = urlsplit(self.base_url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        finally:
+            connection.close()
+
+    def post_message(self, compact: bytes, content_type: str = "application/jose") -> Answer:
+        return self.request("POST", "/v1/messages", compact, {"Content-Type": content_type})
+
+
+def hub_settings(database_url: str, **changes: Any) -> HubSettings:
+    config = default_config(Path("/nonexistent-unused"))
+    return replace(settings_for(config, database_url), **changes)
+
+
+@contextlib.contextmanager
+def running_hub(database_url: str, **changes: Any) -> Iterator[RunningHub]:
+    """Serve a hub on 127.0.0.1 (a free port) until the block ends."""
+    before_commit = changes.pop("before_commit", None)
+    clock = changes.pop("clock", utc_now)
+    settings = hub_settings(database_url, **changes)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def serve() -> None:
+        app = build_app(settings, clock=clock, before_commit=before_commit)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        state["url"] = f"http://{host}:{port}"
+        state["stop"] = asyncio.Event()
+        started.set()
+        await state["stop"].wait()
+        await runner.cleanup()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as error:  # noqa: BLE001 - reported to the test below
+            state["error"] = error
+            started.set()
+
+    thread = threading.Thread(target=run, name="hub", daemon=True)
+    thread.start()
+    started.wait(60)
+    if "error" in state:
+        raise state["error"]
+    try:
+        yield RunningHub(state["url"], settings)
+    finally:
+        loop.call_soon_threadsafe(state["stop"].set)
+        thread.join(60)
+        loop.close()
+
+
+class Clock:
+    """A hub clock a test can move: real time plus `offset`."""
+
+    def __init__(self) -> None:
+        from datetime import timedelta
+
+        self.offset = timedelta(0)
+
+    def __call__(self):
+        return utc_now() + self.offset

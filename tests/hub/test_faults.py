@@ -1,0 +1,59 @@
+"""When the database fails, the hub answers with a problem and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from gateway.protocol.ids import new_uuid7
+from gateway.protocol.message import sign_message
+from gateway.protocol.timestamps import format_timestamp, utc_now
+from tests.cli_runner import assert_refused
+from tests.hub.harness import running_hub
+
+
+def _referral(example, test_key) -> bytes:
+    payload = dict(example("referral.submit"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now().replace(microsecond=0)))
+    return sign_message(payload, test_key("test-cn-gd-message-1"))
+
+
+def _execute(url: str, *statements: str) -> list:
+    async def run():
+        connection = await asyncpg.connect(url)
+        try:
+            return [await connection.fetch(statement) for statement in statements]
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def test_a_failure_inside_the_transaction_is_an_internal_error_and_records_nothing(database_url, example, test_key):
+    with running_hub(database_url) as hub:
+        size_before = _execute(database_url, "SELECT size FROM ledger_size")[0][0]["size"]
+        _execute(database_url, "DROP TABLE outbox")  # the insert after the message row now fails
+        answer = hub.post_message(_referral(example, test_key))
+    assert_refused(answer, "internal-error")
+    messages, size = _execute(database_url, "SELECT count(*) FROM messages", "SELECT size FROM ledger_size")
+    assert messages[0]["count"] == 0
+    assert size[0]["size"] == size_before
+
+
+def test_a_database_that_refuses_connections_makes_the_hub_unavailable(database_url, example, test_key):
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = database_url.replace(f"/{name}", "/postgres", 1)
+    with running_hub(database_url) as hub:
+        _execute(
+            admin,
+            f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+        )
+        try:
+            answer = hub.post_message(_referral(example, test_key))
+            ready = hub.request("GET", "/readyz")
+        finally:
+            _execute(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert_refused(answer, "unavailable")
+    assert_refused(ready, "unavailable")
