@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.hub.faults import kill_point_hooks
 from gateway.hub.http import HubSettings, build_app
 from gateway.logs import configure_logging
 from gateway.store.database import resolve_database
@@ -59,7 +60,8 @@ def _serve(arguments: argparse.Namespace) -> int:
     if database.embedded:
         dsn = ensure_embedded_server(database.data_dir, notify=lambda line: print(f"gateway: {line}", file=sys.stderr)).dsn
     print(f"gateway: database: {database.describe()}", file=sys.stderr)
-    app = build_app(settings_for(config, dsn))
+    before_commit, after_commit = kill_point_hooks(config.mode)
+    app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit)
     port = config.listen_port if arguments.port is None else arguments.port
     return asyncio.run(_run(app, config, port))
 

@@ -121,6 +121,13 @@ class Hub:
         mark = appender.next_index
         try:
             async with connection.transaction():
+                # Checked again under the batch's ledger lock: another process may have
+                # accepted this id since the lookup before the queue.
+                known = await store.digest_by_id(connection, message.id)
+                if known == message.digest:
+                    return _IdRace()
+                if known is not None:
+                    raise ProtocolError("id-conflict", where="/id")
                 await cases.apply(connection, message, accepted_at)
                 index = appender.next_index
                 receipt = sign_hub_receipt(

@@ -30,14 +30,21 @@ _log = structlog.get_logger(__name__)
 class GroupCommitter:
     """Batches work into shared transactions on `pool`. Start with `start()`, end with `close()`."""
 
-    def __init__(self, pool: asyncpg.Pool, max_batch: int = 256, before_commit: Callable[[int], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        max_batch: int = 256,
+        before_commit: Callable[[int], Awaitable[None]] | None = None,
+        after_commit: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        # A test hook: awaited with the batch size after the work ran, before COMMIT
-        # (the deterministic kill point of the crash-safety test).
+        # Test hooks, awaited with the batch size: after the work ran but before COMMIT,
+        # and after COMMIT but before anyone is answered (gateway.hub.faults).
         self._before_commit = before_commit
+        self._after_commit = after_commit
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="group-commit")
@@ -97,6 +104,8 @@ class GroupCommitter:
                 if not future.done():
                     future.set_exception(CommitFailed(type(failure).__name__))
             return
+        if self._after_commit is not None:
+            await self._after_commit(len(batch))
         for future, result, error in outcomes:
             if future.done():
                 continue

@@ -65,11 +65,13 @@ SETTINGS = web.AppKey("settings", HubSettings)
 REGISTRY = web.AppKey("registry", Registry)
 
 
-def build_app(settings: HubSettings, clock: Callable[[], Any] = utc_now, before_commit: Any = None) -> web.Application:
+def build_app(
+    settings: HubSettings, clock: Callable[[], Any] = utc_now, before_commit: Any = None, after_commit: Any = None
+) -> web.Application:
     app = web.Application(middlewares=[_problems], client_max_size=settings.max_message_bytes + 1)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_resources(clock, before_commit))
+    app.cleanup_ctx.append(_resources(clock, before_commit, after_commit))
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_get("/v1/about", get_about)
@@ -79,7 +81,7 @@ def build_app(settings: HubSettings, clock: Callable[[], Any] = utc_now, before_
     return app
 
 
-def _resources(clock: Callable[[], Any], before_commit: Any) -> Callable[[web.Application], AsyncIterator[None]]:
+def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         process_id = f"{APPLICATION_PREFIX}{secrets.token_hex(6)}"
@@ -91,7 +93,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any) -> Callable[[web.Ap
                 applied = await migrate(connection)
                 if applied:
                     _log.info("migrations_applied", names=applied)
-            committer = GroupCommitter(pool, settings.max_batch, before_commit=before_commit)
+            committer = GroupCommitter(pool, settings.max_batch, before_commit=before_commit, after_commit=after_commit)
             committer.start()
             await _import_initial_trust_list(pool, committer, settings, clock)
             registry = Registry(pool, settings.mode, process_id)

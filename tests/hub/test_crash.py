@@ -1,0 +1,152 @@
+"""A hub process killed (SIGKILL) in the middle of a group commit loses nothing it answered.
+
+`GATEWAY_KILL_POINT` (gateway.hub.faults) makes `gateway serve` kill itself at an
+exact point of the N-th batch — not a sleep and a hope. After a restart: every message
+that got a 202 is stored, with its ledger entry; the ledger has no gap; nothing of the
+killed batch is half-written; its senders resend the identical bytes and are answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.contract import contract_dir
+from gateway.protocol.ids import new_uuid7
+from gateway.protocol.message import sign_message
+from gateway.protocol.timestamps import format_timestamp, utc_now
+from tests.hub.harness import RunningHub, hub_settings
+
+KEYS = contract_dir("keys") / "test"
+CONFIG = f"""
+mode = "test"
+public_base_url = "http://127.0.0.1:8443"
+[hub]
+receipt_key = "{KEYS / 'test-hub-receipt-1.key.jwk'}"
+trust_list = "{KEYS / 'trust-list.json'}"
+[jurisdictions.CN-GD]
+[jurisdictions.HK]
+[[routes]]
+sender = "CN-GD"
+receiver = "HK"
+types = ["referral.*"]
+purposes = ["referral"]
+"""
+
+
+@contextmanager
+def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
+    config = tmp_path / "gateway.toml"
+    config.write_text(CONFIG, "utf-8")
+    environment = dict(os.environ)
+    environment.pop("GATEWAY_KILL_POINT", None)
+    if kill_point:
+        environment["GATEWAY_KILL_POINT"] = kill_point
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment, text=True,
+    )
+    try:
+        url = _serving_url(process)
+        yield process, RunningHub(url, hub_settings(database_url))
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
+
+
+def _serving_url(process: subprocess.Popen) -> str:
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    for _ in range(200):
+        if not selector.select(timeout=60):
+            break
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("gateway: serving "):
+            return line.split()[2]
+    raise AssertionError(f"gateway serve did not start (exit {process.poll()})")
+
+
+def _messages(example, test_key, count: int) -> list[tuple[str, bytes]]:
+    out = []
+    for _ in range(count):
+        payload = dict(example("referral.submit"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now().replace(microsecond=0)))
+        out.append((payload["id"], sign_message(payload, test_key("test-cn-gd-message-1"))))
+    return out
+
+
+def _post_all(hub: RunningHub, messages: list[tuple[str, bytes]]) -> dict[str, int | None]:
+    def post(item):
+        message_id, compact = item
+        try:
+            return message_id, hub.post_message(compact).status
+        except (OSError, http.client.HTTPException):  # a killed server answers nothing
+            return message_id, None
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        return dict(pool.map(post, messages))
+
+
+def _database(database_url: str) -> dict:
+    async def read():
+        connection = await asyncpg.connect(database_url)
+        try:
+            return {
+                "messages": {str(r["id"]): r["ledger_index"] for r in await connection.fetch("SELECT id, ledger_index FROM messages")},
+                "entries": [(r["idx"], json.loads(r["entry"])) for r in await connection.fetch("SELECT idx, entry FROM ledger_entries ORDER BY idx")],
+                "size": await connection.fetchval("SELECT size FROM ledger_size"),
+                "outbox": await connection.fetchval("SELECT count(*) FROM outbox"),
+            }
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
+def _assert_consistent(state: dict) -> None:
+    indexes = [index for index, _ in state["entries"]]
+    assert indexes == list(range(state["size"])), "the ledger has a gap or an extra entry"
+    accepted = {entry["message_id"]: index for index, entry in state["entries"] if entry["kind"] == "accepted"}
+    assert accepted == state["messages"], "every stored message has exactly its ledger entry, and no entry lacks its message"
+    assert state["outbox"] == len(state["messages"])
+
+
+@pytest.mark.parametrize("stage", ["before-commit", "after-commit"])
+def test_a_process_killed_during_a_group_commit_loses_nothing_it_answered(tmp_path, database_url, example, test_key, stage):
+    messages = _messages(example, test_key, 40)
+    with serve(tmp_path, database_url, kill_point=f"{stage}:4") as (process, hub):
+        answers = _post_all(hub, messages)
+        assert process.wait(60) == -signal.SIGKILL, "the kill point was never reached"
+    answered = {message_id for message_id, status in answers.items() if status == 202}
+    unanswered = [item for item in messages if answers[item[0]] is None]
+    assert answered and unanswered, answers
+    assert all(status in (202, None) for status in answers.values()), answers
+
+    state = _database(database_url)
+    _assert_consistent(state)
+    assert answered <= set(state["messages"]), "a message answered 202 is missing after the crash"
+    if stage == "before-commit":
+        assert not {message_id for message_id, _ in unanswered} & set(state["messages"]), "half of a killed batch was kept"
+
+    with serve(tmp_path, database_url) as (process, hub):
+        resent = {message_id: hub.post_message(compact) for message_id, compact in unanswered}
+    assert all(answer.status == 202 for answer in resent.values())
+    if stage == "after-commit":
+        assert any(answer.json()["replayed"] for answer in resent.values()), "the committed batch should answer from its stored receipts"
+    final = _database(database_url)
+    _assert_consistent(final)
+    assert {message_id for message_id, _ in messages} == set(final["messages"])
