@@ -28,6 +28,7 @@ from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.hub.harness import RunningHub, hub_settings
+from tests.privacy import leaks_in
 
 KEYS = contract_dir("keys") / "test"
 CONFIG = f"""
@@ -54,9 +55,10 @@ def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
     environment.pop("GATEWAY_KILL_POINT", None)
     if kill_point:
         environment["GATEWAY_KILL_POINT"] = kill_point
+    log = (tmp_path / "serve.log").open("a", encoding="utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment, text=True,
+        stdout=subprocess.PIPE, stderr=log, env=environment, text=True,
     )
     try:
         url = _serving_url(process)
@@ -65,6 +67,8 @@ def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(60)
+        log.close()
+        assert not leaks_in((tmp_path / "serve.log").read_text("utf-8")), "personal data in the hub's log"
 
 
 def _serving_url(process: subprocess.Popen) -> str:

@@ -1,0 +1,17 @@
+"""The session-wide log watch (tests/privacy.py) really finds personal data."""
+
+from tests.privacy import leaks_in, personal_data
+
+
+def test_the_watch_knows_names_and_identity_numbers_from_the_examples():
+    kinds = set(personal_data().values())
+    assert {"name", "identity number"} <= kinds
+
+
+def test_the_watch_finds_a_name_and_a_number_in_a_log_line():
+    data = personal_data()
+    name = next(datum for datum, kind in data.items() if kind == "name")
+    number = next(datum for datum, kind in data.items() if kind == "identity number")
+    line = '{"event": "accepted", "x": "' + name + '", "y": "' + number + '"}'
+    assert leaks_in(line) == ["identity number", "name"]
+    assert leaks_in('{"event": "accepted", "message_id": "01a2"}') == []
