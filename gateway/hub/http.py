@@ -8,6 +8,7 @@ payload reaches a log line or a problem.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -85,18 +86,21 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         process_id = f"{APPLICATION_PREFIX}{secrets.token_hex(6)}"
-        pool = await asyncpg.create_pool(
-            settings.dsn, min_size=2, max_size=settings.pool_size, server_settings={"application_name": process_id}
-        )
-        try:
+        async with contextlib.AsyncExitStack() as resources:
+            pool = await asyncpg.create_pool(
+                settings.dsn, min_size=2, max_size=settings.pool_size, server_settings={"application_name": process_id}
+            )
+            resources.push_async_callback(pool.close)
             async with pool.acquire() as connection:
                 applied = await migrate(connection)
                 if applied:
                     _log.info("migrations_applied", names=applied)
             committer = GroupCommitter(pool, settings.max_batch, before_commit=before_commit, after_commit=after_commit)
             committer.start()
+            resources.push_async_callback(committer.close)
             await _import_initial_trust_list(pool, committer, settings, clock)
             registry = Registry(pool, settings.mode, process_id)
+            resources.push_async_callback(registry.close)
             await registry.start()
             app[POOL] = pool
             app[REGISTRY] = registry
@@ -111,10 +115,6 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 freshness_seconds=settings.freshness_seconds,
             )
             yield
-            await committer.close()
-            await registry.close()
-        finally:
-            await pool.close()
 
     return context
 

@@ -64,9 +64,10 @@ _DATABASE = ("12.1-4",)
 UNROUTED = ("12.1-2", "12.1-3")
 """Codes for requests that match no operation: a path the hub does not have, a method a path does not have."""
 NOT_ANSWERED_HERE = ("9.2", "10.1", "10.3")
-"""Codes of checks no resource of this binding makes: attestations are checked by
-receivers of deliveries (the delivery issue adds those resources), public keys and
-trust lists when a trust list is loaded (`gateway keys`, `gateway trust-list`)."""
+"""Codes of checks no resource of this binding makes yet: attestations are checked by
+receivers of deliveries (`gateway delivery verify`; the delivery issue adds the HTTP
+resources), public keys and trust lists when a trust list is loaded (`gateway keys`,
+`gateway trust-list verify`)."""
 
 
 def _selected(requirement: str, selectors: Iterable[str]) -> bool:
@@ -389,13 +390,13 @@ _PROOF_DESCRIPTION = (
     f"caller; `body_sha256`, the SHA-256 of the exact body bytes as 64 hex characters, or null for an empty body. "
     f"The hub refuses a missing proof with `request-proof-missing`, a malformed payload with `request-proof-invalid`, "
     f"one that does not match the request with `request-proof-mismatch`, an `iat` outside the window with "
-    f"`request-proof-stale` and a `jti` used before with `request-proof-replayed` (all 401); the JWS itself and "
+    f"`request-proof-stale` and a `jti` used before with `request-proof-replayed`; the JWS itself and "
     f"its key are checked as for messages (§3, §4, §10)."
 )
 
 
 def _info_description() -> str:
-    unrouted = "; ".join(f"`{e.code}` ({e.status}) {_lower_first(e.title)}" for e in codes_for(UNROUTED))
+    unrouted = " or ".join(f"`{e.code}` ({e.status}: {e.title})" for e in codes_for(UNROUTED))
     elsewhere = ", ".join(f"`{e.code}`" for e in codes_for(NOT_ANSWERED_HERE))
     return (
         "The HTTP binding of the GBA Case Gateway hub (docs/protocol.md §12). The protocol document is normative; "
@@ -403,15 +404,11 @@ def _info_description() -> str:
         "(`python -m gateway.hub.openapi`).\n\n"
         "Every refusal is an RFC 9457 problem (`application/problem+json`, §11.1) naming one code of the "
         "catalogue (§11.2) with that code's status; clients act on `code`. Each operation lists the codes it "
-        f"can answer, grouped by status. A request that matches no operation is answered {unrouted}. "
+        f"can answer, grouped by status. A request that matches no operation (a path the hub does not have, or a method the path does not have) is answered {unrouted}. "
         f"The codes {elsewhere} are checked outside these resources (deliveries, trust lists).\n\n"
         f"Public resources need no authentication; the others carry a request proof in `{REQUEST_PROOF_HEADER}` "
         "(§9.5, the `requestProof` security scheme)."
     )
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
 
 
 # -- responses -------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            process.wait(60)
+            assert process.wait(60) == 0, "SIGTERM must drain and exit cleanly"
         log.close()
         assert not leaks_in((tmp_path / "serve.log").read_text("utf-8")), "personal data in the hub's log"
 

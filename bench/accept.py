@@ -1,0 +1,961 @@
+"""Acceptance benchmark (issue 3, item 7): a real hub, real PostgreSQL, load from outside the hub.
+
+One run does, in order (every step bounded in time):
+  1. starts a database: the embedded PostgreSQL in a new temporary data directory
+     (`gateway db start --data-dir`), or a fresh database on the server of `--database-url`;
+  2. starts the hub as its own process, `gateway serve --config FILE`, from a generated TOML
+     file (test mode, loopback, a free port, CN-GD/HK/MO with one route per ordered pair);
+  3. starts a trivial aiohttp echo server process (POST body -> 202 and a small JSON);
+  4. measures the Ed25519 verify ceiling in this process (verifies/s, best of five);
+  5. pre-signs distinct messages — fresh UUIDv7 ids and cases, `created` = now, a rotation
+     of `referral.submit` CN-GD->HK, `verification.request` CN-GD->HK and CN-GD->MO — and
+     warms the hub up with a first batch of them (not measured);
+  6. signs the measured batch (sized from the warm-up rate, with a margin, so that no body
+     is ever sent twice) and drives it at the hub for `--seconds`, each body exactly once,
+     from a load generator process: wrk with a Lua script over the pre-signed bodies when
+     wrk is installed, else several Python processes (multiprocessing + aiohttp client);
+  7. drives the same bodies with the same generator at the echo server: the echo ceiling;
+  8. stops everything it started: generator, echo server, hub (SIGTERM, then wait), the
+     embedded server (`gateway db stop --data-dir`) or the fresh database (dropped).
+
+Prints one JSON object (stable keys: `accepted_per_s`, `p50_ms`, `p99_ms`,
+`echo_ceiling_per_s`, `ratio_to_echo`, `ed25519_verify_per_s`, `messages`, `concurrency`,
+`seconds`, `generator_cpu_s`, `errors`, `machine`, ...; see bench/README.md) and exits
+0, or 1 when any message was answered with anything but 202 (`errors`, by status) or
+the run is otherwise not valid (`problems`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.contract import contract_dir  # noqa: E402
+from gateway.keyfiles import read_private_key  # noqa: E402
+from gateway.protocol import jws  # noqa: E402
+from gateway.protocol.ids import new_uuid7  # noqa: E402
+from gateway.protocol.message import sign_message  # noqa: E402
+from gateway.protocol.timestamps import format_timestamp  # noqa: E402
+from gateway.protocol.trust import load_trust_list  # noqa: E402
+
+KEYS = contract_dir("keys") / "test"
+SCHEMAS = contract_dir("schemas")
+SENDER_KID = "test-cn-gd-message-1"
+JURISDICTIONS = ("CN-GD", "HK", "MO")
+PATH = "/v1/messages"
+CONTENT_TYPE = "application/jose"
+FRESHNESS_SECONDS = 300
+"""The protocol's ingress window (§8.4): every body must reach the hub within it of its signing."""
+MIX = (
+    ("referral.submit", "HK"),
+    ("verification.request", "HK"),
+    ("verification.request", "MO"),
+)
+"""The rotation of message kinds, all from CN-GD; each message opens a new case."""
+
+START_TIMEOUT = 120.0
+STOP_TIMEOUT = 45.0
+"""The hub drains for up to 30 s (`shutdown_timeout`); then it is killed."""
+WARMUP_RATE_BOUND = 5000
+"""Warm-up bodies per second of warm-up: more than this hub can take on two cores."""
+POOL_MARGIN = 1.5
+"""Measured bodies = warm-up rate x seconds x this, so that none is ever sent twice."""
+POOL_CAP = 400_000
+
+
+# --- the messages --------------------------------------------------------------------
+
+
+def _example(message_type: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / f"{message_type}.json").read_text("utf-8"))["examples"][0]
+
+
+def message_templates() -> list[dict[str, Any]]:
+    """One payload per entry of MIX, from the shipped schema examples (three household members each)."""
+    referral = _example("referral.submit")
+    request = _example("verification.request")
+    members = [{"ref": m["ref"], "person": m["person"]} for m in referral["body"]["household"]["members"]]
+    templates = []
+    for message_type, receiver in MIX:
+        if message_type == "referral.submit":
+            payload = json.loads(json.dumps(referral))
+        else:
+            payload = json.loads(json.dumps(request))
+            payload["legal_basis"] = json.loads(json.dumps(referral["legal_basis"]))
+            payload["body"]["members"] = json.loads(json.dumps(members))
+            payload["body"]["scheme"] = "DIBAO"
+        payload["from"], payload["to"] = "CN-GD", receiver
+        templates.append(payload)
+    return templates
+
+
+def _sign_range(job: tuple[list[dict[str, Any]], int, int]) -> list[bytes]:
+    """Messages number `start` to `stop` (exclusive) of the rotation, signed now."""
+    templates, start, stop = job
+    key = read_private_key(KEYS / f"{SENDER_KID}.key.jwk")
+    now = datetime.now(timezone.utc)
+    created = format_timestamp(now.replace(microsecond=now.microsecond // 1000 * 1000))
+    as_of = now.date().isoformat()
+    respond_by = format_timestamp((now + timedelta(days=14)).replace(microsecond=0))
+    signed = []
+    for number in range(start, stop):
+        payload = dict(templates[number % len(templates)])
+        payload["id"] = new_uuid7()
+        payload["case"] = new_uuid7()
+        payload["created"] = created
+        if payload["type"] == "verification.request":
+            payload["body"] = dict(payload["body"], as_of=as_of, respond_by=respond_by)
+        signed.append(sign_message(payload, key))
+    return signed
+
+
+def sign_messages(count: int, offset: int = 0) -> list[bytes]:
+    """`count` distinct signed messages (compact JWS, ASCII), on every core when there are many."""
+    templates = message_templates()
+    workers = min(len(os.sched_getaffinity(0)), max(1, count // 2000))
+    if workers == 1:
+        return _sign_range((templates, offset, offset + count))
+    bounds = [offset + count * part // workers for part in range(workers + 1)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_sign_range, [(templates, bounds[i], bounds[i + 1]) for i in range(workers)])
+    return [message for part in parts for message in part]
+
+
+def ed25519_verify_rate(compact: bytes, seconds: float = 2.0, rounds: int = 5) -> float:
+    """Bare Ed25519 verifications of `compact`'s signature per second, in this process (best round)."""
+    parsed = jws.parse_compact(compact, "gba-case+jws")
+    public = load_trust_list((KEYS / "trust-list.json").read_bytes()).keys[parsed.kid].public
+    for _ in range(50):
+        public.verify(parsed.signature, parsed.signing_input)
+    best = 0.0
+    for _ in range(rounds):
+        count, start = 0, time.perf_counter()
+        deadline = start + seconds / rounds
+        while True:
+            for _ in range(100):
+                public.verify(parsed.signature, parsed.signing_input)
+            count += 100
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        best = max(best, count / (now - start))
+    return best
+
+
+# --- processes we start ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def gateway_command() -> list[str]:
+    """The `gateway` command of this interpreter's environment."""
+    script = Path(sys.executable).parent / "gateway"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway.cli"]
+
+
+def _child_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop("GATEWAY_DATABASE_URL", None)  # the benchmark decides the database itself
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), environment.get("PYTHONPATH"))))
+    return environment
+
+
+def run_gateway(arguments: Sequence[str], timeout: float = START_TIMEOUT) -> str:
+    """Run `gateway ARGUMENTS` to completion; its stdout, or RuntimeError with its stderr."""
+    result = subprocess.run(
+        [*gateway_command(), *arguments], capture_output=True, text=True, timeout=timeout,
+        env=_child_environment(), stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"gateway {' '.join(arguments)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+def wait_for_line(process: subprocess.Popen[bytes], log: Path, marker: str, timeout: float) -> str:
+    """The first line of `log` containing `marker`, written by `process`; RuntimeError on exit or timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text("utf-8", errors="replace") if log.exists() else ""
+        for line in text.splitlines():
+            if marker in line:
+                return line
+        if process.poll() is not None:
+            raise RuntimeError(f"{log.stem} exited ({process.returncode}) before it was ready: {_tail(log)}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{log.stem} was not ready after {timeout:.0f} s: {_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text("utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no output)"
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOUT) -> int | None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL. The exit status, or None if it was not started."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process, from /proc; None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of `root` and its children (a postmaster and its backends)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = stat.rpartition(")")[2].split()
+        pid, parent = int(entry.name), int(fields[1])
+        if pid == root or parent == root:
+            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+# --- the echo server ---------------------------------------------------------------------
+
+
+def serve_echo(port: int) -> int:
+    """The echo ceiling's server: POST /v1/messages reads the body and answers 202 with a small JSON."""
+    from aiohttp import web
+
+    async def accept(request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.json_response({"echoed": len(body)}, status=202)
+
+    app = web.Application(client_max_size=262_145)
+    app.router.add_post(PATH, accept)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    print(f"echo: serving http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    web.run_app(app, sock=listener, access_log=None, print=None, handle_signals=True, shutdown_timeout=5)
+    return 0
+
+
+# --- load generators -----------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    """What one load run measured. Latencies in milliseconds."""
+
+    duration_s: float
+    answered: int
+    statuses: dict[str, int]
+    socket_errors: dict[str, int]
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    generator_cpu_s: float
+    exhausted: int = 0
+    """Requests the generator could not make from unsent bodies (the pool was too small)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> int:
+        return self.statuses.get("202", 0)
+
+    @property
+    def accepted_per_s(self) -> float:
+        return self.accepted / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Every answer that was not 202, by status, and every request that got no answer, by kind."""
+        refused = {status: count for status, count in sorted(self.statuses.items()) if status != "202" and count}
+        return refused | {kind: count for kind, count in sorted(self.socket_errors.items()) if count}
+
+
+WRK_SCRIPT = r"""
+-- bench/accept.py: POST pre-signed compact JWS bodies (one a line, a file per thread), each once,
+-- and count the answers by status. `cycle` (echo runs only) starts the file over when it ends.
+statuses = {}
+exhausted = 0
+local threads = {}
+local requests, count, next_index, cycle = {}, 0, 0, false
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
+
+function init(args)
+  cycle = args[2] == "cycle"
+  local headers = {["Content-Type"] = "application/jose"}
+  for line in io.lines(args[1] .. "." .. thread_number) do
+    count = count + 1
+    requests[count] = wrk.format("POST", "/v1/messages", headers, line)
+  end
+end
+
+function request()
+  next_index = next_index + 1
+  if next_index > count then
+    if cycle then
+      next_index = 1
+    else
+      -- Out of unsent bodies: stop this thread (the run is reported invalid).
+      exhausted = exhausted + 1
+      next_index = count
+      wrk.thread:stop()
+    end
+  end
+  return requests[next_index]
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests_stats)
+  local merged, spent = {}, 0
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      merged[status] = (merged[status] or 0) + n
+    end
+    spent = spent + thread:get("exhausted")
+  end
+  local parts = {}
+  for status, n in pairs(merged) do
+    table.insert(parts, string.format('"%d": %d', status, n))
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH-RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "exhausted": %d, ' ..
+    '"socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
+    '"p50_us": %d, "p90_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.duration, summary.requests, table.concat(parts, ", "), spent,
+    e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50.0), latency:percentile(90.0), latency:percentile(95.0),
+    latency:percentile(99.0), latency.max))
+end
+"""
+
+
+def write_bodies(folder: Path, name: str, bodies: Sequence[bytes], parts: int) -> Path:
+    """Split `bodies` round-robin into `parts` files `name.1` ... `name.N`, one compact JWS a line."""
+    base = folder / name
+    for part in range(parts):
+        (folder / f"{name}.{part + 1}").write_bytes(b"\n".join(bodies[part::parts]) + b"\n")
+    return base
+
+
+def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections: int, seconds: float,
+            cycle: bool, log: Path) -> LoadResult:
+    """One wrk run over the pre-signed bodies. CPU seconds are wrk's own (rusage of the child)."""
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
+        "-s", str(script), url + PATH, "--", str(bodies_base), "cycle" if cycle else "once",
+    ]
+    with log.open("ab") as output:
+        output.write(f"$ {' '.join(command)}\n".encode())
+        output.flush()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=output, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + seconds + 60
+        stdout = b""
+        os.set_blocking(process.stdout.fileno(), False)
+        while True:
+            chunk = process.stdout.read()
+            if chunk:
+                stdout += chunk
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                process.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                _, status, usage = os.wait4(process.pid, 0)
+                raise RuntimeError(f"wrk did not finish within {seconds + 60:.0f} s")
+            time.sleep(0.05)
+        stdout += process.stdout.read() or b""
+        output.write(stdout)
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {_tail(log)}")
+    line = next((line for line in stdout.decode().splitlines() if line.startswith("BENCH-RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {stdout.decode()[-2000:]}")
+    data = json.loads(line.removeprefix("BENCH-RESULT "))
+    return LoadResult(
+        duration_s=data["duration_us"] / 1e6,
+        answered=sum(data["statuses"].values()),
+        statuses={str(status): count for status, count in data["statuses"].items()},
+        socket_errors=data["socket_errors"],
+        p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000, p95_ms=data["p95_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
+        generator_cpu_s=usage.ru_utime + usage.ru_stime,
+        exhausted=data["exhausted"],
+    )
+
+
+async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool) -> dict[str, Any]:
+    import aiohttp
+
+    statuses: Counter[int] = Counter()
+    failures: Counter[str] = Counter()
+    latencies = array.array("d")
+    state = {"next": 0, "exhausted": 0}
+    headers = {"Content-Type": CONTENT_TYPE}
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)) as session:
+        cpu_start, start = os.times(), time.monotonic()
+        deadline = start + seconds
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                if state["next"] >= len(bodies):
+                    if not cycle:
+                        state["exhausted"] += 1
+                        return
+                    state["next"] = 0
+                body = bodies[state["next"]]
+                state["next"] += 1
+                sent = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as answer:
+                        await answer.read()
+                        statuses[answer.status] += 1
+                except asyncio.TimeoutError:
+                    failures["timeout"] += 1
+                    continue
+                except aiohttp.ClientError as error:
+                    failures[type(error).__name__] += 1
+                    continue
+                latencies.append(time.perf_counter() - sent)
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        end, cpu_end = time.monotonic(), os.times()
+    return {
+        "start": start, "end": end,
+        "cpu": (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system),
+        "statuses": dict(statuses), "failures": dict(failures), "exhausted": state["exhausted"],
+        "latencies": latencies.tobytes(),
+    }
+
+
+def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
+                    go: Any, results: Any) -> None:
+    try:
+        if not go.wait(60):
+            raise RuntimeError("no start signal")
+        results.send(asyncio.run(_client_load(url, bodies, connections, seconds, cycle)))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
+        results.send({"error": f"{type(error).__name__}: {error}"})
+    finally:
+        results.close()
+
+
+def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connections: int, seconds: float,
+                       cycle: bool) -> LoadResult:
+    """Several client processes (aiohttp, keep-alive), `connections` in flight between them."""
+    context = multiprocessing.get_context("fork")
+    go = context.Event()
+    workers, pipes = [], []
+    processes = max(1, min(processes, connections))
+    for number in range(processes):
+        share = connections // processes + (1 if number < connections % processes else 0)
+        receive, send = context.Pipe(duplex=False)
+        worker = context.Process(
+            target=_client_process, args=(url + PATH, bodies[number::processes], share, seconds, cycle, go, send),
+            daemon=True,
+        )
+        worker.start()
+        send.close()
+        workers.append(worker)
+        pipes.append(receive)
+    outcomes = []
+    try:
+        go.set()
+        for receive in pipes:
+            if not receive.poll(seconds + 90):
+                raise RuntimeError("a client process did not report in time")
+            outcomes.append(receive.recv())
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(5)
+    failed = [outcome["error"] for outcome in outcomes if "error" in outcome]
+    if failed:
+        raise RuntimeError(f"client process failed: {failed[0]}")
+    latencies = array.array("d")
+    statuses: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    for outcome in outcomes:
+        latencies.frombytes(outcome["latencies"])
+        statuses.update({str(status): count for status, count in outcome["statuses"].items()})
+        failures.update(outcome["failures"])
+    ordered = sorted(latencies)
+
+    def percentile(share: float) -> float:
+        if not ordered:
+            return 0.0
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(share / 100 * len(ordered)) - 1))] * 1000
+
+    return LoadResult(
+        duration_s=max(o["end"] for o in outcomes) - min(o["start"] for o in outcomes),
+        answered=sum(statuses.values()),
+        statuses=dict(statuses),
+        socket_errors=dict(failures),
+        p50_ms=percentile(50), p90_ms=percentile(90), p95_ms=percentile(95), p99_ms=percentile(99),
+        max_ms=(ordered[-1] * 1000 if ordered else 0.0),
+        generator_cpu_s=sum(o["cpu"] for o in outcomes),
+        exhausted=sum(o["exhausted"] for o in outcomes),
+    )
+
+
+class LoadGenerator:
+    """The same client machinery for the hub and the echo server: wrk, or Python client processes."""
+
+    def __init__(self, kind: str, threads: int, concurrency: int, folder: Path) -> None:
+        self.kind = kind
+        self.threads = max(1, min(threads, concurrency))
+        self.concurrency = concurrency
+        self.folder = folder
+        self.log = folder / "wrk.log"
+        self._runs = 0
+        if kind == "wrk":
+            self.script = folder / "accept.lua"
+            self.script.write_text(WRK_SCRIPT, "utf-8")
+
+    def run(self, url: str, bodies: Sequence[bytes], seconds: float, cycle: bool = False) -> LoadResult:
+        if self.kind == "python":
+            return run_python_clients(url, bodies, self.threads, self.concurrency, seconds, cycle)
+        self._runs += 1
+        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, self.threads)
+        return run_wrk(url, base, self.script, self.threads, self.concurrency, seconds, cycle, self.log)
+
+    def describe(self) -> str:
+        if self.kind == "wrk":
+            return f"wrk ({_wrk_version()}), {self.threads} thread(s), Lua script over pre-signed bodies"
+        return f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive"
+
+
+def _wrk_version() -> str:
+    try:
+        result = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (result.stdout + result.stderr).splitlines()[0].split(" Copyright")[0] if (result.stdout + result.stderr) else "unknown"
+
+
+def _version(distribution: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# --- the hub and its database --------------------------------------------------------------
+
+
+def hub_config(port: int, data_dir: Path) -> str:
+    """The generated configuration: test mode, loopback, the published test keys, every route between CN-GD, HK, MO."""
+    routes = "".join(
+        f'\n[[routes]]\nsender = "{sender}"\nreceiver = "{receiver}"\n'
+        'types = ["referral.*", "verification.*", "receipt"]\n'
+        'purposes = ["referral", "assistance_feedback", "economic_verification", "delivery_receipt"]\n'
+        for sender in JURISDICTIONS for receiver in JURISDICTIONS if sender != receiver
+    )
+    jurisdictions = "".join(f'\n[jurisdictions.{code}]\ndelivery = "pull"\n' for code in JURISDICTIONS)
+    return (
+        "# Generated by bench/accept.py for one benchmark run.\n"
+        'mode = "test"\n'
+        'listen_host = "127.0.0.1"\n'
+        f"listen_port = {port}\n"
+        f'public_base_url = "http://127.0.0.1:{port}"\n'
+        f"data_dir = {json.dumps(str(data_dir))}\n"
+        "\n[hub]\n"
+        f"receipt_key = {json.dumps(str(KEYS / 'test-hub-receipt-1.key.jwk'))}\n"
+        f"checkpoint_key = {json.dumps(str(KEYS / 'test-hub-checkpoint-1.key.jwk'))}\n"
+        f"trust_list = {json.dumps(str(KEYS / 'trust-list.json'))}\n"
+        f"{jurisdictions}{routes}"
+    )
+
+
+@dataclass
+class Database:
+    dsn: str
+    description: str
+    version: str
+    embedded_data_dir: Path | None = None
+    external_admin_url: str | None = None
+    external_name: str | None = None
+
+    def postmaster_pid(self) -> int | None:
+        if self.embedded_data_dir is None:
+            return None
+        try:
+            return int((self.embedded_data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+
+
+async def _execute(url: str, statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=15)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def _fetchval(url: str, query: str) -> Any:
+    import asyncpg
+
+    connection = await asyncpg.connect(url, timeout=15)
+    try:
+        return await connection.fetchval(query)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def database(folder: Path, url: str | None, notes: list[str]) -> Iterator[Database]:
+    """The embedded server in `folder/data` (stopped afterwards), or a new database on `url`'s server (dropped)."""
+    if url is None:
+        data_dir = folder / "data"
+        try:
+            dsn = run_gateway(["db", "start", "--data-dir", str(data_dir)]).strip().splitlines()[-1]
+            version = asyncio.run(_fetchval(dsn, "SHOW server_version"))
+            yield Database(dsn, f"embedded PostgreSQL {version} (fsync on)", version, embedded_data_dir=data_dir)
+        finally:
+            try:
+                run_gateway(["db", "stop", "--data-dir", str(data_dir)])
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                notes.append(f"stopping the embedded server failed: {error}")
+        return
+    from gateway.store.database import redact_url, with_database_name
+
+    name = "gba_bench_" + secrets.token_hex(6)
+    asyncio.run(_execute(url, f'CREATE DATABASE "{name}"'))
+    try:
+        dsn = with_database_name(url, name)
+        version = asyncio.run(_fetchval(dsn, "SHOW server_version"))
+        yield Database(dsn, f"PostgreSQL {version}, database {name} on {redact_url(url)}", version,
+                       external_admin_url=url, external_name=name)
+    finally:
+        try:
+            asyncio.run(_execute(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as error:  # noqa: BLE001 - reported, never hides the run's own outcome
+            notes.append(f"dropping {name} failed: {type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def started(command: list[str], log: Path, marker: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A server process writing to `log`, ready once it printed `marker`; SIGTERM (then SIGKILL) afterwards."""
+    with log.open("ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=_child_environment(), start_new_session=True)
+    try:
+        yield process, wait_for_line(process, log, marker, START_TIMEOUT)
+    finally:
+        stop_process(process)
+
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 1024 / 1024, 1)
+    return {
+        "cpus": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory_gib": memory,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "aiohttp": _version("aiohttp"),
+        "asyncpg": _version("asyncpg"),
+        "cryptography": _version("cryptography"),
+    }
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the measured run (default 30)")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (connections; default 64)")
+    parser.add_argument("--database-url", help="a PostgreSQL server to run on (a fresh database is created and "
+                                               "dropped); default: the embedded server in a temporary directory")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON result to this file")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator: wrk (C, with a Lua script) or Python client processes; "
+                             "auto = wrk when installed (default)")
+    parser.add_argument("--threads", type=int, help="wrk threads or client processes (default: 1 wrk thread, "
+                                                    "or one client process per core)")
+    parser.add_argument("--warmup-seconds", type=float, default=3.0, help="unmeasured load first (default 3)")
+    parser.add_argument("--echo-seconds", type=float, help="length of the echo run (default: seconds/3, 2 to 10)")
+    parser.add_argument("--profile-out", type=Path,
+                        help="record the hub with py-spy during the measured run (raw collapsed stacks) into this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, config, bodies)")
+    parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    arguments = parser.parse_args(argv)
+    if arguments.serve_echo is None:
+        if not 1 <= arguments.seconds <= 240:
+            parser.error("--seconds must be between 1 and 240 (signed messages must reach the hub within 300 s)")
+        if arguments.concurrency < 1:
+            parser.error("--concurrency must be at least 1")
+        if not 0 <= arguments.warmup_seconds <= 30:
+            parser.error("--warmup-seconds must be between 0 and 30")
+    return arguments
+
+
+def choose_generator(requested: str) -> str:
+    if requested == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    if requested == "wrk" and not shutil.which("wrk"):
+        raise SystemExit("bench/accept.py: wrk is not installed (apt-get install wrk), use --generator python")
+    return requested
+
+
+def _terminate_on_signal() -> None:
+    def handler(signal_number: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal_number}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
+    kind = choose_generator(arguments.generator)
+    threads = arguments.threads or (1 if kind == "wrk" else len(os.sched_getaffinity(0)))
+    echo_seconds = arguments.echo_seconds or max(2.0, min(10.0, arguments.seconds / 3))
+    notes: list[str] = []
+    problems: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="gba-bench-"))
+    try:
+        generator = LoadGenerator(kind, threads, arguments.concurrency, folder)
+        _say(f"load generator: {generator.describe()}; working in {folder}")
+        with database(folder, arguments.database_url, notes) as db:
+            _say(f"database: {db.description}")
+            port = free_port()
+            config = folder / "gateway.toml"
+            config.write_text(hub_config(port, folder / "data"), "utf-8")
+            serve = [*gateway_command(), "serve", "--config", str(config), "--port", str(port)]
+            serve += ["--database-url", db.dsn] if db.embedded_data_dir is None else ["--data-dir", str(folder / "data")]
+            with started(serve, folder / "hub.log", "gateway: serving") as (hub, _):
+                hub_url = f"http://127.0.0.1:{port}"
+                echo_command = [sys.executable, str(Path(__file__).resolve()), "--serve-echo", "0"]
+                with started(echo_command, folder / "echo.log", "echo: serving") as (echo, line):
+                    echo_url = line.split()[-1]
+                    _say(f"hub pid {hub.pid} on {hub_url}, echo pid {echo.pid} on {echo_url}")
+
+                    sample = sign_messages(1)[0]
+                    verify_rate = ed25519_verify_rate(sample)
+                    _say(f"Ed25519 verify ceiling: {verify_rate:,.0f}/s")
+
+                    warm = None
+                    warm_rate = 0.0
+                    if arguments.warmup_seconds > 0:
+                        pool = sign_messages(max(2000, int(arguments.warmup_seconds * WARMUP_RATE_BOUND)))
+                        warm = generator.run(hub_url, pool, arguments.warmup_seconds)
+                        warm_rate = warm.answered / warm.duration_s if warm.duration_s else 0.0
+                        _say(f"warm-up: {warm.answered} answered in {warm.duration_s:.1f} s, errors {warm.errors}")
+                        if warm.errors:
+                            problems.append(f"warm-up answers other than 202: {warm.errors}")
+                    estimate = warm_rate if warm and not warm.exhausted else WARMUP_RATE_BOUND * 2
+                    count = min(POOL_CAP, int(max(estimate, 200) * arguments.seconds * POOL_MARGIN)
+                                + 4 * arguments.concurrency)
+                    signing_started = time.monotonic()
+                    bodies = sign_messages(count)
+                    _say(f"signed {len(bodies)} messages in {time.monotonic() - signing_started:.1f} s; "
+                         f"measuring {arguments.seconds:g} s at concurrency {arguments.concurrency}")
+
+                    postmaster = db.postmaster_pid()
+                    db_before = process_tree_cpu(postmaster) if postmaster else {}
+                    hub_before = cpu_seconds(hub.pid)
+                    profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
+                    main = generator.run(hub_url, bodies, arguments.seconds)
+                    hub_after = cpu_seconds(hub.pid)
+                    db_after = process_tree_cpu(postmaster) if postmaster else {}
+                    _finish_profiler(profiler, notes)
+                    if time.monotonic() - signing_started > FRESHNESS_SECONDS:
+                        problems.append("the run outlasted the freshness window; later messages may be stale")
+                    _say(f"hub: {main.accepted_per_s:,.0f} accepted/s, p50 {main.p50_ms:.1f} ms, "
+                         f"p99 {main.p99_ms:.1f} ms, errors {main.errors}")
+
+                    echo_run = generator.run(echo_url, bodies, echo_seconds, cycle=True)
+                    _say(f"echo: {echo_run.accepted_per_s:,.0f}/s, p99 {echo_run.p99_ms:.1f} ms")
+
+                    stored = asyncio.run(_fetchval(db.dsn, "SELECT count(*) FROM messages"))
+                    ledger = asyncio.run(_fetchval(db.dsn, "SELECT size FROM ledger_size"))
+                hub_exit = stop_process(hub)
+                if hub_exit != 0:
+                    problems.append(f"the hub exited with status {hub_exit} on SIGTERM")
+            if main.exhausted:
+                problems.append(f"the pre-signed pool ran out ({main.exhausted} requests could not be made); "
+                                f"the rate is not valid")
+            if echo_run.errors:
+                problems.append(f"echo answers other than 202: {echo_run.errors}")
+            if main.accepted == 0:
+                problems.append("no message was accepted")
+            warm_accepted = warm.accepted if warm else 0
+            if stored < warm_accepted + main.accepted:
+                problems.append(f"{stored} messages stored, fewer than the {warm_accepted + main.accepted} answered 202")
+
+        mean_bytes = sum(map(len, bodies)) / len(bodies)
+        result: dict[str, Any] = {
+            "benchmark": "accept",
+            "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+            "command": " ".join(["bench/accept.py", *sys.argv[1:]]),
+            "accepted_per_s": round(main.accepted_per_s, 1),
+            "p50_ms": round(main.p50_ms, 2),
+            "p90_ms": round(main.p90_ms, 2),
+            "p95_ms": round(main.p95_ms, 2),
+            "p99_ms": round(main.p99_ms, 2),
+            "max_ms": round(main.max_ms, 2),
+            "echo_ceiling_per_s": round(echo_run.accepted_per_s, 1),
+            "echo_p50_ms": round(echo_run.p50_ms, 2),
+            "echo_p99_ms": round(echo_run.p99_ms, 2),
+            "ratio_to_echo": round(main.accepted_per_s / echo_run.accepted_per_s, 4) if echo_run.accepted_per_s else 0.0,
+            "ed25519_verify_per_s": round(verify_rate),
+            "messages": main.answered,
+            "accepted": main.accepted,
+            "concurrency": arguments.concurrency,
+            "seconds": arguments.seconds,
+            "duration_s": round(main.duration_s, 3),
+            "echo_seconds": round(echo_run.duration_s, 3),
+            "warmup_seconds": arguments.warmup_seconds,
+            "warmup_accepted": warm_accepted,
+            "presigned": len(bodies),
+            "message_bytes_mean": round(mean_bytes),
+            "mix": [f"{message_type} CN-GD->{receiver}" for message_type, receiver in MIX],
+            "generator": kind,
+            "generator_detail": generator.describe(),
+            "generator_cpu_s": round(main.generator_cpu_s, 3),
+            "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,
+            "hub_cpu_s": round(hub_after - hub_before, 3) if hub_after is not None and hub_before is not None else None,
+            "database_cpu_s": round(tree_cpu_delta(db_before, db_after), 3) if postmaster else None,
+            "errors": main.errors,
+            "stored_messages": stored,
+            "ledger_size": ledger,
+            "database": db.description,
+            "machine": machine_info() | {"postgresql": db.version},
+            "problems": problems,
+            "notes": notes,
+        }
+        if result["hub_cpu_s"] is not None:
+            result["hub_cpu_us_per_message"] = round(result["hub_cpu_s"] / main.accepted * 1e6, 1) if main.accepted else None
+        if result["database_cpu_s"] is not None:
+            result["database_cpu_us_per_message"] = (
+                round(result["database_cpu_s"] / main.accepted * 1e6, 1) if main.accepted else None
+            )
+        return result
+    finally:
+        if arguments.keep:
+            _say(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_profiler(out: Path | None, pid: int, seconds: float, folder: Path) -> subprocess.Popen[bytes] | None:
+    if out is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    command = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
+               "--format", "raw", "--output", str(out.resolve()), "--nonblocking"]
+    with (folder / "py-spy.log").open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _finish_profiler(profiler: subprocess.Popen[bytes] | None, notes: list[str]) -> None:
+    if profiler is None:
+        return
+    try:
+        profiler.wait(30)
+    except subprocess.TimeoutExpired:
+        stop_process(profiler, 10)
+    if profiler.returncode != 0:
+        notes.append(f"py-spy exited with status {profiler.returncode}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.serve_echo is not None:
+        return serve_echo(arguments.serve_echo)
+    _terminate_on_signal()
+    result = benchmark(arguments)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if arguments.json_out:
+        arguments.json_out.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json_out.write_text(text + "\n", "utf-8")
+    if result["errors"] or result["problems"]:
+        _say(f"not a valid run: errors {result['errors']}, problems {result['problems']}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
