@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import selectors
+import subprocess
 import http.client
 import json
 import threading
@@ -120,3 +122,18 @@ class Clock:
 
     def __call__(self):
         return utc_now() + self.offset
+
+
+def serving_url(process: subprocess.Popen) -> str:
+    """The URL a `gateway serve` subprocess prints once it listens (its stdout must be a text pipe)."""
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    for _ in range(200):
+        if not selector.select(timeout=60):
+            break
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("gateway: serving "):
+            return line.split()[2]
+    raise AssertionError(f"gateway serve did not start (exit {process.poll()})")

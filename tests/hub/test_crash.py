@@ -12,7 +12,6 @@ import asyncio
 import http.client
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from gateway.contract import contract_dir
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
 from gateway.protocol.timestamps import format_timestamp, utc_now
-from tests.hub.harness import RunningHub, hub_settings
+from tests.hub.harness import RunningHub, hub_settings, serving_url
 from tests.privacy import leaks_in
 
 KEYS = contract_dir("keys") / "test"
@@ -61,7 +60,7 @@ def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
         stdout=subprocess.PIPE, stderr=log, env=environment, text=True,
     )
     try:
-        url = _serving_url(process)
+        url = serving_url(process)
         yield process, RunningHub(url, hub_settings(database_url))
     finally:
         if process.poll() is None:
@@ -69,20 +68,6 @@ def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
             assert process.wait(60) == 0, "SIGTERM must drain and exit cleanly"
         log.close()
         assert not leaks_in((tmp_path / "serve.log").read_text("utf-8")), "personal data in the hub's log"
-
-
-def _serving_url(process: subprocess.Popen) -> str:
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    for _ in range(200):
-        if not selector.select(timeout=60):
-            break
-        line = process.stdout.readline()
-        if not line:
-            break
-        if line.startswith("gateway: serving "):
-            return line.split()[2]
-    raise AssertionError(f"gateway serve did not start (exit {process.poll()})")
 
 
 def _messages(example, test_key, count: int) -> list[tuple[str, bytes]]:
