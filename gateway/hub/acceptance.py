@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
 from gateway.hub import cases, store
 from gateway.hub.committer import GroupCommitter
@@ -37,6 +38,8 @@ from gateway.protocol.schema import MessageSchemas
 from gateway.protocol.statements import HubReceipt, sign_hub_receipt
 from gateway.protocol.timestamps import format_timestamp
 from gateway.protocol.trust import TrustList
+
+_log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class Hub:
         self._receipt_key = receipt_key
         self._clock = clock
         self._freshness_seconds = freshness_seconds
+        self._security_log = SecurityLog(clock)
 
     def now(self) -> datetime:
         """The hub's clock."""
@@ -88,9 +92,14 @@ class Hub:
         """Accept `compact` or raise ProtocolError; durable before it returns."""
         now = self._clock()
         trust = self._trust()
-        signed = check_signature(compact, trust, now)
+        try:
+            signed = check_signature(compact, trust, now)
+        except ProtocolError as refusal:
+            self._security_log.refused(refusal.code)
+            raise
         stored = await store.receipt_by_digest(self._pool, signed.jws.digest)
         if stored is not None:
+            _log.info("message_resent", message_id=stored[0], kid=signed.jws.kid)
             return Acceptance(*stored, replayed=True)
         try:
             message = await self._check(signed, trust, now)
@@ -101,7 +110,9 @@ class Hub:
         if isinstance(outcome, _IdRace):
             return await self._after_race(signed, message, now)
         if isinstance(outcome, ProtocolError):
+            _log.info("message_refused", code=outcome.code, where=outcome.where, kid=message.kid, case=message.case, route=_route(message))
             raise outcome
+        _log.info("message_accepted", message_id=message.id, case=message.case, route=_route(message))
         return outcome
 
     async def _check(self, signed: SignedMessage, trust: TrustList, now: datetime) -> Message:
@@ -154,8 +165,40 @@ class Hub:
         raise refusal
 
     async def _ledger_refusal(self, signed: SignedMessage, refusal: ProtocolError, now: datetime) -> None:
+        _log.info("message_refused", code=refusal.code, where=refusal.where, kid=signed.jws.kid)
         entry = _refused_entry(signed.jws.digest, signed.jws.kid, signed.key.owner, refusal, now)
         await self._committer.run(lambda connection, appender: appender.add(entry))
+
+
+def _route(message: Message) -> str:
+    return f"{message.sender}>{message.receiver}:{message.type}"
+
+
+class SecurityLog:
+    """Refusals of unauthenticated input: logged at most `per_minute` times a minute, the rest counted.
+
+    Anyone can send garbage; nobody can make the hub write unbounded logs (or ledger
+    entries: unauthenticated refusals are never ledgered) by doing so.
+    """
+
+    def __init__(self, clock: Callable[[], datetime], per_minute: int = 60) -> None:
+        self._clock = clock
+        self._per_minute = per_minute
+        self._window: datetime | None = None
+        self._logged = 0
+        self._suppressed = 0
+
+    def refused(self, code: str) -> None:
+        now = self._clock().replace(second=0, microsecond=0)
+        if now != self._window:
+            if self._suppressed:
+                _log.warning("unauthenticated_refusals_suppressed", count=self._suppressed)
+            self._window, self._logged, self._suppressed = now, 0, 0
+        if self._logged < self._per_minute:
+            self._logged += 1
+            _log.warning("unauthenticated_refusal", code=code)
+        else:
+            self._suppressed += 1
 
 
 async def _digest_by_id(pool: asyncpg.Pool, message_id: str) -> str | None:

@@ -45,5 +45,14 @@ class Metrics:
             "# HELP gateway_outbox_depth Messages waiting for delivery (from the database).",
             "# TYPE gateway_outbox_depth gauge",
             f"gateway_outbox_depth {row['outbox']}",
+            "# HELP gateway_key_expiry_seconds Seconds until each unrevoked key's validity ends (from the database).",
+            "# TYPE gateway_key_expiry_seconds gauge",
+            *(
+                f'gateway_key_expiry_seconds{{kid="{key["kid"]}",owner="{key["owner"]}",use="{key["use"]}"}} {key["seconds"]:.0f}'
+                for key in await pool.fetch(
+                    "SELECT kid, owner, use, extract(epoch FROM not_after - now()) AS seconds FROM keys"
+                    " WHERE revoked_at IS NULL ORDER BY kid"
+                )
+            ),
         ]
         return "\n".join(lines) + "\n"
