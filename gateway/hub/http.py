@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.hub.acceptance import Hub
 from gateway.hub.committer import CommitFailed, GroupCommitter
 from gateway.hub.metrics import Metrics
+from gateway.hub.openapi import OPENAPI_PATH, document_bytes
 from gateway.hub.policy import RoutePolicy
 from gateway.hub.registry import APPLICATION_PREFIX, Registry, import_trust_list, read_trust_list
 from gateway.hub import store
@@ -79,6 +80,7 @@ def build_app(
     app.router.add_get("/healthz", get_health)
     app.router.add_get("/readyz", get_ready)
     app.router.add_get("/metrics", get_metrics)
+    app.router.add_get(OPENAPI_PATH, get_openapi)
     return app
 
 
@@ -256,3 +258,8 @@ async def get_ready(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     text = await request.app[METRICS].render(request.app[POOL])
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json: the OpenAPI 3.1 description of this binding, naming this hub's public base URL (§12.1)."""
+    return web.Response(body=document_bytes(request.app[SETTINGS].public_base_url), content_type="application/json")
