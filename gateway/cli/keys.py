@@ -1,18 +1,44 @@
-"""`gateway keys generate`: a key pair for one owner and one use (docs/protocol.md §10)."""
+"""`gateway keys`: make a key pair, and manage the hub's key registry (docs/protocol.md §10, docs/operations.md).
+
+`generate` makes a key pair for one owner and one use. `add`, `import`, `rotate` and
+`revoke` change the registry in the database, each in one ledgered transaction, and
+return only when every live gateway process holds the change (exit 1, naming the
+processes, after `--wait` seconds otherwise); `list` prints it. Which database: as for
+`gateway db` (`--database-url`, `$GATEWAY_DATABASE_URL`, the config's `database_url`,
+else the embedded server in `--data-dir`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import secrets
-from datetime import timedelta
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import wraps
 from pathlib import Path
+from typing import Any
 
+import asyncpg
+
+from gateway.cli.output import read_input, report_refusal, timestamp_argument
+from gateway.config import MODES, ConfigError, load_config
+from gateway.hub import registry
 from gateway.keyfiles import write_private_key, write_public_key
+from gateway.ledger.append import LedgerAppender
+from gateway.protocol import strict_json
+from gateway.protocol.errors import ProtocolError
 from gateway.protocol.keys import ALGORITHMS, generate
 from gateway.protocol.timestamps import format_timestamp, utc_now
-from gateway.protocol.trust import ED25519_ONLY_USES, HUB, KEY_USES, allowed_uses
+from gateway.protocol.trust import ED25519_ONLY_USES, HUB, KEY_USES, allowed_uses, load_trust_list
+from gateway.store import StoreError
+from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR, resolve_database
+from gateway.store.embedded import ensure_embedded_server
+from gateway.store.migrate import migrate
 
 _OWNER = re.compile(rf"{HUB}|[A-Z]{{2}}(-[A-Z0-9]{{1,3}})?")
 
@@ -34,6 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     make.add_argument("--valid-days", type=int, default=730, help="validity window in days (default 730)")
     make.add_argument("--test-key", action="store_true", help="mark the key test-only (refused in production)")
     make.set_defaults(run=_generate)
+    _register_registry_verbs(verbs)
 
 
 def _generate(arguments: argparse.Namespace) -> int:
@@ -71,3 +98,273 @@ def _generate(arguments: argparse.Namespace) -> int:
     }
     print(json.dumps(entry, indent=2))
     return 0
+
+
+# --- The key registry ------------------------------------------------------------------
+
+APPLICATION_NAME = "gateway-keys"
+"""This command's connection name: not `gateway:...`, for it holds no copy of the registry to acknowledge."""
+DEFAULT_WAIT_SECONDS = 30.0
+
+Change = Callable[[asyncpg.Connection, LedgerAppender], Awaitable[Any]]
+
+
+def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
+    add = verbs.add_parser(
+        "add", help="register a key from its trust-list entry",
+        description="Registers the key of a trust-list entry (docs/protocol.md §10.3), as `keys generate` prints it. "
+        "The registry with the new key must still be a valid trust list; in production mode a test key is refused.",
+    )
+    add.add_argument("--entry", required=True, metavar="FILE", help="the key's trust-list entry (JSON), or - for stdin")
+    add.set_defaults(run=_storage_command(_add))
+    imported = verbs.add_parser(
+        "import", help="register the new jurisdictions and keys of a trust list",
+        description="Registers what a trust list (JSON document, §10.3) adds to the registry. A kid registered "
+        "with another owner, use or JWK is refused: keys change by rotation and revocation.",
+    )
+    imported.add_argument("--trust-list", required=True, metavar="FILE", help="the trust list (JSON), or - for stdin")
+    imported.set_defaults(run=_storage_command(_import))
+    rotate = verbs.add_parser(
+        "rotate", help="register a successor key and end the old key's validity",
+        description="Registers the new key and sets the old key's not_after to the new key's not_before plus "
+        "7 days (PROTO-10.4-6), or to --retire-at; never later than it was. The old key stays registered, "
+        "so what it signed still verifies.",
+    )
+    rotate.add_argument("kid", help="the key being replaced")
+    rotate.add_argument("--entry", required=True, metavar="FILE", help="the new key's trust-list entry (JSON), or - for stdin")
+    rotate.add_argument("--retire-at", type=timestamp_argument, metavar="TIME", help="end of the old key's validity (UTC)")
+    rotate.set_defaults(run=_storage_command(_rotate))
+    revoke = verbs.add_parser(
+        "revoke", help="revoke a key",
+        description="Revokes the key from TIME on (default now). After a compromise give the earliest time the "
+        "key may have been compromised: what it signed since then no longer verifies (PROTO-10.4-2).",
+    )
+    revoke.add_argument("kid", help="the key to revoke")
+    revoke.add_argument("--at", type=timestamp_argument, metavar="TIME", help="revocation time (UTC, not in the future)")
+    revoke.set_defaults(run=_storage_command(_revoke))
+    listing = verbs.add_parser(
+        "list", help="print the registry's keys",
+        description="Prints every registered key with its validity and status; warns on stderr about keys that "
+        "expire within 30 days, naming their successor if one is registered (marked EXPIRES SOON; the exit "
+        "status stays 0).",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON for programs")
+    listing.set_defaults(run=_storage_command(_list))
+    for verb in (add, imported, rotate, revoke, listing):
+        verb.add_argument("--config", type=Path, metavar="FILE",
+                          help="the gateway's TOML configuration (for mode, data_dir, database_url)")
+        verb.add_argument("--data-dir", type=Path, metavar="DIR",
+                          help=f"the gateway's data directory (default: the config's, else ./{DEFAULT_DATA_DIR})")
+        verb.add_argument("--database-url", metavar="URL",
+                          help=f"an external PostgreSQL (postgresql://...); overrides ${DATABASE_URL_VARIABLE}")
+    for verb in (add, imported, rotate):
+        verb.add_argument("--mode", choices=MODES, help="the hub's mode (default: the config's, else test); production wins")
+    for verb in (add, imported, rotate, revoke):
+        verb.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
+                          help=f"how long to wait for every live gateway process to acknowledge "
+                          f"(default {DEFAULT_WAIT_SECONDS:g})")
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    return seconds
+
+
+def _storage_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`run`, with each kind of failure reported on stderr and exit status 1."""
+
+    @wraps(run)
+    def wrapper(arguments: argparse.Namespace) -> int:
+        try:
+            return run(arguments)
+        except ProtocolError as refusal:
+            status = report_refusal(refusal, as_json=False)
+            for note in getattr(refusal, "__notes__", ()):
+                _say(note)
+            return status
+        except ConfigError as error:
+            print(f"gateway: config: {error}", file=sys.stderr)
+            return 1
+        except (StoreError, registry.RegistryError, asyncpg.PostgresError) as error:
+            _say(f"error: {error}")
+            return 1
+
+    return wrapper
+
+
+def _say(message: str) -> None:
+    print(f"gateway: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    dsn: str
+    mode: str
+
+
+def _target(arguments: argparse.Namespace) -> _Target:
+    """The database and mode to use: the options, then the config (if given), then the defaults."""
+    config = load_config(arguments.config) if arguments.config else None
+    config_url, config_dir = (config.database_url, config.data_dir) if config else (None, None)
+    database = resolve_database(arguments.database_url, config_url, arguments.data_dir or config_dir)
+    dsn = ensure_embedded_server(database.data_dir, notify=_say).dsn if database.embedded else database.dsn
+    modes = {getattr(arguments, "mode", None), config.mode if config else None}
+    return _Target(dsn, "production" if "production" in modes else "test")
+
+
+async def _connect(dsn: str) -> asyncpg.Connection:
+    """A connection with the schema in place (the same migrations `serve` applies, under the same lock)."""
+    connection = await asyncpg.connect(dsn, server_settings={"application_name": APPLICATION_NAME})
+    try:
+        await migrate(connection)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
+def _change(target: _Target, change: Change, wait: float) -> tuple[Any, registry.Acknowledgement]:
+    """Apply `change` (one transaction), then wait for every live gateway process to acknowledge it."""
+
+    async def run() -> tuple[Any, registry.Acknowledgement]:
+        connection = await _connect(target.dsn)
+        try:
+            version, result = await registry.apply_change(connection, change)
+            return result, await registry.wait_for_acknowledgements(connection, version, wait)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+def _report(done: str, acknowledgement: registry.Acknowledgement, wait: float) -> int:
+    _say(done)
+    version = acknowledgement.version
+    if acknowledgement.behind:
+        behind = ", ".join(f"{process_id} (holds version {held})" for process_id, held in acknowledgement.behind)
+        _say(
+            f"error: the change is committed as registry version {version}, but these live gateway processes did not "
+            f"acknowledge it within {wait:g} s and may still use the previous keys: {behind}"
+        )
+        return 1
+    _say(f"registry version {version}, acknowledged by every live gateway process ({len(acknowledgement.live)})")
+    return 0
+
+
+def _read_json(path: str, part: str) -> Any:
+    return strict_json.loads(read_input(path), part=part)
+
+
+def _add(arguments: argparse.Namespace) -> int:
+    entry = _read_json(arguments.entry, "key entry")
+    target, now = _target(arguments), utc_now()
+    record, acknowledgement = _change(
+        target, lambda connection, appender: registry.add_key_entry(connection, appender, entry, target.mode, now), arguments.wait
+    )
+    return _report(f"added key {record.kid} ({_validity(record.not_before, record.not_after)})", acknowledgement, arguments.wait)
+
+
+def _import(arguments: argparse.Namespace) -> int:
+    target, now = _target(arguments), utc_now()
+    trust = load_trust_list(read_input(arguments.trust_list), require_production=target.mode == "production")
+    imported, acknowledgement = _change(
+        target,
+        lambda connection, appender: registry.import_new_entries(connection, appender, trust, target.mode, now),
+        arguments.wait,
+    )
+    keys = ", ".join(imported.keys_added) or "none"
+    done = f"imported trust list {trust.sequence}: {len(imported.jurisdictions_added)} new jurisdiction(s), new keys: {keys}"
+    return _report(done, acknowledgement, arguments.wait)
+
+
+def _rotate(arguments: argparse.Namespace) -> int:
+    entry = _read_json(arguments.entry, "key entry")
+    target, now = _target(arguments), utc_now()
+    rotation, acknowledgement = _change(
+        target,
+        lambda connection, appender: registry.rotate_key(
+            connection, appender, arguments.kid, entry, arguments.retire_at, target.mode, now
+        ),
+        arguments.wait,
+    )
+    old, new = rotation.retired, rotation.successor
+    overlap = old.not_after - new.not_before
+    if overlap < registry.ROTATION_OVERLAP:
+        _say(f"warning: {old.kid} and {new.kid} overlap by {overlap}, less than the 7 days of PROTO-10.4-6")
+    done = (f"rotated {old.kid} to {new.kid}: {old.kid} valid until {format_timestamp(old.not_after)}, "
+            f"{new.kid} {_validity(new.not_before, new.not_after)}")
+    return _report(done, acknowledgement, arguments.wait)
+
+
+def _revoke(arguments: argparse.Namespace) -> int:
+    target, now = _target(arguments), utc_now()
+    at = arguments.at or now
+    revoked, acknowledgement = _change(
+        target, lambda connection, appender: registry.revoke_key(connection, appender, arguments.kid, at, now), arguments.wait
+    )
+    return _report(f"revoked key {revoked.kid} from {format_timestamp(at)}", acknowledgement, arguments.wait)
+
+
+def _list(arguments: argparse.Namespace) -> int:
+    target = _target(arguments)
+
+    async def read() -> tuple[int, list[registry.RegisteredKey]]:
+        connection = await _connect(target.dsn)
+        try:
+            return await registry.list_keys(connection)
+        finally:
+            await connection.close()
+
+    version, keys = asyncio.run(read())
+    now = utc_now()
+    soon = registry.expiring_soon(keys, now)
+    for key in soon:
+        successor = registry.successor_of(key, keys)
+        _say(f"warning: key {key.kid} ({key.owner}, {key.use}) expires at {format_timestamp(key.not_after)}, "
+             f"in {(key.not_after - now).days} day(s); "
+             + (f"successor: {successor.kid}" if successor else "no successor is registered"))
+    expiring = {key.kid for key in soon}
+    if arguments.json:
+        listed = [_key_json(key, now, key.kid in expiring) for key in keys]
+        print(json.dumps({"registry_version": version, "keys": listed}, indent=2))
+    else:
+        print(_key_table(keys, now, expiring))
+    return 0
+
+
+def _validity(not_before: datetime, not_after: datetime) -> str:
+    return f"valid from {format_timestamp(not_before)} to {format_timestamp(not_after)}"
+
+
+def _key_json(key: registry.RegisteredKey, now: datetime, expires_soon: bool) -> dict[str, Any]:
+    return {
+        "kid": key.kid,
+        "owner": key.owner,
+        "use": key.use,
+        "alg": key.alg,
+        "not_before": format_timestamp(key.not_before),
+        "not_after": format_timestamp(key.not_after),
+        "revoked_at": format_timestamp(key.revoked_at) if key.revoked_at else None,
+        "test_key": key.test_key,
+        "status": key.status_at(now),
+        "expires_soon": expires_soon,
+    }
+
+
+def _key_table(keys: list[registry.RegisteredKey], now: datetime, expiring: set[str]) -> str:
+    rows = [("KID", "OWNER", "USE", "ALG", "NOT BEFORE", "NOT AFTER", "TEST", "STATUS")]
+    for key in keys:
+        status = key.status_at(now)
+        if key.revoked_at is not None:
+            status = f"{status} (revoked at {format_timestamp(key.revoked_at)})"
+        if key.kid in expiring:
+            status += " EXPIRES SOON"
+        rows.append((key.kid, key.owner, key.use, key.alg, format_timestamp(key.not_before),
+                     format_timestamp(key.not_after), "yes" if key.test_key else "no", status))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)), row[-1]]) for row in rows)
