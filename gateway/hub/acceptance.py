@@ -37,7 +37,7 @@ from gateway.protocol.message import Message, SignedMessage, check_envelope, che
 from gateway.protocol.schema import MessageSchemas
 from gateway.protocol.statements import HubReceipt, sign_hub_receipt
 from gateway.protocol.timestamps import format_timestamp
-from gateway.protocol.trust import TrustList
+from gateway.protocol.trust import TrustList, sign_trust_list
 
 _log = structlog.get_logger(__name__)
 
@@ -79,6 +79,7 @@ class Hub:
         self._clock = clock
         self._freshness_seconds = freshness_seconds
         self._security_log = SecurityLog(clock)
+        self._signed_trust_list: tuple[TrustList, bytes] | None = None
 
     def now(self) -> datetime:
         """The hub's clock."""
@@ -87,6 +88,13 @@ class Hub:
     def trust(self) -> TrustList:
         """The trust list this process holds now."""
         return self._trust()
+
+    def signed_trust_list(self) -> bytes:
+        """The registry as a `gba-trust-list+jws` (§10.3), signed once per registry version."""
+        trust = self._trust()
+        if self._signed_trust_list is None or self._signed_trust_list[0] is not trust:
+            self._signed_trust_list = (trust, sign_trust_list(trust, self._receipt_key))
+        return self._signed_trust_list[1]
 
     async def accept(self, compact: bytes) -> Acceptance:
         """Accept `compact` or raise ProtocolError; durable before it returns."""

@@ -77,6 +77,7 @@ def build_app(
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_get("/v1/about", get_about)
+    app.router.add_get("/v1/trust-list", get_trust_list)
     app.router.add_get("/healthz", get_health)
     app.router.add_get("/readyz", get_ready)
     app.router.add_get("/metrics", get_metrics)
@@ -244,6 +245,11 @@ async def get_message(request: web.Request) -> web.Response:
 async def get_about(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     return web.json_response({"name": "GBA Case Gateway", "version": __version__, "protocol": 1, "mode": settings.mode})
+
+
+async def get_trust_list(request: web.Request) -> web.Response:
+    """GET /v1/trust-list: every party's keys, signed by the hub (public; docs/protocol.md §10.3)."""
+    return web.Response(body=request.app[HUB].signed_trust_list(), content_type=JOSE)
 
 
 async def get_health(request: web.Request) -> web.Response:

@@ -165,6 +165,22 @@ def _operations() -> tuple[Operation, ...]:
         ),
         Operation(
             method="get",
+            path="/v1/trust-list",
+            operation_id="getTrustList",
+            tag="about",
+            summary="Every party's keys, signed by the hub",
+            description=(
+                "The key registry as a `gba-trust-list+jws` (docs/protocol.md §10.3), signed by a hub `receipt` "
+                "key; its `sequence` is the registry's version. Receivers verify senders end to end with it and "
+                "install a new one only if it verifies with the list they hold (PROTO-10.3-3)."
+            ),
+            public=True,
+            answers=_FAILURE,
+            success=(200, "application/jose", "The signed trust list (compact JWS).", {"type": "string"}),
+            example_path="/v1/trust-list",
+        ),
+        Operation(
+            method="get",
             path="/healthz",
             operation_id="getHealth",
             tag="operations",

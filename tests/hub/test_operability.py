@@ -7,10 +7,12 @@ from datetime import datetime, timedelta, timezone
 from structlog.testing import capture_logs
 
 from gateway.hub.acceptance import SecurityLog
+from gateway.protocol import jws, strict_json
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
 from gateway.protocol.request_proof import make_request_proof
 from gateway.protocol.timestamps import format_timestamp, utc_now
+from gateway.protocol.trust import TrustList
 from tests.cli_runner import assert_refused
 from tests.hub.harness import running_hub
 
@@ -50,3 +52,13 @@ def test_the_security_log_writes_a_bounded_number_of_lines_a_minute():
     events = [line["event"] for line in lines]
     assert events.count("unauthenticated_refusal") == 6
     assert {"event": "unauthenticated_refusals_suppressed", "count": 995, "log_level": "warning"} in lines
+
+
+def test_the_hub_publishes_its_registry_as_a_signed_trust_list(database_url, trust):
+    with running_hub(database_url) as hub:
+        answer = hub.request("GET", "/v1/trust-list")
+    assert answer.status == 200 and answer.headers["content-type"].startswith("application/jose")
+    parsed = jws.parse_compact(answer.body, "gba-trust-list+jws")
+    payload = jws.verify_signature(parsed, trust.keys["test-hub-receipt-1"].public)
+    published = TrustList.from_document(strict_json.loads(payload))
+    assert set(published.keys) == set(trust.keys) and published.jurisdictions == trust.jurisdictions
