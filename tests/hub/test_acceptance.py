@@ -16,6 +16,7 @@ from gateway.protocol.statements import verify_hub_receipt
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.cli_runner import assert_refused
 from tests.hub.harness import Clock, running_hub
+from tests.privacy import leaks_in
 from tests.jws_forge import forge, message_header
 
 GD = "test-cn-gd-message-1"
@@ -131,3 +132,16 @@ def test_about_reports_version_and_mode(database_url):
     with running_hub(database_url) as hub:
         about = hub.request("GET", "/v1/about").json()
     assert about["mode"] == "test" and about["protocol"] == 1 and about["version"]
+
+
+def test_ledger_entries_hold_no_personal_data(database_url, example, test_key):
+    with running_hub(database_url) as hub:
+        for message_type, kid in (("referral.submit", GD), ("verification.request", GD)):
+            payload = fresh(example(message_type), to="HK", **{"from": "CN-GD"})
+            if message_type == "verification.request":
+                payload["body"]["respond_by"] = format_timestamp(utc_now().replace(microsecond=0) + timedelta(days=7))
+            assert hub.post_message(sign_message(payload, test_key(kid))).status == 202
+        hub.post_message(sign_message(fresh(example("referral.submit"), to="TW"), test_key(GD)))  # a ledgered refusal
+    text = "\n".join(row["entry"].decode() for row in query(database_url, "SELECT entry FROM ledger_entries"))
+    assert '"kind":"refused"' in text and '"kind":"accepted"' in text
+    assert leaks_in(text) == []
