@@ -98,11 +98,12 @@ class GroupCommitter:
                     await appender.finish()
                     if self._before_commit is not None:
                         await self._before_commit(len(batch))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as failure:
+        except Exception as failure:  # noqa: BLE001 - the loop must survive, and every waiter must be answered
             _log.error("batch_commit_failed", batch=len(batch), error=type(failure).__name__)
+            unavailable = isinstance(failure, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError))
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(CommitFailed(type(failure).__name__))
+                    future.set_exception(CommitFailed(type(failure).__name__) if unavailable else failure)
             return
         if self._after_commit is not None:
             await self._after_commit(len(batch))

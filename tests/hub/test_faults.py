@@ -57,3 +57,19 @@ def test_a_database_that_refuses_connections_makes_the_hub_unavailable(database_
             _execute(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     assert_refused(answer, "unavailable")
     assert_refused(ready, "unavailable")
+
+
+def test_a_batch_that_fails_unexpectedly_answers_its_waiters_and_the_next_batch_commits(database_url, example, test_key):
+    failures = {"left": 0}  # armed once the hub has started (its first batch imports the trust list)
+
+    async def fail_once(batch_size: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ValueError("an unexpected fault inside the batch")
+
+    with running_hub(database_url, before_commit=fail_once) as hub:
+        failures["left"] = 1
+        assert_refused(hub.post_message(_referral(example, test_key)), "internal-error")
+        assert hub.post_message(_referral(example, test_key)).status == 202
+    (messages,) = _execute(database_url, "SELECT count(*) FROM messages")
+    assert messages[0]["count"] == 1
