@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -133,6 +133,14 @@ def _sign_range(job: tuple[list[dict[str, Any]], int, int]) -> list[bytes]:
     return signed
 
 
+def _sign_in_child(job: tuple[list[dict[str, Any]], int, int], results: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        results.send_bytes(b"\n".join(_sign_range(job)))
+    finally:
+        results.close()
+
+
 def sign_messages(count: int, offset: int = 0) -> list[bytes]:
     """`count` distinct signed messages (compact JWS, ASCII), on every core when there are many."""
     templates = message_templates()
@@ -140,9 +148,30 @@ def sign_messages(count: int, offset: int = 0) -> list[bytes]:
     if workers == 1:
         return _sign_range((templates, offset, offset + count))
     bounds = [offset + count * part // workers for part in range(workers + 1)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        parts = pool.map(_sign_range, [(templates, bounds[i], bounds[i + 1]) for i in range(workers)])
-    return [message for part in parts for message in part]
+    context = multiprocessing.get_context("fork")
+    children, pipes = [], []
+    for part in range(workers):
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_sign_in_child, args=((templates, bounds[part], bounds[part + 1]), send), daemon=True)
+        child.start()
+        send.close()
+        children.append(child)
+        pipes.append(receive)
+    signed: list[bytes] = []
+    try:
+        for receive in pipes:
+            if not receive.poll(START_TIMEOUT):
+                raise RuntimeError("a signing process did not finish in time")
+            signed.extend(receive.recv_bytes().split(b"\n"))
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join(5)
+    if len(signed) != count:
+        raise RuntimeError(f"signed {len(signed)} messages, not {count}")
+    return signed
 
 
 def ed25519_verify_rate(compact: bytes, seconds: float = 2.0, rounds: int = 5) -> float:
@@ -262,6 +291,17 @@ def process_tree_cpu(root: int) -> dict[int, float]:
 
 def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds spent on all cores so far, not idle (/proc/stat): compared with what the run's
+    own processes used, it shows how much else ran on the machine meanwhile."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the echo server ---------------------------------------------------------------------
@@ -423,6 +463,7 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
                 raise RuntimeError(f"wrk did not finish within {seconds + 60:.0f} s")
             time.sleep(0.05)
         stdout += process.stdout.read() or b""
+        process.stdout.close()
         output.write(stdout)
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): {_tail(log)}")
@@ -490,6 +531,7 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
 
 def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
                     go: Any, results: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         if not go.wait(60):
             raise RuntimeError("no start signal")
@@ -725,6 +767,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 memory = round(int(line.split()[1]) / 1024 / 1024, 1)
     return {
+        "load_average_1m_before": round(os.getloadavg()[0], 2),
         "cpus": len(os.sched_getaffinity(0)),
         "cpu_model": model,
         "memory_gib": memory,
@@ -733,7 +776,22 @@ def machine_info() -> dict[str, Any]:
         "aiohttp": _version("aiohttp"),
         "asyncpg": _version("asyncpg"),
         "cryptography": _version("cryptography"),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str | None:
+    """The checkout's commit, with "+changes" when the gateway package differs from it; None outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "gateway"],
+                                 capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -793,6 +851,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     echo_seconds = arguments.echo_seconds or max(2.0, min(10.0, arguments.seconds / 3))
     notes: list[str] = []
     problems: list[str] = []
+    machine = machine_info()
     folder = Path(tempfile.mkdtemp(prefix="gba-bench-"))
     try:
         generator = LoadGenerator(kind, threads, arguments.concurrency, folder)
@@ -835,11 +894,13 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     postmaster = db.postmaster_pid()
                     db_before = process_tree_cpu(postmaster) if postmaster else {}
                     hub_before = cpu_seconds(hub.pid)
+                    busy_before = machine_busy_seconds()
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds)
                     hub_after = cpu_seconds(hub.pid)
+                    busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster) if postmaster else {}
-                    _finish_profiler(profiler, notes)
+                    _finish_profiler(profiler, notes, folder / "py-spy.log")
                     if time.monotonic() - signing_started > FRESHNESS_SECONDS:
                         problems.append("the run outlasted the freshness window; later messages may be stale")
                     _say(f"hub: {main.accepted_per_s:,.0f} accepted/s, p50 {main.p50_ms:.1f} ms, "
@@ -868,7 +929,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {
             "benchmark": "accept",
             "date": datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-            "command": " ".join(["bench/accept.py", *sys.argv[1:]]),
+            "command": _command_line(),
             "accepted_per_s": round(main.accepted_per_s, 1),
             "p50_ms": round(main.p50_ms, 2),
             "p90_ms": round(main.p90_ms, 2),
@@ -901,10 +962,14 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "stored_messages": stored,
             "ledger_size": ledger,
             "database": db.description,
-            "machine": machine_info() | {"postgresql": db.version},
+            "machine": machine | {"postgresql": db.version},
             "problems": problems,
             "notes": notes,
         }
+        if busy_before is not None and busy_after is not None:
+            own = sum(value or 0.0 for value in (result["hub_cpu_s"], result["database_cpu_s"], result["generator_cpu_s"]))
+            result["machine_cpu_s"] = round(busy_after - busy_before, 3)
+            result["other_cpu_s"] = round(max(0.0, busy_after - busy_before - own), 3)
         if result["hub_cpu_s"] is not None:
             result["hub_cpu_us_per_message"] = round(result["hub_cpu_s"] / main.accepted * 1e6, 1) if main.accepted else None
         if result["database_cpu_s"] is not None:
@@ -919,6 +984,19 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _command_line() -> str:
+    """How this run was started, with any password in a database URL masked."""
+    from gateway.store.database import redact_url
+
+    words = ["bench/accept.py"]
+    for word in sys.argv[1:]:
+        option, equals, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        if value.startswith(("postgresql://", "postgres://")):
+            word = option + equals + redact_url(value)
+        words.append(word)
+    return " ".join(words)
+
+
 def _start_profiler(out: Path | None, pid: int, seconds: float, folder: Path) -> subprocess.Popen[bytes] | None:
     if out is None:
         return None
@@ -929,7 +1007,7 @@ def _start_profiler(out: Path | None, pid: int, seconds: float, folder: Path) ->
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def _finish_profiler(profiler: subprocess.Popen[bytes] | None, notes: list[str]) -> None:
+def _finish_profiler(profiler: subprocess.Popen[bytes] | None, notes: list[str], log: Path) -> None:
     if profiler is None:
         return
     try:
@@ -937,7 +1015,7 @@ def _finish_profiler(profiler: subprocess.Popen[bytes] | None, notes: list[str])
     except subprocess.TimeoutExpired:
         stop_process(profiler, 10)
     if profiler.returncode != 0:
-        notes.append(f"py-spy exited with status {profiler.returncode}")
+        notes.append(f"py-spy exited with status {profiler.returncode}: {_tail(log, 3)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

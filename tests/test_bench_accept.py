@@ -1,0 +1,109 @@
+"""The acceptance benchmark works and keeps its shape (issue 3, item 7): a 10-second smoke run.
+
+It runs `bench/accept.py --seconds 10` exactly as a person would — a real hub process, a
+real PostgreSQL (the embedded server in a temporary directory, or a fresh database on
+GATEWAY_TEST_DATABASE_URL's server), load from another process — and checks the JSON it
+prints: every stable key present with its type, messages accepted, none refused. No
+timing thresholds: how fast is the benchmark's business (docs/performance.md), not a
+test's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.database import external_test_database_url
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench" / "accept.py"
+
+STABLE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "accepted_per_s": float,
+    "p50_ms": float,
+    "p99_ms": float,
+    "echo_ceiling_per_s": float,
+    "ratio_to_echo": float,
+    "ed25519_verify_per_s": int,
+    "messages": int,
+    "concurrency": int,
+    "seconds": float,
+    "generator_cpu_s": float,
+    "errors": dict,
+    "machine": dict,
+    "generator": str,
+}
+
+
+def run_benchmark(*arguments: str, out: Path) -> tuple[dict, str]:
+    """Run the benchmark; its JSON report (also checked against --json-out) and its stderr."""
+    command = [sys.executable, str(BENCH), *arguments, "--json-out", str(out)]
+    external = external_test_database_url()
+    if external:
+        command += ["--database-url", external]
+    # Bounded: the run takes about 30 s; anything near this limit is a hang.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=150, cwd=ROOT)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-4000:]}"
+    printed = json.loads(result.stdout)
+    assert json.loads(out.read_text("utf-8")) == printed
+    return printed, result.stderr
+
+
+def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path):
+    report, stderr = run_benchmark("--seconds", "10", out=tmp_path / "accept.json")
+
+    for key, kind in STABLE_KEYS.items():
+        assert key in report, key
+        assert isinstance(report[key], kind) and not isinstance(report[key], bool), (key, report[key])
+    assert report["generator"] in ("wrk", "python")
+    assert report["seconds"] == 10.0
+    assert report["concurrency"] == 64
+
+    assert report["errors"] == {}, "every message must be answered 202"
+    assert report["problems"] == []
+    assert report["accepted_per_s"] > 0
+    assert report["accepted"] == report["messages"] > 0
+    assert report["stored_messages"] >= report["accepted"]
+    assert 0 < report["p50_ms"] <= report["p99_ms"]
+    assert report["echo_ceiling_per_s"] > 0 and report["ed25519_verify_per_s"] > 0
+    assert report["ratio_to_echo"] > 0
+    assert report["generator_cpu_s"] > 0
+    for key in ("cpus", "python", "postgresql", "platform"):
+        assert key in report["machine"], key
+    # Nothing it started outlives it: hub, echo server, embedded PostgreSQL, temporary folder.
+    folder = re.search(r"working in (/\S+)", stderr).group(1)
+    pids = [int(pid) for pid in re.findall(r"(?:hub|echo) pid (\d+)", stderr)]
+    assert len(pids) == 2
+    assert not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert _processes_mentioning(folder) == []
+    assert not Path(folder).exists()
+
+
+def test_the_python_generator_works_too(tmp_path):
+    """Machines without wrk use client processes: a short run of that path (where wrk is the default)."""
+    report, _ = run_benchmark(
+        "--generator", "python", "--seconds", "2", "--warmup-seconds", "1", "--echo-seconds", "2",
+        "--concurrency", "16", out=tmp_path / "python.json",
+    )
+    assert report["generator"] == "python"
+    assert report["errors"] == {} and report["problems"] == []
+    assert report["accepted"] == report["messages"] > 0
+    assert 0 < report["p50_ms"] <= report["p99_ms"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in command_line:
+            found.append(int(entry.name))
+    return found
