@@ -44,6 +44,7 @@ def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
         max_message_bytes=config.limits.max_message_bytes,
         freshness_seconds=config.limits.freshness_seconds,
         max_batch=config.commit.max_batch,
+        max_wait_ms=config.commit.max_wait_ms,
     )
 
 

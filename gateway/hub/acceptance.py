@@ -114,7 +114,9 @@ class Hub:
         except ProtocolError as refusal:
             await self._ledger_refusal(signed, refusal, now)
             raise
-        outcome = await self._committer.run(lambda connection, appender: self._commit(connection, appender, message))
+        outcome = await self._committer.run(
+            lambda connection, appender: self._commit(connection, appender, message), savepoint=False
+        )
         if isinstance(outcome, _IdRace):
             return await self._after_race(signed, message, now)
         if isinstance(outcome, ProtocolError):

@@ -1,13 +1,14 @@
 """Group commit: concurrent acceptances share one transaction (DESIGN.md, "The hub pipeline").
 
 Requests hand their in-transaction work to `GroupCommitter.run` and wait. One loop per
-process takes everything queued (up to `max_batch`), runs each piece of work inside
-its own savepoint of one transaction — so one failing message never aborts its
+process takes everything queued (up to `max_batch`, waiting at most `max_wait_ms` for
+more), runs each piece of work inside its own savepoint of one transaction — so one failing message never aborts its
 neighbours — with the ledger's size row locked once for the whole batch, commits, and
 only then answers every waiter. Nobody is answered before the commit is durable.
 
-No artificial wait: under light load a batch is one message and is committed at once;
-under heavy load, messages that arrive while a batch commits form the next one.
+With `max_wait_ms = 0` a lone message is committed at once, and under load the messages
+that arrive while a batch commits form the next one; a few milliseconds of wait let
+more requests share one commit when commits are quick.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ class GroupCommitter:
         self,
         pool: asyncpg.Pool,
         max_batch: int = 256,
+        max_wait_ms: float = 0.0,
         before_commit: Callable[[int], Awaitable[None]] | None = None,
         after_commit: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
+        self._max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any], bool]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Test hooks, awaited with the batch size: after the work ran but before COMMIT,
         # and after COMMIT but before anyone is answered (gateway.hub.faults).
@@ -61,19 +64,33 @@ class GroupCommitter:
             pass
         self._task = None
 
-    async def run(self, work: Work) -> Any:
-        """Run `work(connection, appender)` in the next batch; return its result once committed."""
+    async def run(self, work: Work, *, savepoint: bool = True) -> Any:
+        """Run `work(connection, appender)` in the next batch; return its result once committed.
+
+        The work runs in a savepoint of its own unless it says (`savepoint=False`) that
+        it opens one itself around everything it writes — one round trip pair less.
+        """
         if self._task is None:
             raise RuntimeError("the committer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future))
+        self._queue.put_nowait((work, future, savepoint))
         return await future
 
     async def _loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            deadline = asyncio.get_running_loop().time() + self._max_wait
+            while len(batch) < self._max_batch:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
             try:
                 await self._commit(batch)
             finally:
@@ -87,10 +104,13 @@ class GroupCommitter:
                 async with connection.transaction():
                     appender = LedgerAppender(connection)
                     await appender.reserve()
-                    for work, future in batch:
+                    for work, future, savepoint in batch:
                         mark = appender.next_index
                         try:
-                            async with connection.transaction():  # a savepoint per message
+                            if savepoint:
+                                async with connection.transaction():  # a savepoint per piece of work
+                                    outcomes.append((future, await work(connection, appender), None))
+                            else:
                                 outcomes.append((future, await work(connection, appender), None))
                         except Exception as error:  # noqa: BLE001 - one message's fault stays its own
                             appender.rewind(mark)
@@ -101,7 +121,7 @@ class GroupCommitter:
         except Exception as failure:  # noqa: BLE001 - the loop must survive, and every waiter must be answered
             _log.error("batch_commit_failed", batch=len(batch), error=type(failure).__name__)
             unavailable = isinstance(failure, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError))
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(CommitFailed(type(failure).__name__) if unavailable else failure)
             return

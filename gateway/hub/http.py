@@ -57,6 +57,7 @@ class HubSettings:
     max_message_bytes: int = 262_144
     freshness_seconds: int = 300
     max_batch: int = 256
+    max_wait_ms: float = 0.0
     pool_size: int = 10
 
 
@@ -91,14 +92,20 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
         process_id = f"{APPLICATION_PREFIX}{secrets.token_hex(6)}"
         async with contextlib.AsyncExitStack() as resources:
             pool = await asyncpg.create_pool(
-                settings.dsn, min_size=2, max_size=settings.pool_size, server_settings={"application_name": process_id}
+                settings.dsn,
+                min_size=2,
+                max_size=settings.pool_size,
+                server_settings={"application_name": process_id},
+                reset=_no_session_reset,
             )
             resources.push_async_callback(pool.close)
             async with pool.acquire() as connection:
                 applied = await migrate(connection)
                 if applied:
                     _log.info("migrations_applied", names=applied)
-            committer = GroupCommitter(pool, settings.max_batch, before_commit=before_commit, after_commit=after_commit)
+            committer = GroupCommitter(
+                pool, settings.max_batch, settings.max_wait_ms, before_commit=before_commit, after_commit=after_commit
+            )
             committer.start()
             resources.push_async_callback(committer.close)
             await _import_initial_trust_list(pool, committer, settings, clock)
@@ -120,6 +127,15 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             yield
 
     return context
+
+
+async def _no_session_reset(connection: asyncpg.Connection) -> None:
+    """Release a pooled connection without asyncpg's reset query (a round trip per acquire).
+
+    asyncpg still rolls back an open transaction and drops listeners on release; the hub
+    sets no session state on pooled connections (advisory locks are released where taken,
+    the registry's LISTEN connection is held, not pooled), so nothing else needs resetting.
+    """
 
 
 async def _import_initial_trust_list(pool: asyncpg.Pool, committer: GroupCommitter, settings: HubSettings, clock: Any) -> None:
