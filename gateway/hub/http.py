@@ -8,6 +8,7 @@ payload reaches a log line or a problem.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -112,6 +113,8 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             registry = Registry(pool, settings.mode, process_id)
             resources.push_async_callback(registry.close)
             await registry.start()
+            sweeper = asyncio.get_running_loop().create_task(_forget_used_request_proofs(pool, clock), name="jti-sweeper")
+            resources.callback(sweeper.cancel)
             app[POOL] = pool
             app[REGISTRY] = registry
             app[HUB] = Hub(
@@ -127,6 +130,18 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             yield
 
     return context
+
+
+async def _forget_used_request_proofs(pool: asyncpg.Pool, clock: Callable[[], Any], every_seconds: float = 60.0) -> None:
+    """Delete request-proof ids past their replay window (2 x 300 s), once a minute, for ever."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            removed = await store.forget_expired_request_proofs(pool, clock())
+            if removed:
+                _log.info("request_proof_ids_forgotten", count=removed)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            _log.warning("request_proof_sweep_failed", error=type(error).__name__)
 
 
 async def _no_session_reset(connection: asyncpg.Connection) -> None:

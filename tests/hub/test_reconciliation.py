@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
+import asyncpg
+
 import pytest
 
+from gateway.hub import store
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.jws import digest, sign_compact
 from gateway.protocol.message import sign_message
 from gateway.protocol.request_proof import make_request_proof
 from gateway.protocol.timestamps import format_timestamp, utc_now
+from gateway.store.migrate import migrate
 from tests.cli_runner import assert_refused
 from tests.hub.harness import running_hub
 
@@ -104,3 +109,19 @@ def test_a_method_the_resource_does_not_have_is_refused(accepted):
 def test_an_unknown_path_is_a_not_found_problem(accepted):
     hub, _, _ = accepted
     assert_refused(hub.request("GET", "/v1/nothing-here"), "not-found")
+
+
+def test_used_request_proof_ids_are_forgotten_after_their_window(database_url):
+    async def scenario():
+        connection = await asyncpg.connect(database_url)
+        try:
+            await migrate(connection)
+            now = utc_now()
+            assert await store.remember_request_proof(connection, new_uuid7(), "k", now - timedelta(seconds=1))
+            assert await store.remember_request_proof(connection, new_uuid7(), "k", now + timedelta(seconds=600))
+            removed = await store.forget_expired_request_proofs(connection, now)
+            return removed, await connection.fetchval("SELECT count(*) FROM request_proof_ids")
+        finally:
+            await connection.close()
+
+    assert asyncio.run(scenario()) == (1, 1)
