@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.hub.faults import kill_point_hooks
+from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
 from gateway.hub.http import HubSettings, build_app
 from gateway.logs import configure_logging
 from gateway.store.database import resolve_database
@@ -62,6 +62,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         dsn = ensure_embedded_server(database.data_dir, notify=lambda line: print(f"gateway: {line}", file=sys.stderr)).dsn
     print(f"gateway: database: {database.describe()}", file=sys.stderr)
     before_commit, after_commit = kill_point_hooks(config.mode)
+    before_commit = chain(hold_point_hook(config.mode, dsn), before_commit)
     app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit)
     port = config.listen_port if arguments.port is None else arguments.port
     return asyncio.run(_run(app, config, port))

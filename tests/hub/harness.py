@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import selectors
+import signal
 import subprocess
+import sys
 import http.client
 import json
 import threading
@@ -23,9 +26,11 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from gateway.cli.serve import settings_for
+from gateway.contract import contract_dir
 from gateway.config import default_config
 from gateway.hub.http import HubSettings, build_app
 from gateway.protocol.timestamps import utc_now
+from tests.privacy import leaks_in
 
 
 @dataclass
@@ -137,3 +142,54 @@ def serving_url(process: subprocess.Popen) -> str:
         if line.startswith("gateway: serving "):
             return line.split()[2]
     raise AssertionError(f"gateway serve did not start (exit {process.poll()})")
+
+
+_KEYS = contract_dir("keys") / "test"
+SERVE_CONFIG = f"""
+mode = "test"
+public_base_url = "http://127.0.0.1:8443"
+[hub]
+receipt_key = "{_KEYS / 'test-hub-receipt-1.key.jwk'}"
+trust_list = "{_KEYS / 'trust-list.json'}"
+[jurisdictions.CN-GD]
+[jurisdictions.HK]
+[[routes]]
+sender = "CN-GD"
+receiver = "HK"
+types = ["referral.*", "receipt"]
+purposes = ["referral", "delivery_receipt"]
+[[routes]]
+sender = "HK"
+receiver = "CN-GD"
+types = ["referral.*", "receipt"]
+purposes = ["referral", "assistance_feedback", "delivery_receipt"]
+"""
+_TEST_FACILITIES = ("GATEWAY_KILL_POINT", "GATEWAY_HOLD_POINT")
+
+
+@contextlib.contextmanager
+def serve_process(folder: Path, database_url: str, environment: dict[str, str] | None = None, name: str = "serve"):
+    """`gateway serve` as a separate OS process on `database_url`; yields (process, RunningHub).
+
+    Its log goes to FOLDER/NAME.log and is checked for personal data when it stops;
+    SIGTERM must end it with status 0.
+    """
+    config = folder / f"{name}.toml"
+    config.write_text(SERVE_CONFIG, "utf-8")
+    env = {key: value for key, value in os.environ.items() if key not in _TEST_FACILITIES}
+    env.update(environment or {})
+    log_path = folder / f"{name}.log"
+    log = log_path.open("a", encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+    )
+    try:
+        yield process, RunningHub(serving_url(process), hub_settings(database_url))
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0, "SIGTERM must drain and exit cleanly"
+        process.stdout.close()
+        log.close()
+        assert not leaks_in(log_path.read_text("utf-8")), "personal data in the hub's log"

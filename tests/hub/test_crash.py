@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
 import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,52 +19,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.contract import contract_dir
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
 from gateway.protocol.timestamps import format_timestamp, utc_now
-from tests.hub.harness import RunningHub, hub_settings, serving_url
-from tests.privacy import leaks_in
-
-KEYS = contract_dir("keys") / "test"
-CONFIG = f"""
-mode = "test"
-public_base_url = "http://127.0.0.1:8443"
-[hub]
-receipt_key = "{KEYS / 'test-hub-receipt-1.key.jwk'}"
-trust_list = "{KEYS / 'trust-list.json'}"
-[jurisdictions.CN-GD]
-[jurisdictions.HK]
-[[routes]]
-sender = "CN-GD"
-receiver = "HK"
-types = ["referral.*"]
-purposes = ["referral"]
-"""
-
+from tests.hub.harness import RunningHub, serve_process
 
 @contextmanager
 def serve(tmp_path: Path, database_url: str, kill_point: str | None = None):
-    config = tmp_path / "gateway.toml"
-    config.write_text(CONFIG, "utf-8")
-    environment = dict(os.environ)
-    environment.pop("GATEWAY_KILL_POINT", None)
-    if kill_point:
-        environment["GATEWAY_KILL_POINT"] = kill_point
-    log = (tmp_path / "serve.log").open("a", encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=log, env=environment, text=True,
-    )
-    try:
-        url = serving_url(process)
-        yield process, RunningHub(url, hub_settings(database_url))
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(60) == 0, "SIGTERM must drain and exit cleanly"
-        log.close()
-        assert not leaks_in((tmp_path / "serve.log").read_text("utf-8")), "personal data in the hub's log"
+    with serve_process(tmp_path, database_url, {"GATEWAY_KILL_POINT": kill_point} if kill_point else {}) as running:
+        yield running
 
 
 def _messages(example, test_key, count: int) -> list[tuple[str, bytes]]:

@@ -17,7 +17,7 @@ from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.cli_runner import assert_refused
-from tests.hub.harness import running_hub
+from tests.hub.harness import running_hub, serve_process
 
 GD, HK = "test-cn-gd-message-1", "test-hk-message-1"
 WAITING_FOR_A_LOCK = (
@@ -105,3 +105,43 @@ def test_the_same_message_racing_on_two_processes_is_accepted_once_with_one_rece
             await connection.close()
 
     assert asyncio.run(count()) == 1
+
+
+def test_an_accept_and_a_decline_racing_on_two_os_processes_one_wins(tmp_path, database_url, example, test_key):
+    """The same race between two `gateway serve` processes; the held one logs when the other waited on it."""
+    case = new_uuid7()
+    submit = _payload(example, "referral.submit", "CN-GD", "HK", case, reply_to=None)
+    accept = sign_message(_payload(example, "referral.accept", "HK", "CN-GD", case, reply_to=submit["id"]), test_key(HK))
+    decline = sign_message(_payload(example, "referral.decline", "HK", "CN-GD", case, reply_to=submit["id"]), test_key(HK))
+    # Process A's batches: 1 imports the trust list, 2 accepts the submit, 3 is held.
+    with serve_process(tmp_path, database_url, {"GATEWAY_HOLD_POINT": "before-commit:3"}, name="a") as (_, hub_a):
+        with serve_process(tmp_path, database_url, name="b") as (_, hub_b):
+            assert hub_a.post_message(sign_message(submit, test_key(GD))).status == 202
+            answers = {}
+            thread = threading.Thread(target=lambda: answers.__setitem__("a", hub_a.post_message(accept)))
+            thread.start()
+            _wait_for_idle_transaction(database_url)
+            answers["b"] = hub_b.post_message(decline)
+            thread.join(60)
+    assert '"hold_released"' in (tmp_path / "a.log").read_text("utf-8"), "process B never waited on A's transaction"
+    assert answers["a"].status == 202
+    assert_refused(answers["b"], "case-state-conflict")
+
+
+def _wait_for_idle_transaction(database_url: str) -> None:
+    """Until a gateway transaction sits open (process A, held before its commit)."""
+
+    async def poll():
+        connection = await asyncpg.connect(database_url)
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND state = 'idle in transaction' AND application_name LIKE 'gateway:%'"
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "process A never held its transaction"
+                await asyncio.sleep(0.005)  # polling the database for a condition, bounded by the deadline
+        finally:
+            await connection.close()
+
+    asyncio.run(poll())
