@@ -13,7 +13,6 @@ refused). The tests hold it against the package; it is about 20 times faster.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -55,11 +54,6 @@ def canonical(value: dict[str, Any]) -> bytes:
     """RFC 8785 canonical JSON of an entry-shaped value (see the module docstring)."""
     _check(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
-
-
-def leaf_hash(entry: bytes) -> bytes:
-    """RFC 9162 §2.1.1: SHA-256(0x00 || entry)."""
-    return hashlib.sha256(b"\x00" + entry).digest()
 
 
 def _check(value: Any) -> None:
