@@ -90,7 +90,7 @@ def test_three_processes_appending_at_once_make_one_gap_free_tree_and_interleave
             deadline = asyncio.get_running_loop().time() + 60
             while await watcher.fetchval(WAITING) < PROCESSES:  # all three wait on the size row together
                 assert asyncio.get_running_loop().time() < deadline, "the three processes never waited together"
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # polling the database for a condition, bounded by the deadline
             await gate.commit()
             outputs = [await asyncio.to_thread(process.communicate, timeout=120) for process in processes]
         finally:

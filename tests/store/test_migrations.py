@@ -33,7 +33,7 @@ def test_two_processes_starting_together_apply_each_migration_once(database_url)
         deadline = asyncio.get_running_loop().time() + 60
         while await holder.fetchval(WAITING) < 2:  # both are inside migrate(), waiting on the lock: they overlap
             assert asyncio.get_running_loop().time() < deadline, "the two processes never waited together"
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # polling the database for a condition, bounded by the deadline
         await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
         outputs = [process.communicate(timeout=60)[0].strip() for process in processes]
         assert [process.returncode for process in processes] == [0, 0]
