@@ -32,6 +32,7 @@ from gateway.hub.policy import RoutePolicy, check_freshness
 from gateway.ledger.append import LedgerAppender
 from gateway.ledger.entries import LedgerEntry
 from gateway.protocol.errors import ProtocolError
+from gateway.protocol.ids import UUID7
 from gateway.protocol.keys import PrivateKey
 from gateway.protocol.message import Message, SignedMessage, check_envelope, check_signature, read_payload
 from gateway.protocol.schema import MessageSchemas
@@ -149,6 +150,9 @@ class Hub:
                     return _IdRace()
                 if known is not None:
                     raise ProtocolError("id-conflict", where="/id")
+                # And the key, as the registry stands under the same lock: a revocation
+                # committed after this request's signature check still refuses it.
+                await store.check_key_still_valid(connection, message.kid, accepted_at)
                 await cases.apply(connection, message, accepted_at)
                 index = appender.next_index
                 receipt = sign_hub_receipt(
@@ -212,10 +216,10 @@ class SecurityLog:
 
 
 async def _digest_by_id(pool: asyncpg.Pool, message_id: str) -> str | None:
-    try:
-        return await store.digest_by_id(pool, message_id)
-    except ValueError:  # not a UUID at all: the schema will refuse it
+    """The digest of an accepted message with this id; None for an id not in the protocol's form (§8.4)."""
+    if not UUID7.fullmatch(message_id):
         return None
+    return await store.digest_by_id(pool, message_id)
 
 
 def _accepted_entry(message: Message, accepted_at: datetime) -> LedgerEntry:

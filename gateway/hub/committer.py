@@ -126,7 +126,10 @@ class GroupCommitter:
                     future.set_exception(CommitFailed(type(failure).__name__) if unavailable else failure)
             return
         if self._after_commit is not None:
-            await self._after_commit(len(batch))
+            try:
+                await self._after_commit(len(batch))
+            except Exception as error:  # noqa: BLE001 - a test hook must not stop the loop
+                _log.error("after_commit_hook_failed", error=type(error).__name__)
         for future, result, error in outcomes:
             if future.done():
                 continue

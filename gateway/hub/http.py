@@ -59,6 +59,7 @@ class HubSettings:
     freshness_seconds: int = 300
     max_batch: int = 256
     max_wait_ms: float = 0.0
+    lock_timeout_ms: int = 10_000
     pool_size: int = 10
 
 
@@ -96,7 +97,12 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 settings.dsn,
                 min_size=2,
                 max_size=settings.pool_size,
-                server_settings={"application_name": process_id},
+                # Nobody waits for ever: a stalled peer holding the ledger lock yields 503s, not hangs.
+                server_settings={
+                    "application_name": process_id,
+                    "lock_timeout": str(settings.lock_timeout_ms),
+                    "idle_in_transaction_session_timeout": "60000",
+                },
                 reset=_no_session_reset,
             )
             resources.push_async_callback(pool.close)
@@ -194,9 +200,10 @@ async def _problems(request: web.Request, handler: Callable[[web.Request], Await
 
 # SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
 # 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
-# cannot connect now), 55000 database does not allow connections, 3D000 database missing.
+# cannot connect now), 55000 database does not allow connections, 55P03 lock not available
+# (lock_timeout: another transaction held the ledger too long), 3D000 database missing.
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
-_UNAVAILABLE_STATES = frozenset({"55000", "3D000"})
+_UNAVAILABLE_STATES = frozenset({"55000", "55P03", "3D000"})
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -288,6 +295,8 @@ async def get_health(request: web.Request) -> web.Response:
 
 
 async def get_ready(request: web.Request) -> web.Response:
+    if not request.app[REGISTRY].listening:
+        raise ProtocolError("unavailable", "The hub is not listening for key registry changes")
     await request.app[POOL].fetchval("SELECT 1")
     return web.json_response({"status": "ready"})
 

@@ -482,30 +482,81 @@ class Registry:
         self._listener: asyncpg.Connection | None = None
         self._reloading = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     def current(self) -> TrustList:
         if self._trust is None:
             raise RuntimeError("the registry is not loaded")
         return self._trust
 
+    @property
+    def listening(self) -> bool:
+        """True while the LISTEN connection is up (readiness: without it changes would be missed)."""
+        return self._listener is not None and not self._listener.is_closed()
+
     async def start(self) -> None:
         """Register this process, listen for changes on a dedicated connection, then load."""
-        self._listener = await self._pool.acquire()
-        await self._listener.execute(
+        await self._pool.execute(
             "INSERT INTO gateway_processes (process_id) VALUES ($1) ON CONFLICT (process_id) DO NOTHING", self._process_id
         )
-        await self._listener.add_listener(CHANGED, self._on_change)
+        await self._listen()
         await self.reload()
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._reloads):
             task.cancel()
         await asyncio.gather(*self._reloads, return_exceptions=True)
-        if self._listener is not None:
-            await self._listener.remove_listener(CHANGED, self._on_change)
-            await self._listener.execute("DELETE FROM gateway_processes WHERE process_id = $1", self._process_id)
-            await self._pool.release(self._listener)
-            self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                if not listener.is_closed():
+                    await listener.remove_listener(CHANGED, self._on_change)
+                await self._pool.release(listener)
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+                _log.warning("registry_listener_release_failed", error=type(error).__name__)
+        try:
+            await self._pool.execute("DELETE FROM gateway_processes WHERE process_id = $1", self._process_id)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+            _log.warning("registry_unregister_failed", error=type(error).__name__)
+
+    async def _listen(self) -> None:
+        connection = await self._pool.acquire()
+        connection.add_termination_listener(self._on_lost)
+        await connection.add_listener(CHANGED, self._on_change)
+        self._listener = connection
+
+    def _on_lost(self, connection: asyncpg.Connection) -> None:
+        """The LISTEN connection died (server restart, failover, a killed backend): listen again."""
+        if self._closing:
+            return
+        _log.warning("registry_listener_lost")
+        self._spawn(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        """Reconnect, LISTEN, and reload (changes made meanwhile were not notified), with backoff."""
+        delay = 0.1
+        while not self._closing:
+            lost, self._listener = self._listener, None
+            if lost is not None:
+                try:
+                    await self._pool.release(lost)
+                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
+                    pass
+            try:
+                await self._listen()
+                await self.reload()
+                _log.info("registry_listener_restored", version=self._version)
+                return
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+                _log.warning("registry_listen_retry", error=type(error).__name__, delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def reload(self) -> None:
         """Load the registry if it is newer than the copy held, then acknowledge the version held.
@@ -538,6 +589,4 @@ class Registry:
             _log.error("registry_reload_failed", error=type(error).__name__, detail=str(error))
 
     def _on_change(self, connection: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._reload_logging_failure())
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        self._spawn(self._reload_logging_failure())

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
+from gateway.protocol.errors import ProtocolError
 from gateway.protocol.message import Message
 
 Executor = asyncpg.Connection | asyncpg.Pool
@@ -143,3 +144,18 @@ async def remember_request_proof(executor: Executor, jti: str, kid: str, expires
 async def forget_expired_request_proofs(executor: Executor, now: datetime) -> int:
     result = await executor.execute("DELETE FROM request_proof_ids WHERE expires_at < $1", now)
     return int(result.split()[-1])
+
+
+async def check_key_still_valid(connection: asyncpg.Connection, kid: str, at: datetime) -> None:
+    """Refuse if the registry, as committed now, says `kid` is revoked or expired at `at` (§10.4).
+
+    Run under the batch's ledger lock, which key changes also take: the answer is the
+    registry as of this batch's place in the ledger's order.
+    """
+    row = await connection.fetchrow("SELECT revoked_at, not_after FROM keys WHERE kid = $1", kid)
+    if row is None:
+        raise ProtocolError("key-unknown", where="kid")
+    if row["revoked_at"] is not None and row["revoked_at"] <= at:
+        raise ProtocolError("key-revoked", where="kid")
+    if row["not_after"] <= at:
+        raise ProtocolError("key-expired", where="kid")
