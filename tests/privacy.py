@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,4 +82,11 @@ def leaks_in(text: str) -> list[str]:
     """The kinds of personal datum (never the datum) that `text` contains."""
     data = personal_data()
     assert data, "no personal data found in the examples: the watch would prove nothing"
-    return sorted({kind for datum, kind in data.items() if datum in text})
+    return sorted({kind for datum, kind in data.items() if _appears(datum, text)})
+
+
+def _appears(datum: str, text: str) -> bool:
+    """`datum` in `text`; a Latin-script datum only as a whole word ("CHAN" is not in "CHANGED")."""
+    if not datum.isascii():
+        return datum in text
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(datum)}(?![A-Za-z0-9])", text) is not None

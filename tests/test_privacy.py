@@ -15,3 +15,10 @@ def test_the_watch_finds_a_name_and_a_number_in_a_log_line():
     line = '{"event": "accepted", "x": "' + name + '", "y": "' + number + '"}'
     assert leaks_in(line) == ["identity number", "name"]
     assert leaks_in('{"event": "accepted", "message_id": "01a2"}') == []
+
+
+def test_a_latin_name_inside_a_longer_word_is_not_a_leak():
+    data = personal_data()
+    name = next(datum for datum, kind in data.items() if kind == "name" and datum.isascii() and datum.isalpha())
+    assert leaks_in(f"registry listener {name.upper()}ED and {name}X") == []
+    assert leaks_in(f"a log line about {name}.") == ["name"]

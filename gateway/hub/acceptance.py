@@ -144,15 +144,13 @@ class Hub:
         try:
             async with connection.transaction():
                 # Checked again under the batch's ledger lock: another process may have
-                # accepted this id since the lookup before the queue.
-                known = await store.digest_by_id(connection, message.id)
+                # accepted this id since the lookup before the queue, and a revocation
+                # committed after this request's signature check must still refuse it.
+                known = await store.recheck_in_batch(connection, message.id, message.kid, accepted_at)
                 if known == message.digest:
                     return _IdRace()
                 if known is not None:
                     raise ProtocolError("id-conflict", where="/id")
-                # And the key, as the registry stands under the same lock: a revocation
-                # committed after this request's signature check still refuses it.
-                await store.check_key_still_valid(connection, message.kid, accepted_at)
                 await cases.apply(connection, message, accepted_at)
                 index = appender.next_index
                 receipt = sign_hub_receipt(

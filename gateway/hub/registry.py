@@ -522,8 +522,14 @@ class Registry:
 
     async def _listen(self) -> None:
         connection = await self._pool.acquire()
-        connection.add_termination_listener(self._on_lost)
-        await connection.add_listener(CHANGED, self._on_change)
+        try:
+            connection.add_termination_listener(self._on_lost)
+            await connection.add_listener(CHANGED, self._on_change)
+        except BaseException:
+            # Never keep a connection out of the pool: pool.close() would wait for it for ever.
+            connection.remove_termination_listener(self._on_lost)
+            await self._pool.release(connection)
+            raise
         self._listener = connection
 
     def _on_lost(self, connection: asyncpg.Connection) -> None:
@@ -548,7 +554,7 @@ class Registry:
                 await self.reload()
                 _log.info("registry_listener_restored", version=self._version)
                 return
-            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
+            except Exception as error:  # noqa: BLE001 - keep trying until closed; each failure is logged
                 _log.warning("registry_listen_retry", error=type(error).__name__, delay=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -108,10 +108,13 @@ async def replied_message(connection: asyncpg.Connection, message_id: str) -> tu
 async def insert_message(
     connection: asyncpg.Connection, message: Message, accepted_at: datetime, ledger_index: int, hub_receipt: bytes
 ) -> None:
-    """Record an accepted message and queue it for delivery to its receiver."""
+    """Record an accepted message and queue it for delivery to its receiver (one statement)."""
     await connection.execute(
-        "INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
-        " accepted_at, ledger_index, hub_receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "WITH stored AS ("
+        " INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
+        " accepted_at, ledger_index, hub_receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " RETURNING id, receiver, case_id, accepted_at)"
+        " INSERT INTO outbox (message_id, receiver, case_id, due_at) SELECT id, receiver, case_id, accepted_at FROM stored",
         uuid.UUID(message.id),
         bytes.fromhex(message.digest),
         message.compact,
@@ -125,10 +128,6 @@ async def insert_message(
         accepted_at,
         ledger_index,
         hub_receipt,
-    )
-    await connection.execute(
-        "INSERT INTO outbox (message_id, receiver, case_id, due_at) VALUES ($1, $2, $3, $4)",
-        uuid.UUID(message.id), message.receiver, uuid.UUID(message.case), accepted_at,
     )
 
 
@@ -146,16 +145,22 @@ async def forget_expired_request_proofs(executor: Executor, now: datetime) -> in
     return int(result.split()[-1])
 
 
-async def check_key_still_valid(connection: asyncpg.Connection, kid: str, at: datetime) -> None:
-    """Refuse if the registry, as committed now, says `kid` is revoked or expired at `at` (§10.4).
+async def recheck_in_batch(connection: asyncpg.Connection, message_id: str, kid: str, at: datetime) -> str | None:
+    """Under the batch's ledger lock: the digest already accepted under this id, if any — after
+    refusing the message if the registry, as committed now, says `kid` is revoked or expired at `at`.
 
-    Run under the batch's ledger lock, which key changes also take: the answer is the
-    registry as of this batch's place in the ledger's order.
+    Key changes take the same lock, so the answer is the registry as of this batch's place in
+    the ledger's order (§10.4); one round trip for both questions.
     """
-    row = await connection.fetchrow("SELECT revoked_at, not_after FROM keys WHERE kid = $1", kid)
-    if row is None:
+    row = await connection.fetchrow(
+        "SELECT m.digest, k.kid IS NOT NULL AS known, k.revoked_at, k.not_after"
+        " FROM (SELECT 1) AS one LEFT JOIN messages m ON m.id = $1 LEFT JOIN keys k ON k.kid = $2",
+        uuid.UUID(message_id), kid,
+    )
+    if not row["known"]:
         raise ProtocolError("key-unknown", where="kid")
     if row["revoked_at"] is not None and row["revoked_at"] <= at:
         raise ProtocolError("key-revoked", where="kid")
     if row["not_after"] <= at:
         raise ProtocolError("key-expired", where="kid")
+    return row["digest"].hex() if row["digest"] is not None else None
