@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 from aiohttp import web
 
 from gateway.cli.serve import settings_for
@@ -193,3 +194,16 @@ def serve_process(folder: Path, database_url: str, environment: dict[str, str] |
         process.stdout.close()
         log.close()
         assert not leaks_in(log_path.read_text("utf-8")), "personal data in the hub's log"
+
+
+def query(database_url: str, sql: str, *args: Any) -> list[Any]:
+    """The rows of one statement on its own connection: for tests that look into the database."""
+
+    async def run() -> list[Any]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            return await connection.fetch(sql, *args)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 
-import asyncpg
 import pytest
 
 from gateway.protocol.ids import new_uuid7
@@ -15,7 +13,7 @@ from gateway.protocol.message import sign_message
 from gateway.protocol.statements import verify_hub_receipt
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.cli_runner import assert_refused
-from tests.hub.harness import Clock, running_hub
+from tests.hub.harness import Clock, query, running_hub
 from tests.privacy import leaks_in
 from tests.jws_forge import forge, message_header
 
@@ -26,17 +24,6 @@ HK = "test-hk-message-1"
 def fresh(payload: dict, **changes) -> dict:
     """`payload` with a new id and case, created now (UTC)."""
     return dict(payload, id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now().replace(microsecond=0)), **changes)
-
-
-def query(database_url: str, sql: str, *args):
-    async def run():
-        connection = await asyncpg.connect(database_url)
-        try:
-            return await connection.fetch(sql, *args)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
 
 
 def ledger_kinds(database_url: str) -> list[dict]:

@@ -26,7 +26,7 @@ from gateway.protocol.message import sign_message
 from gateway.protocol.timestamps import format_timestamp, parse_timestamp, utc_now
 from tests.cli_runner import CliResult, assert_refused, run_cli
 from tests.conftest import TRUST_LIST
-from tests.hub.harness import running_hub
+from tests.hub.harness import query, running_hub
 
 GD = "test-cn-gd-message-1"
 
@@ -34,17 +34,6 @@ GD = "test-cn-gd-message-1"
 def keys(database_url: str, *arguments: str) -> CliResult:
     """`gateway keys ARGUMENTS... --database-url URL`."""
     return run_cli("keys", *arguments, "--database-url", database_url)
-
-
-def query(database_url: str, sql: str, *args):
-    async def run():
-        connection = await asyncpg.connect(database_url)
-        try:
-            return await connection.fetch(sql, *args)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
 
 
 def ledger(database_url: str) -> list[dict]:
