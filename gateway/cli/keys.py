@@ -116,14 +116,14 @@ def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
         "The registry with the new key must still be a valid trust list; in production mode a test key is refused.",
     )
     add.add_argument("--entry", required=True, metavar="FILE", help="the key's trust-list entry (JSON), or - for stdin")
-    add.set_defaults(run=_storage_command(_add))
+    add.set_defaults(run=storage_command(_add))
     imported = verbs.add_parser(
         "import", help="register the new jurisdictions and keys of a trust list",
         description="Registers what a trust list (JSON document, §10.3) adds to the registry. A kid registered "
         "with another owner, use or JWK is refused: keys change by rotation and revocation.",
     )
     imported.add_argument("--trust-list", required=True, metavar="FILE", help="the trust list (JSON), or - for stdin")
-    imported.set_defaults(run=_storage_command(_import))
+    imported.set_defaults(run=storage_command(_import))
     rotate = verbs.add_parser(
         "rotate", help="register a successor key and end the old key's validity",
         description="Registers the new key and sets the old key's not_after to the new key's not_before plus "
@@ -133,7 +133,7 @@ def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
     rotate.add_argument("kid", help="the key being replaced")
     rotate.add_argument("--entry", required=True, metavar="FILE", help="the new key's trust-list entry (JSON), or - for stdin")
     rotate.add_argument("--retire-at", type=timestamp_argument, metavar="TIME", help="end of the old key's validity (UTC)")
-    rotate.set_defaults(run=_storage_command(_rotate))
+    rotate.set_defaults(run=storage_command(_rotate))
     revoke = verbs.add_parser(
         "revoke", help="revoke a key",
         description="Revokes the key from TIME on (default now). After a compromise give the earliest time the "
@@ -141,7 +141,7 @@ def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
     )
     revoke.add_argument("kid", help="the key to revoke")
     revoke.add_argument("--at", type=timestamp_argument, metavar="TIME", help="revocation time (UTC, not in the future)")
-    revoke.set_defaults(run=_storage_command(_revoke))
+    revoke.set_defaults(run=storage_command(_revoke))
     listing = verbs.add_parser(
         "list", help="print the registry's keys",
         description="Prints every registered key with its validity and status; warns on stderr about keys that "
@@ -149,7 +149,7 @@ def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
         "status stays 0).",
     )
     listing.add_argument("--json", action="store_true", help="print JSON for programs")
-    listing.set_defaults(run=_storage_command(_list))
+    listing.set_defaults(run=storage_command(_list))
     for verb in (add, imported, rotate, revoke, listing):
         verb.add_argument("--config", type=Path, metavar="FILE",
                           help="the gateway's TOML configuration (for mode, data_dir, database_url)")
@@ -175,7 +175,7 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-def _storage_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def storage_command(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """`run`, with each kind of failure reported on stderr and exit status 1."""
 
     @wraps(run)
@@ -202,22 +202,22 @@ def _say(message: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class StorageTarget:
     dsn: str
     mode: str
 
 
-def _target(arguments: argparse.Namespace) -> _Target:
+def storage_target(arguments: argparse.Namespace) -> StorageTarget:
     """The database and mode to use: the options, then the config (if given), then the defaults."""
     config = load_config(arguments.config) if arguments.config else None
     config_url, config_dir = (config.database_url, config.data_dir) if config else (None, None)
     database = resolve_database(arguments.database_url, config_url, arguments.data_dir or config_dir)
     dsn = ensure_embedded_server(database.data_dir, notify=_say).dsn if database.embedded else database.dsn
     modes = {getattr(arguments, "mode", None), config.mode if config else None}
-    return _Target(dsn, "production" if "production" in modes else "test")
+    return StorageTarget(dsn, "production" if "production" in modes else "test")
 
 
-async def _connect(dsn: str) -> asyncpg.Connection:
+async def connect_migrated(dsn: str) -> asyncpg.Connection:
     """A connection with the schema in place (the same migrations `serve` applies, under the same lock)."""
     connection = await asyncpg.connect(dsn, server_settings={"application_name": APPLICATION_NAME})
     try:
@@ -228,11 +228,11 @@ async def _connect(dsn: str) -> asyncpg.Connection:
     return connection
 
 
-def _change(target: _Target, change: Change, wait: float) -> tuple[Any, registry.Acknowledgement]:
+def _change(target: StorageTarget, change: Change, wait: float) -> tuple[Any, registry.Acknowledgement]:
     """Apply `change` (one transaction), then wait for every live gateway process to acknowledge it."""
 
     async def run() -> tuple[Any, registry.Acknowledgement]:
-        connection = await _connect(target.dsn)
+        connection = await connect_migrated(target.dsn)
         try:
             version, result = await registry.apply_change(connection, change)
             return result, await registry.wait_for_acknowledgements(connection, version, wait)
@@ -262,7 +262,7 @@ def _read_json(path: str, part: str) -> Any:
 
 def _add(arguments: argparse.Namespace) -> int:
     entry = _read_json(arguments.entry, "key entry")
-    target, now = _target(arguments), utc_now()
+    target, now = storage_target(arguments), utc_now()
     record, acknowledgement = _change(
         target, lambda connection, appender: registry.add_key_entry(connection, appender, entry, target.mode, now), arguments.wait
     )
@@ -270,7 +270,7 @@ def _add(arguments: argparse.Namespace) -> int:
 
 
 def _import(arguments: argparse.Namespace) -> int:
-    target, now = _target(arguments), utc_now()
+    target, now = storage_target(arguments), utc_now()
     trust = load_trust_list(read_input(arguments.trust_list), require_production=target.mode == "production")
     imported, acknowledgement = _change(
         target,
@@ -284,7 +284,7 @@ def _import(arguments: argparse.Namespace) -> int:
 
 def _rotate(arguments: argparse.Namespace) -> int:
     entry = _read_json(arguments.entry, "key entry")
-    target, now = _target(arguments), utc_now()
+    target, now = storage_target(arguments), utc_now()
     rotation, acknowledgement = _change(
         target,
         lambda connection, appender: registry.rotate_key(
@@ -302,7 +302,7 @@ def _rotate(arguments: argparse.Namespace) -> int:
 
 
 def _revoke(arguments: argparse.Namespace) -> int:
-    target, now = _target(arguments), utc_now()
+    target, now = storage_target(arguments), utc_now()
     at = arguments.at or now
     revoked, acknowledgement = _change(
         target, lambda connection, appender: registry.revoke_key(connection, appender, arguments.kid, at, now), arguments.wait
@@ -311,10 +311,10 @@ def _revoke(arguments: argparse.Namespace) -> int:
 
 
 def _list(arguments: argparse.Namespace) -> int:
-    target = _target(arguments)
+    target = storage_target(arguments)
 
     async def read() -> tuple[int, list[registry.RegisteredKey]]:
-        connection = await _connect(target.dsn)
+        connection = await connect_migrated(target.dsn)
         try:
             return await registry.list_keys(connection)
         finally:

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from gateway.hub import cases, store
+from gateway.hub import cases, outbox, store
 from gateway.hub.committer import GroupCommitter
 from gateway.hub.policy import RoutePolicy, check_freshness
 from gateway.ledger.append import LedgerAppender
@@ -50,6 +50,12 @@ class Acceptance:
     message_id: str
     hub_receipt: bytes
     replayed: bool
+
+
+_ENDINGS = frozenset({"referral.withdraw", "verification.cancel"})
+"""Types whose acceptance removes the rest of their case from delivery (PROTO-12.7-1)."""
+_DEADLINE_TYPES = frozenset({"verification.response", "verification.cancel"})
+"""Types judged against a verification deadline that may have passed since the last look (PROTO-7.5-3)."""
 
 
 class _IdRace:
@@ -86,6 +92,11 @@ class Hub:
         """The hub's clock."""
         return self._clock()
 
+    @property
+    def receipt_key(self) -> PrivateKey:
+        """The hub key that signs receipts and attestations (§9.1, §9.2)."""
+        return self._receipt_key
+
     def trust(self) -> TrustList:
         """The trust list this process holds now."""
         return self._trust()
@@ -97,8 +108,12 @@ class Hub:
             self._signed_trust_list = (trust, sign_trust_list(trust, self._receipt_key))
         return self._signed_trust_list[1]
 
-    async def accept(self, compact: bytes) -> Acceptance:
-        """Accept `compact` or raise ProtocolError; durable before it returns."""
+    async def accept(self, compact: bytes, *, receipt_from: str | None = None) -> Acceptance:
+        """Accept `compact` or raise ProtocolError; durable before it returns.
+
+        With `receipt_from`, only a receipt signed by that jurisdiction is taken
+        (`POST /v1/receipts` and push answers, PROTO-12.5-2, PROTO-12.6-3).
+        """
         now = self._clock()
         trust = self._trust()
         try:
@@ -106,12 +121,19 @@ class Hub:
         except ProtocolError as refusal:
             self._security_log.refused(refusal.code)
             raise
-        stored = await store.receipt_by_digest(self._pool, signed.jws.digest)
-        if stored is not None:
-            _log.info("message_resent", message_id=stored[0], kid=signed.jws.kid)
-            return Acceptance(*stored, replayed=True)
         try:
+            if receipt_from is not None and signed.key.owner != receipt_from:
+                raise ProtocolError("sender-mismatch", "The receipt is not signed by the caller", where="kid")
+            stored = await store.receipt_by_digest(self._pool, signed.jws.digest)
+            if stored is not None:
+                message_id, hub_receipt, stored_type = stored
+                if receipt_from is not None and stored_type != "receipt":
+                    raise ProtocolError("receipt-expected", where="/type")
+                _log.info("message_resent", message_id=message_id, kid=signed.jws.kid)
+                return Acceptance(message_id, hub_receipt, replayed=True)
             message = await self._check(signed, trust, now)
+            if receipt_from is not None and message.type != "receipt":
+                raise ProtocolError("receipt-expected", where="/type")
         except ProtocolError as refusal:
             await self._ledger_refusal(signed, refusal, now)
             raise
@@ -151,7 +173,9 @@ class Hub:
                     return _IdRace()
                 if known is not None:
                     raise ProtocolError("id-conflict", where="/id")
+                await self._expire_if_due(connection, appender, message, accepted_at)
                 await cases.apply(connection, message, accepted_at)
+                superseded = await outbox.supersede_case(connection, message.case) if message.type in _ENDINGS else None
                 index = appender.next_index
                 receipt = sign_hub_receipt(
                     HubReceipt(message_id=message.id, message_digest=message.digest, ledger_index=index, accepted_at=accepted_at),
@@ -159,19 +183,36 @@ class Hub:
                 )
                 await store.insert_message(connection, message, accepted_at, index, receipt)
                 await appender.add(_accepted_entry(message, accepted_at))
+                if superseded is not None:
+                    await appender.add(_ending_entry(message, superseded, accepted_at))
+                if message.type == "receipt":
+                    attempts = await outbox.complete_with_receipt(connection, message.reply_to, message.compact)
+                    await appender.add(_receipt_entry(message, attempts, accepted_at))
             return Acceptance(message.id, receipt, replayed=False)
         except ProtocolError as refusal:
             appender.rewind(mark)
+            # The case's deadline passed whether or not this message is refused (PROTO-7.5-3).
+            if message.type in _DEADLINE_TYPES:
+                async with connection.transaction():
+                    await self._expire_if_due(connection, appender, message, accepted_at)
             await appender.add(_refused_entry(message.digest, message.kid, message.sender, refusal, accepted_at))
             return refusal
         except asyncpg.UniqueViolationError:
             appender.rewind(mark)
             return _IdRace()
 
+    async def _expire_if_due(self, connection: asyncpg.Connection, appender: LedgerAppender, message: Message, now: datetime) -> None:
+        """Persist and ledger a passed verification deadline before judging a message of its case (PROTO-7.5-3)."""
+        if message.type not in _DEADLINE_TYPES:
+            return
+        respond_by = await outbox.expire_case_if_due(connection, message.case, now)
+        if respond_by is not None:
+            await appender.add(deadline_entry(message.case, respond_by, now))
+
     async def _after_race(self, signed: SignedMessage, message: Message, now: datetime) -> Acceptance:
         stored = await store.receipt_by_digest(self._pool, message.digest)
         if stored is not None:
-            return Acceptance(*stored, replayed=True)
+            return Acceptance(stored[0], stored[1], replayed=True)
         refusal = ProtocolError("id-conflict", where="/id")
         await self._ledger_refusal(signed, refusal, now)
         raise refusal
@@ -234,6 +275,24 @@ def _accepted_entry(message: Message, accepted_at: datetime) -> LedgerEntry:
             "kid": message.kid,
         },
     )
+
+
+def _ending_entry(message: Message, superseded: list[str], at: datetime) -> LedgerEntry:
+    kind = "withdrawn" if message.type == "referral.withdraw" else "cancelled"
+    return LedgerEntry(kind, format_timestamp(at), {"case": message.case, "message_id": message.id, "superseded": superseded})
+
+
+def _receipt_entry(receipt: Message, attempts: int, at: datetime) -> LedgerEntry:
+    return LedgerEntry(
+        "receipt-received",
+        format_timestamp(at),
+        {"message_id": receipt.reply_to, "receipt_id": receipt.id, "status": receipt.body["status"], "attempts": attempts},
+    )
+
+
+def deadline_entry(case: str, respond_by: datetime, at: datetime) -> LedgerEntry:
+    """The ledger's record of a verification deadline that passed (PROTO-7.5-3, PROTO-12.7-2)."""
+    return LedgerEntry("deadline-passed", format_timestamp(at), {"case": case, "respond_by": format_timestamp(respond_by)})
 
 
 def _refused_entry(digest: str, kid: str, sender: str, refusal: ProtocolError, at: datetime) -> LedgerEntry:

@@ -70,11 +70,12 @@ async def _check_reply_to(connection: asyncpg.Connection, message: Message) -> N
     code = "receipt-target-invalid" if is_receipt else "reply-to-invalid"
     if replied is None:
         raise ProtocolError(code, where="/reply_to")
-    case_id, replied_type, replied_receiver = replied
-    if case_id != message.case or replied_receiver != message.sender:
+    if replied.case != message.case or replied.receiver != message.sender:
         raise ProtocolError(code, where="/reply_to")
-    if is_receipt and replied_type == machine.RECEIPT:
+    # A receipt ends a delivery (§12.4): never of a receipt, and one per message — a
+    # second receipt with other bytes cannot replace the first (identical bytes are a resend, §8.2).
+    if is_receipt and (replied.type == machine.RECEIPT or replied.receipted):
         raise ProtocolError("receipt-target-invalid", where="/reply_to")
     expected = _REPLY_TYPES.get(message.type)
-    if expected is not None and replied_type != expected:
+    if expected is not None and replied.type != expected:
         raise ProtocolError("reply-to-invalid", where="/reply_to")

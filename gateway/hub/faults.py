@@ -3,7 +3,9 @@
 `GATEWAY_KILL_POINT=STAGE:N` makes the process kill itself with SIGKILL — no
 cleanup, no flush, as a power cut or the OOM killer would — when the N-th batch of
 the group committer reaches STAGE: `before-commit` (the work is done inside the
-transaction, COMMIT not yet sent) or `after-commit` (durable, but nobody answered).
+transaction, COMMIT not yet sent) or `after-commit` (durable, but nobody answered);
+or when the N-th push delivery reaches `during-lease` (leased, receiver not called)
+or `after-push-answer` (the receiver answered, nothing of it recorded).
 The crash tests use it instead of sleeping and hoping to hit a window.
 
 `GATEWAY_HOLD_POINT=before-commit:N` holds the N-th batch's transaction open until the
@@ -30,20 +32,16 @@ _CONTENDED = (
 )
 _log = structlog.get_logger(__name__)
 STAGES = ("before-commit", "after-commit")
+DELIVERY_STAGES = ("during-lease", "after-push-answer")
 Hook = Callable[[int], Awaitable[None]]
 
 
 def kill_point_hooks(mode: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> tuple[Hook | None, Hook | None]:
     """(before-commit hook, after-commit hook) for the configured kill point, or (None, None)."""
-    setting = environ.get(VARIABLE)
-    if not setting:
+    parsed = _kill_point(mode, environ)
+    if parsed is None or parsed[0] not in STAGES:
         return None, None
-    if mode != "test":
-        raise ValueError(f"{VARIABLE} is a test facility and is refused in {mode} mode")
-    match = re.fullmatch(r"(before-commit|after-commit):([1-9][0-9]*)", setting)
-    if match is None:
-        raise ValueError(f"{VARIABLE} must be STAGE:N with STAGE one of {', '.join(STAGES)}, not {setting!r}")
-    stage, target = match.group(1), int(match.group(2))
+    stage, target = parsed
     batches = 0
 
     async def hook(batch_size: int) -> None:
@@ -53,6 +51,42 @@ def kill_point_hooks(mode: str, environ: dict[str, str] | os._Environ[str] = os.
             os.kill(os.getpid(), signal.SIGKILL)
 
     return (hook, None) if stage == "before-commit" else (None, hook)
+
+
+def delivery_kill_point(mode: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> Callable[[str], Awaitable[None]] | None:
+    """The delivery worker's kill point, or None: SIGKILL the N-th time a delivery reaches STAGE.
+
+    `during-lease`: the lease is committed, the receiver not yet called. `after-push-answer`:
+    the receiver answered (its receipt is in hand) but the hub has recorded nothing of it.
+    """
+    parsed = _kill_point(mode, environ)
+    if parsed is None or parsed[0] not in DELIVERY_STAGES:
+        return None
+    stage, target = parsed
+    reached = 0
+
+    async def hit(at: str) -> None:
+        nonlocal reached
+        if at != stage:
+            return
+        reached += 1
+        if reached == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hit
+
+
+def _kill_point(mode: str, environ: dict[str, str] | os._Environ[str]) -> tuple[str, int] | None:
+    setting = environ.get(VARIABLE)
+    if not setting:
+        return None
+    if mode != "test":
+        raise ValueError(f"{VARIABLE} is a test facility and is refused in {mode} mode")
+    stages = STAGES + DELIVERY_STAGES
+    match = re.fullmatch(r"([a-z-]+):([1-9][0-9]*)", setting)
+    if match is None or match.group(1) not in stages:
+        raise ValueError(f"{VARIABLE} must be STAGE:N with STAGE one of {', '.join(stages)}, not {setting!r}")
+    return match.group(1), int(match.group(2))
 
 
 def hold_point_hook(mode: str, dsn: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> Hook | None:

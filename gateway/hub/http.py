@@ -14,8 +14,8 @@ import json
 import secrets
 from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import asyncpg
 import structlog
@@ -24,6 +24,8 @@ from aiohttp import web
 from gateway import __version__
 from gateway.hub.acceptance import Hub
 from gateway.hub.committer import CommitFailed, GroupCommitter
+from gateway.hub.delivery import OUTBOX_CHANNEL, Deliverer, DeliveryPolicy, Sweeper, Wakeups, delivered_entry, delivery_of
+from gateway.hub import outbox
 from gateway.hub.metrics import Metrics
 from gateway.hub.openapi import OPENAPI_PATH, document_bytes
 from gateway.hub.policy import RoutePolicy
@@ -61,6 +63,12 @@ class HubSettings:
     max_wait_ms: float = 0.0
     lock_timeout_ms: int = 10_000
     pool_size: int = 10
+    push_endpoints: Mapping[str, str] = field(default_factory=dict)
+    """Receiver code -> endpoint of every jurisdiction delivered by push; the others pull."""
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    long_poll_seconds: int = 30
+    max_request_bytes: int = 1_048_576
+    delivery_kill_point: Any = None
 
 
 HUB = web.AppKey("hub", Hub)
@@ -68,6 +76,9 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 METRICS = web.AppKey("metrics", Metrics)
 SETTINGS = web.AppKey("settings", HubSettings)
 REGISTRY = web.AppKey("registry", Registry)
+COMMITTER = web.AppKey("committer", GroupCommitter)
+WAKEUPS = web.AppKey("wakeups", Wakeups)
+PROCESS_ID = web.AppKey("process_id", str)
 
 
 def build_app(
@@ -76,9 +87,13 @@ def build_app(
     app = web.Application(middlewares=[_problems], client_max_size=settings.max_message_bytes + 1)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[WAKEUPS] = Wakeups()
     app.cleanup_ctx.append(_resources(clock, before_commit, after_commit))
+    app.on_shutdown.append(_end_long_polls)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{message_id}", get_message)
+    app.router.add_get("/v1/inbox", get_inbox)
+    app.router.add_post("/v1/receipts", post_receipt)
     app.router.add_get("/v1/about", get_about)
     app.router.add_get("/v1/trust-list", get_trust_list)
     app.router.add_get("/healthz", get_health)
@@ -116,26 +131,61 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             committer.start()
             resources.push_async_callback(committer.close)
             await _import_initial_trust_list(pool, committer, settings, clock)
-            registry = Registry(pool, settings.mode, process_id)
+            wakeups = app[WAKEUPS]
+            registry = Registry(pool, settings.mode, process_id, listeners={OUTBOX_CHANNEL: wakeups.notified})
             resources.push_async_callback(registry.close)
             await registry.start()
             sweeper = asyncio.get_running_loop().create_task(_forget_used_request_proofs(pool, clock), name="jti-sweeper")
             resources.callback(sweeper.cancel)
-            app[POOL] = pool
-            app[REGISTRY] = registry
-            app[HUB] = Hub(
+            receipt_key = read_private_key(settings.receipt_key_file)
+            hub = Hub(
                 pool=pool,
                 committer=committer,
                 trust=registry.current,
                 schemas=load_message_schemas(),
                 policy=RoutePolicy(settings.routes),
-                receipt_key=read_private_key(settings.receipt_key_file),
+                receipt_key=receipt_key,
                 clock=clock,
                 freshness_seconds=settings.freshness_seconds,
+            )
+            app[POOL] = pool
+            app[REGISTRY] = registry
+            app[COMMITTER] = committer
+            app[PROCESS_ID] = process_id
+            app[HUB] = hub
+            deliverer = Deliverer(
+                pool=pool, committer=committer, hub=hub, receipt_key=receipt_key, endpoints=dict(settings.push_endpoints),
+                policy=settings.delivery, process_id=process_id, clock=clock, wakeups=wakeups,
+                kill_point=settings.delivery_kill_point,
+            )
+            await resources.enter_async_context(_background(deliverer.run(), "deliverer"))
+            await resources.enter_async_context(
+                _background(Sweeper(committer=committer, policy=settings.delivery, clock=clock).run(), "sweeper")
             )
             yield
 
     return context
+
+
+@contextlib.asynccontextmanager
+async def _background(coroutine: Any, name: str) -> AsyncIterator[None]:
+    """Run `coroutine` as a task for the life of the app; cancel it (and wait) at cleanup."""
+    task = asyncio.get_running_loop().create_task(coroutine, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:  # noqa: BLE001 - reported, cleanup goes on
+            _log.error("background_task_failed", task=name, error=type(error).__name__)
+
+
+async def _end_long_polls(app: web.Application) -> None:
+    """At shutdown, answer every long poll now (empty) and stop the push worker's waits (PROTO-12.6-1)."""
+    app[WAKEUPS].close()
 
 
 async def _forget_used_request_proofs(pool: asyncpg.Pool, clock: Callable[[], Any], every_seconds: float = 60.0) -> None:
@@ -275,8 +325,64 @@ async def get_message(request: web.Request) -> web.Response:
             "ledger_index": stored.ledger_index,
             "accepted_at": format_timestamp(stored.accepted_at),
             "hub_receipt": stored.hub_receipt.decode("ascii"),
-            "receiver_receipt": None,
+            "receiver_receipt": stored.receiver_receipt.decode("ascii") if stored.receiver_receipt else None,
         }
+    )
+
+
+_INBOX_LIMIT = 500
+
+
+async def get_inbox(request: web.Request) -> web.Response:
+    """GET /v1/inbox: the caller's ready deliveries, long-polled, and its cursor (§12.6)."""
+    caller = await authenticate(request)
+    settings, hub = request.app[SETTINGS], request.app[HUB]
+    after = _query_integer(request, "after", -1, -1, 2**62)
+    wait = _query_integer(request, "wait", 0, 0, settings.long_poll_seconds)
+    limit = _query_integer(request, "limit", 50, 1, _INBOX_LIMIT)
+    pool, wakeups = request.app[POOL], request.app[WAKEUPS]
+    if after >= 0 and await outbox.receipts_to_acknowledge(pool, caller.owner, after):
+        await request.app[COMMITTER].run(lambda connection, appender: _acknowledge_receipts(connection, appender, caller.owner, after, hub.now()))
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        claimed = await outbox.claim_for_inbox(
+            pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit
+        )
+        remaining = deadline - asyncio.get_running_loop().time()
+        if claimed or remaining <= 0 or wakeups.closing:
+            break
+        await wakeups.for_receiver(caller.owner, min(remaining, 1.0))
+    receipt_key = hub.receipt_key
+    deliveries = [delivery_of(item, receipt_key).to_document() for item in claimed]
+    cursor = max((item.ledger_index for item in claimed), default=after)
+    return web.json_response({"deliveries": deliveries, "cursor": cursor})
+
+
+async def _acknowledge_receipts(connection: asyncpg.Connection, appender: LedgerAppender, receiver: str, cursor: int, now: datetime) -> None:
+    for message_id, attempts in await outbox.acknowledge_fetched_receipts(connection, receiver, cursor):
+        await appender.add(delivered_entry(message_id, receiver, attempts, now))
+
+
+def _query_integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    values = request.query.getall(name, [])
+    if not values:
+        return default
+    if len(values) > 1 or not values[0].lstrip("-").isdigit() or not low <= int(values[0]) <= high:
+        raise ProtocolError("query-invalid", f"{name} must be one integer from {low} to {high}", where=name)
+    return int(values[0])
+
+
+async def post_receipt(request: web.Request) -> web.Response:
+    """POST /v1/receipts: a pulling receiver's receipt (§12.6); answered as POST /v1/messages."""
+    if request.content_type != JOSE:
+        raise ProtocolError("media-type-unsupported", f"Send the receipt's compact JWS as {JOSE}")
+    body = await request.read()
+    caller = await authenticate(request, body)
+    acceptance = await request.app[HUB].accept(body, receipt_from=caller.owner)
+    request.app[METRICS].accepted(acceptance.replayed)
+    return web.json_response(
+        {"message_id": acceptance.message_id, "hub_receipt": acceptance.hub_receipt.decode("ascii"), "replayed": acceptance.replayed},
+        status=202,
     )
 
 
@@ -302,7 +408,7 @@ async def get_ready(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    text = await request.app[METRICS].render(request.app[POOL])
+    text = await request.app[METRICS].render(request.app[POOL], request.app[HUB].now())
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 

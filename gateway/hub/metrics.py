@@ -8,8 +8,11 @@ come from PostgreSQL, the one shared engine, so every process reports the same.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 import asyncpg
+
+from gateway.hub import outbox
 
 
 class Metrics:
@@ -23,12 +26,11 @@ class Metrics:
     def refused(self, code: str) -> None:
         self._refused[code] += 1
 
-    async def render(self, pool: asyncpg.Pool) -> str:
+    async def render(self, pool: asyncpg.Pool, now: datetime) -> str:
         row = await pool.fetchrow(
-            "SELECT (SELECT size FROM ledger_size) AS ledger_size,"
-            " (SELECT count(*) FROM messages) AS messages,"
-            " (SELECT count(*) FROM outbox) AS outbox"
+            "SELECT (SELECT size FROM ledger_size) AS ledger_size, (SELECT count(*) FROM messages) AS messages"
         )
+        delivery = await outbox.delivery_figures(pool, now)
         lines = [
             "# HELP gateway_messages_accepted_total Messages answered with a hub receipt by this process.",
             "# TYPE gateway_messages_accepted_total counter",
@@ -42,9 +44,15 @@ class Metrics:
             "# HELP gateway_messages_stored Accepted messages stored (from the database).",
             "# TYPE gateway_messages_stored gauge",
             f"gateway_messages_stored {row['messages']}",
-            "# HELP gateway_outbox_depth Messages waiting for delivery (from the database).",
+            "# HELP gateway_outbox_depth Messages queued for delivery, not yet acknowledged (from the database).",
             "# TYPE gateway_outbox_depth gauge",
-            f"gateway_outbox_depth {row['outbox']}",
+            f"gateway_outbox_depth {delivery['depth']}",
+            "# HELP gateway_outbox_oldest_undelivered_seconds Age of the oldest queued delivery, 0 when none (from the database).",
+            "# TYPE gateway_outbox_oldest_undelivered_seconds gauge",
+            f"gateway_outbox_oldest_undelivered_seconds {float(delivery['oldest_seconds']):.3f}",
+            "# HELP gateway_dead_letters Deliveries in the dead letters, waiting for an operator's retry (from the database).",
+            "# TYPE gateway_dead_letters gauge",
+            f"gateway_dead_letters {delivery['dead']}",
             "# HELP gateway_key_expiry_seconds Seconds until each unrevoked key's validity ends (from the database).",
             "# TYPE gateway_key_expiry_seconds gauge",
             *(

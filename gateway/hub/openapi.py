@@ -153,6 +153,40 @@ def _operations() -> tuple[Operation, ...]:
         ),
         Operation(
             method="get",
+            path="/v1/inbox",
+            operation_id="getInbox",
+            tag="delivery",
+            summary="Fetch the caller's deliveries (pull), long-polling",
+            description=(
+                "The deliveries (§9.3) ready for the caller — the owner of the request proof's key — in ledger order, "
+                "each leased to it for the configured lease, and a cursor (PROTO-12.6-1). `after` acknowledges the "
+                "receipts delivered up to that cursor (PROTO-12.6-2); messages other than receipts are acknowledged "
+                "with `POST /v1/receipts`. With `wait` the hub answers as soon as a delivery is ready, or empty when "
+                "the wait ends or the hub shuts down."
+            ),
+            public=False,
+            answers=(*_JWS_AND_KEY, "9.5", "12.6-4", *_DATABASE, *_FAILURE),
+            success=(200, JSON, "Deliveries and the new cursor.", {"$ref": _REF + "Inbox"}),
+            example_path="/v1/inbox",
+        ),
+        Operation(
+            method="post",
+            path="/v1/receipts",
+            operation_id="postReceipt",
+            tag="delivery",
+            summary="Acknowledge a pulled delivery with a receipt",
+            description=(
+                "The body is one receipt (§6.11), a compact JWS sent as `application/jose`, signed by the caller "
+                "(PROTO-12.6-3). The hub checks and ledgers it like any message and answers as `POST /v1/messages`: "
+                "`202` with its hub receipt; the identical bytes again get the same answer with `replayed` true."
+            ),
+            public=False,
+            answers=(*_JWS_AND_KEY, "5", "6", "7", "8", "9.4", "9.5", "12.2", "12.6-3", "14", *_DATABASE, *_FAILURE),
+            success=(202, JSON, "Accepted (or a resend of an accepted receipt): the hub receipt.", {"$ref": _REF + "Acceptance"}),
+            example_path="/v1/receipts",
+        ),
+        Operation(
+            method="get",
             path="/v1/about",
             operation_id="getAbout",
             tag="about",
@@ -351,8 +385,9 @@ def _components_schemas() -> dict[str, Any]:
                 "message_id": {"$ref": _REF + "Uuid7"},
                 "status": {
                     "type": "string",
-                    "description": "`accepted`; the delivery resources add `delivered`, `receipted` and `dead-lettered`.",
-                    "examples": ["accepted"],
+                    "enum": ["accepted", "delivered", "receipted", "dead-lettered", "superseded"],
+                    "description": "Where the message's delivery stands (§12.4).",
+                    "examples": ["receipted"],
                 },
                 "type": {"type": "string", "enum": list(schemas.types), "description": "The message type (§6)."},
                 "to": {"$ref": _REF + "Jurisdiction"},
@@ -365,6 +400,29 @@ def _components_schemas() -> dict[str, Any]:
                     "type": ["string", "null"],
                     "description": "The receiver's receipt (§9.4) once there is one, else null.",
                 },
+            },
+        },
+        "Inbox": {
+            "type": "object",
+            "description": "An answer of GET /v1/inbox (PROTO-12.6-1).",
+            "required": ["deliveries", "cursor"],
+            "additionalProperties": False,
+            "properties": {
+                "deliveries": {
+                    "type": "array",
+                    "description": "Deliveries (§9.3) in ledger order.",
+                    "items": {
+                        "type": "object",
+                        "required": ["message", "attestation", "local_view"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "message": {"$ref": _REF + "CompactJws"},
+                            "attestation": {"$ref": _REF + "CompactJws"},
+                            "local_view": {"type": "object", "description": "The receiver's local view (§9.3)."},
+                        },
+                    },
+                },
+                "cursor": {"type": "integer", "minimum": -1, "description": "Send it back as `after` (PROTO-12.6-2)."},
             },
         },
         "About": {
@@ -483,6 +541,21 @@ def _operation_object(operation: Operation) -> dict[str, Any]:
             "description": _message_body_description(),
             "content": {JOSE: {"schema": {"$ref": _REF + "CompactJws"}}},
         }
+    if operation.method == "post" and operation.path == "/v1/receipts":
+        body["requestBody"] = {
+            "required": True,
+            "description": "One receipt (§6.11) as its compact JWS, exactly as signed.",
+            "content": {JOSE: {"schema": {"$ref": _REF + "CompactJws"}}},
+        }
+    if operation.path == "/v1/inbox":
+        body["parameters"] = [
+            {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+            for name, text, schema in (
+                ("after", "The cursor held: the last answer's `cursor`, -1 at first.", {"type": "integer", "minimum": -1, "default": -1}),
+                ("wait", "Seconds to wait for a delivery, up to the hub's long-poll limit.", {"type": "integer", "minimum": 0, "default": 0}),
+                ("limit", "At most this many deliveries.", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+            )
+        ]
     responses: dict[str, Any] = {str(status): {"description": description, "content": {media_type: {"schema": schema}}}}
     responses.update(_problem_responses(operation))
     body["responses"] = responses
@@ -509,6 +582,7 @@ def build_document(server_url: str = EXAMPLE_SERVER) -> dict[str, Any]:
         "servers": [{"url": server_url.rstrip("/"), "description": "The hub's public base URL (configuration `public_base_url`); request proofs' `htu` starts with it."}],
         "tags": [
             {"name": "messages", "description": "Sending messages and following them (§12.1)."},
+            {"name": "delivery", "description": "Pulling deliveries and acknowledging them (§12.6)."},
             {"name": "about", "description": "What this hub is."},
             {"name": "operations", "description": "Health, readiness and metrics for operators."},
         ],

@@ -473,8 +473,12 @@ def _acknowledgement(version: int, processes: list[tuple[str, int]]) -> Acknowle
 class Registry:
     """This process's copy of the trust registry, kept current by LISTEN/NOTIFY."""
 
-    def __init__(self, pool: asyncpg.Pool, mode: str, process_id: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, mode: str, process_id: str, listeners: Mapping[str, Callable[..., None]] | None = None
+    ) -> None:
+        """`listeners`: more channels heard on the same LISTEN connection (channel -> asyncpg listener callback)."""
         self._pool = pool
+        self._listeners = dict(listeners or {})
         self._mode = mode
         self._process_id = process_id
         self._trust: TrustList | None = None
@@ -512,6 +516,8 @@ class Registry:
             try:
                 if not listener.is_closed():
                     await listener.remove_listener(CHANGED, self._on_change)
+                    for channel, callback in self._listeners.items():
+                        await listener.remove_listener(channel, callback)
                 await self._pool.release(listener)
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as error:
                 _log.warning("registry_listener_release_failed", error=type(error).__name__)
@@ -525,6 +531,8 @@ class Registry:
         try:
             connection.add_termination_listener(self._on_lost)
             await connection.add_listener(CHANGED, self._on_change)
+            for channel, callback in self._listeners.items():
+                await connection.add_listener(channel, callback)
         except BaseException:
             # Never keep a connection out of the pool: pool.close() would wait for it for ever.
             connection.remove_termination_listener(self._on_lost)

@@ -32,6 +32,7 @@ class StoredMessage:
     accepted_at: datetime
     hub_receipt: bytes
     status: str
+    receiver_receipt: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +44,10 @@ class CaseRow:
     respond_by: datetime | None
 
 
-async def receipt_by_digest(executor: Executor, digest: str) -> tuple[str, bytes] | None:
-    """(message id, stored hub receipt) of the accepted message with this digest, if any (§8.2)."""
-    row = await executor.fetchrow("SELECT id, hub_receipt FROM messages WHERE digest = $1", bytes.fromhex(digest))
-    return (str(row["id"]), row["hub_receipt"]) if row else None
+async def receipt_by_digest(executor: Executor, digest: str) -> tuple[str, bytes, str] | None:
+    """(message id, stored hub receipt, type) of the accepted message with this digest, if any (§8.2)."""
+    row = await executor.fetchrow("SELECT id, hub_receipt, type FROM messages WHERE digest = $1", bytes.fromhex(digest))
+    return (str(row["id"]), row["hub_receipt"], row["type"]) if row else None
 
 
 async def digest_by_id(executor: Executor, message_id: str) -> str | None:
@@ -57,8 +58,8 @@ async def digest_by_id(executor: Executor, message_id: str) -> str | None:
 
 async def message_by_id(executor: Executor, message_id: str) -> StoredMessage | None:
     row = await executor.fetchrow(
-        "SELECT id, digest, type, sender, receiver, case_id, ledger_index, accepted_at, hub_receipt, status"
-        " FROM messages WHERE id = $1",
+        "SELECT id, digest, type, sender, receiver, case_id, ledger_index, accepted_at, hub_receipt, status,"
+        " receiver_receipt FROM messages WHERE id = $1",
         uuid.UUID(message_id),
     )
     if row is None:
@@ -74,6 +75,7 @@ async def message_by_id(executor: Executor, message_id: str) -> StoredMessage | 
         accepted_at=row["accepted_at"],
         hub_receipt=row["hub_receipt"],
         status=row["status"],
+        receiver_receipt=row["receiver_receipt"],
     )
 
 
@@ -99,22 +101,37 @@ async def move_case(connection: asyncpg.Connection, case_id: str, state: str, no
     await connection.execute("UPDATE cases SET state = $2, updated_at = $3 WHERE id = $1", uuid.UUID(case_id), state, now)
 
 
-async def replied_message(connection: asyncpg.Connection, message_id: str) -> tuple[str, str, str] | None:
-    """(case id, type, receiver) of an accepted message, for `reply_to` checks (§5.2, §9.4)."""
-    row = await connection.fetchrow("SELECT case_id, type, receiver FROM messages WHERE id = $1", uuid.UUID(message_id))
-    return (str(row["case_id"]), row["type"], row["receiver"]) if row else None
+@dataclass(frozen=True, slots=True)
+class RepliedMessage:
+    case: str
+    type: str
+    receiver: str
+    receipted: bool
+
+
+async def replied_message(connection: asyncpg.Connection, message_id: str) -> RepliedMessage | None:
+    """What `reply_to` checks need of an accepted message (§5.2, §9.4)."""
+    row = await connection.fetchrow(
+        "SELECT case_id, type, receiver, receiver_receipt IS NOT NULL AS receipted FROM messages WHERE id = $1",
+        uuid.UUID(message_id),
+    )
+    return RepliedMessage(str(row["case_id"]), row["type"], row["receiver"], row["receipted"]) if row else None
 
 
 async def insert_message(
     connection: asyncpg.Connection, message: Message, accepted_at: datetime, ledger_index: int, hub_receipt: bytes
 ) -> None:
     """Record an accepted message and queue it for delivery to its receiver (one statement)."""
-    await connection.execute(
+    await connection.fetchval(
         "WITH stored AS ("
         " INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
         " accepted_at, ledger_index, hub_receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        " RETURNING id, receiver, case_id, accepted_at)"
-        " INSERT INTO outbox (message_id, receiver, case_id, due_at) SELECT id, receiver, case_id, accepted_at FROM stored",
+        " RETURNING id, receiver, case_id, accepted_at, ledger_index, type),"
+        " queued AS (INSERT INTO outbox (message_id, receiver, case_id, due_at, queued_at, ledger_index, is_receipt)"
+        " SELECT id, receiver, case_id, accepted_at, accepted_at, ledger_index, type = 'receipt' FROM stored RETURNING receiver)"
+        # Wakes the receiver's long polls and the push workers at COMMIT (one notification per
+        # receiver and transaction: PostgreSQL folds identical ones).
+        " SELECT pg_notify('gateway_outbox', receiver) FROM queued",
         uuid.UUID(message.id),
         bytes.fromhex(message.digest),
         message.compact,

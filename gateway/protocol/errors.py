@@ -91,6 +91,8 @@ CATALOGUE: dict[str, Code] = _catalogue(
     Code("case-state-conflict", 409, "The case's state does not allow this message from this party", "PROTO-7.3-1"),
     Code("deadline-passed", 409, "The response deadline has passed", "PROTO-7.5-2"),
     Code("receipt-target-invalid", 422, "A receipt must name a message delivered to its sender", "PROTO-9.4-2"),
+    Code("receipt-expected", 422, "Only receipts are taken here", "PROTO-12.6-3"),
+    Code("query-invalid", 400, "A query parameter is not valid", "PROTO-12.6-4"),
     Code("request-proof-replayed", 401, "The request proof was used before", "PROTO-9.5-5"),
     # §12 HTTP binding
     Code("media-type-unsupported", 415, "The request body has the wrong media type", "PROTO-12.2-1"),

@@ -169,15 +169,17 @@ class Delivery:
     attestation: bytes
     local_view: LocalView
 
+    def to_document(self) -> dict[str, Any]:
+        """The delivery as a JSON value: an item of an inbox answer (§12.6)."""
+        return {
+            "message": self.message.decode("ascii"),
+            "attestation": self.attestation.decode("ascii"),
+            "local_view": self.local_view.to_document(),
+        }
+
     def to_json(self) -> bytes:
-        """The delivery as the JSON text the hub pushes or returns from an inbox."""
-        return strict_json.dumps(
-            {
-                "message": self.message.decode("ascii"),
-                "attestation": self.attestation.decode("ascii"),
-                "local_view": self.local_view.to_document(),
-            }
-        )
+        """The delivery as the JSON text the hub pushes (§12.5)."""
+        return strict_json.dumps(self.to_document())
 
 
 def parse_delivery(data: bytes) -> Delivery:

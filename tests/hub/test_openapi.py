@@ -83,7 +83,7 @@ def test_the_strings_shared_with_the_http_binding_agree():
     assert (openapi.JOSE, openapi.PROBLEM, openapi.REQUEST_PROOF_HEADER) == (http.JOSE, http.PROBLEM, http.REQUEST_PROOF_HEADER)
 
 
-def test_only_the_reconciliation_resource_needs_a_request_proof(document):
+def test_reconciliation_and_pull_delivery_are_the_resources_that_need_a_request_proof(document):
     scheme = document["components"]["securitySchemes"][openapi.SECURITY_SCHEME]
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "GBA-Request-Proof")
     assert "gba-request+jws" in scheme["description"] and "§9.5" in scheme["description"]
@@ -93,7 +93,7 @@ def test_only_the_reconciliation_resource_needs_a_request_proof(document):
         for method, operation in operations.items()
         if operation["security"] != []
     }
-    assert secured == {("get", "/v1/messages/{message_id}")}
+    assert secured == {("get", "/v1/messages/{message_id}"), ("get", "/v1/inbox"), ("post", "/v1/receipts")}
     assert document["paths"]["/v1/messages/{message_id}"]["get"]["security"] == [{openapi.SECURITY_SCHEME: []}]
 
 

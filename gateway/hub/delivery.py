@@ -1,0 +1,317 @@
+"""Delivery: the push worker, the sweeper, and what a delivery is made of (docs/protocol.md §9.2, §9.3, §12.4-§12.7).
+
+    claim (a committed lease)  ->  attestation + local view  ->  POST to the receiver, no lock held
+        200 + receipt  -> Hub.accept(receipt, receipt_from=receiver): ledgers it, ends the delivery
+        204 (a receipt delivered)  -> acknowledged, ledgered `delivered`
+        anything else  -> retry after backoff with jitter, or dead-letter once the window passed
+
+Each gateway process runs one `Deliverer`; they share the work through the outbox's
+leases. A process killed mid-delivery leaves a lease that expires, and the delivery is
+made again: receivers de-duplicate by id and answer with the same receipt (PROTO-9.4-3),
+whose identical bytes the hub takes as a resend (§8.2). The `Sweeper` dead-letters what
+no failed attempt did (receivers that never pull) and expires verification deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import structlog
+
+from gateway.hub import outbox
+from gateway.hub.acceptance import Hub, deadline_entry
+from gateway.hub.committer import GroupCommitter
+from gateway.ledger.append import LedgerAppender
+from gateway.ledger.entries import LedgerEntry
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.keys import PrivateKey
+from gateway.protocol.statements import Attestation, Delivery, LocalView, sign_attestation
+from gateway.protocol.timestamps import format_timestamp
+
+OUTBOX_CHANNEL = "gateway_outbox"
+"""NOTIFY channel: the payload is the receiver whose outbox got work (gateway/hub/store.py)."""
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """Leases and retries (docs/configuration.md, [delivery])."""
+
+    lease_seconds: float = 30.0
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    retry_window_seconds: float = 72 * 3600.0
+    concurrency: int = 8
+    push_timeout_seconds: float = 30.0
+    sweep_seconds: float = 10.0
+
+    def backoff(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1, 2, ...): half to all of the capped doubling (PROTO-12.4-3)."""
+        ceiling = min(self.retry_max_seconds, self.retry_initial_seconds * 2.0 ** min(attempt - 1, 60))
+        return ceiling * (0.5 + 0.5 * draw())
+
+
+def delivery_of(claimed: outbox.ClaimedDelivery, receipt_key: PrivateKey, local_view: LocalView | None = None) -> Delivery:
+    """The delivery object of a claimed message (§9.3), with a fresh attestation (§9.2).
+
+    The local view is empty until the receiver's adapter converts free text (adapters issue).
+    """
+    view = local_view or LocalView()
+    attestation = Attestation(
+        message_id=claimed.message_id,
+        message_digest=claimed.digest,
+        ledger_index=claimed.ledger_index,
+        accepted_at=claimed.accepted_at,
+        type=claimed.type,
+        sender=claimed.sender,
+        receiver=claimed.receiver,
+        case=claimed.case,
+        local_view_digest=view.digest,
+    )
+    return Delivery(claimed.compact, sign_attestation(attestation, receipt_key), view)
+
+
+class Wakeups:
+    """Wakes waiters when an outbox gets work (NOTIFY on OUTBOX_CHANNEL) or the process shuts down.
+
+    A missed notification costs at most one poll interval: every waiter also re-checks on a timer.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._anything = asyncio.Event()
+        self.closing = False
+
+    def notified(self, connection: Any, pid: int, channel: str, receiver: str) -> None:
+        for event in self._waiting.get(receiver, ()):
+            event.set()
+        self._anything.set()
+
+    def close(self) -> None:
+        self.closing = True
+        for events in self._waiting.values():
+            for event in events:
+                event.set()
+        self._anything.set()
+
+    async def for_receiver(self, receiver: str, timeout: float) -> None:
+        """Return when `receiver` gets work, at shutdown, or after `timeout` seconds."""
+        if self.closing or timeout <= 0:
+            return
+        event = asyncio.Event()
+        self._waiting.setdefault(receiver, set()).add(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiting = self._waiting.get(receiver)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._waiting[receiver]
+
+    async def for_anything(self, timeout: float) -> None:
+        """Return when any outbox gets work, at shutdown, or after `timeout` seconds."""
+        if self.closing:
+            return
+        try:
+            await asyncio.wait_for(self._anything.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._anything.clear()
+
+
+KillPoint = Callable[[str], Awaitable[None]]
+
+
+class Deliverer:
+    """Pushes deliveries to the push receivers, `policy.concurrency` at a time (PROTO-12.4-3, PROTO-12.5)."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        committer: GroupCommitter,
+        hub: Hub,
+        receipt_key: PrivateKey,
+        endpoints: dict[str, str],
+        policy: DeliveryPolicy,
+        process_id: str,
+        clock: Callable[[], datetime],
+        wakeups: Wakeups,
+        kill_point: KillPoint | None = None,
+        idle_poll_seconds: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._committer = committer
+        self._hub = hub
+        self._receipt_key = receipt_key
+        self._endpoints = dict(endpoints)
+        self._policy = policy
+        self._process_id = process_id
+        self._clock = clock
+        self._wakeups = wakeups
+        self._kill_point = kill_point
+        self._idle_poll = idle_poll_seconds
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self) -> None:
+        """Claim and push until cancelled."""
+        if not self._endpoints:
+            return
+        timeout = aiohttp.ClientTimeout(total=self._policy.push_timeout_seconds, connect=min(10.0, self._policy.push_timeout_seconds))
+        async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+            self._session = session
+            try:
+                while not self._wakeups.closing:
+                    free = self._policy.concurrency - len(self._in_flight)
+                    claimed: list[outbox.ClaimedDelivery] = []
+                    if free > 0:
+                        try:
+                            claimed = await outbox.claim_for_push(
+                                self._pool, list(self._endpoints), self._process_id, self._clock(), self._policy.lease_seconds, free
+                            )
+                        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                            _log.warning("outbox_claim_failed", error=type(error).__name__)
+                    for item in claimed:
+                        task = asyncio.get_running_loop().create_task(self._deliver(item))
+                        self._in_flight.add(task)
+                        task.add_done_callback(self._in_flight.discard)
+                    if not claimed:
+                        await self._wakeups.for_anything(self._idle_poll)
+                    elif len(self._in_flight) >= self._policy.concurrency:
+                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in list(self._in_flight):
+                    task.cancel()
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+                self._session = None
+
+    async def _deliver(self, item: outbox.ClaimedDelivery) -> None:
+        try:
+            await self._attempt(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - one delivery's fault never stops the worker; its lease expires
+            _log.error("delivery_failed_unexpectedly", message_id=item.message_id, error=type(error).__name__)
+
+    async def _attempt(self, item: outbox.ClaimedDelivery) -> None:
+        assert self._session is not None
+        if self._kill_point is not None:
+            await self._kill_point("during-lease")
+        delivery = delivery_of(item, self._receipt_key)
+        endpoint = self._endpoints[item.receiver]
+        try:
+            async with self._session.post(
+                endpoint, data=delivery.to_json(), headers={"Content-Type": "application/json"}
+            ) as response:
+                status, media_type = response.status, response.content_type
+                body = await response.read()
+        except TimeoutError:
+            return await self._failed(item, "timeout")
+        except (aiohttp.ClientError, OSError):
+            return await self._failed(item, "unreachable")
+        if self._kill_point is not None:
+            await self._kill_point("after-push-answer")
+        if item.is_receipt:
+            if status != 204:
+                return await self._failed(item, f"http-{status}")
+            await self._committer.run(lambda connection, appender: self._acknowledged_receipt(connection, appender, item))
+            return
+        if status != 200 or media_type != "application/jose":
+            return await self._failed(item, f"http-{status}" if status != 200 else "answer-invalid")
+        try:
+            await self._hub.accept(body, receipt_from=item.receiver)
+        except ProtocolError as refusal:
+            return await self._failed(item, f"receipt-{refusal.code}")
+        # The receipt was accepted; it ended this delivery only if it names this message.
+        if not await outbox.is_receipted(self._pool, item.message_id):
+            return await self._failed(item, "answer-invalid")
+        _log.info("delivered", message_id=item.message_id, to=item.receiver, attempts=item.attempts)
+
+    async def _acknowledged_receipt(self, connection: asyncpg.Connection, appender: LedgerAppender, item: outbox.ClaimedDelivery) -> None:
+        attempts = await outbox.acknowledge_pushed_receipt(connection, item.message_id)
+        if attempts is not None:
+            await appender.add(delivered_entry(item.message_id, item.receiver, attempts, self._clock()))
+            _log.info("delivered", message_id=item.message_id, to=item.receiver, attempts=attempts)
+
+    async def _failed(self, item: outbox.ClaimedDelivery, reason: str) -> None:
+        now = self._clock()
+        due = now + timedelta(seconds=self._policy.backoff(item.attempts))
+        if due <= item.queued_at + timedelta(seconds=self._policy.retry_window_seconds):
+            await outbox.retry_later(self._pool, item.message_id, self._process_id, due, reason)
+            _log.info("delivery_retry_scheduled", message_id=item.message_id, to=item.receiver, attempts=item.attempts, reason=reason)
+            return
+
+        async def work(connection: asyncpg.Connection, appender: LedgerAppender) -> None:
+            dead = await outbox.dead_letter(connection, item.message_id, self._process_id, reason)
+            if dead is not None:
+                await appender.add(dead_letter_entry(item.message_id, dead[0], dead[1], reason, now))
+
+        await self._committer.run(work)
+        _log.warning("dead_lettered", message_id=item.message_id, to=item.receiver, attempts=item.attempts, reason=reason)
+
+
+class Sweeper:
+    """Every `policy.sweep_seconds`: dead-letter what outlived its window unleased (PROTO-12.4-4) and expire
+    verification deadlines (PROTO-7.5-3). Idempotent, so any number of processes may run it."""
+
+    def __init__(self, *, committer: GroupCommitter, policy: DeliveryPolicy, clock: Callable[[], datetime]) -> None:
+        self._committer = committer
+        self._policy = policy
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._policy.sweep_seconds)  # a period, not synchronisation
+            try:
+                await self.sweep()
+            except Exception as error:  # noqa: BLE001 - the next sweep tries again
+                _log.warning("sweep_failed", error=type(error).__name__)
+
+    async def sweep(self) -> tuple[int, int]:
+        """One pass: (dead letters made, cases expired)."""
+        now = self._clock()
+
+        async def work(connection: asyncpg.Connection, appender: LedgerAppender) -> tuple[int, int]:
+            dead = await outbox.dead_letter_expired(connection, now, self._policy.retry_window_seconds)
+            for message_id, receiver, attempts, reason in dead:
+                await appender.add(dead_letter_entry(message_id, receiver, attempts, reason, now))
+            expired = await outbox.expire_due_cases(connection, now)
+            for case, respond_by in expired:
+                await appender.add(deadline_entry(case, respond_by, now))
+            return len(dead), len(expired)
+
+        made, expired = await self._committer.run(work)
+        if made or expired:
+            _log.info("swept", dead_lettered=made, deadlines_passed=expired)
+        return made, expired
+
+
+def delivered_entry(message_id: str, receiver: str, attempts: int, at: datetime) -> LedgerEntry:
+    return LedgerEntry("delivered", format_timestamp(at), {"message_id": message_id, "to": receiver, "attempts": attempts})
+
+
+def dead_letter_entry(message_id: str, receiver: str, attempts: int, reason: str, at: datetime) -> LedgerEntry:
+    return LedgerEntry(
+        "dead-lettered", format_timestamp(at), {"message_id": message_id, "to": receiver, "attempts": attempts, "last_error": reason}
+    )
+
+
+def retried_entry(message_id: str, receiver: str, at: datetime) -> LedgerEntry:
+    return LedgerEntry("retried", format_timestamp(at), {"message_id": message_id, "to": receiver})
+
+
+def push_endpoints(jurisdictions: Iterable[Any]) -> dict[str, str]:
+    """Receiver code -> endpoint URL of every jurisdiction configured for push."""
+    return {j.code: j.endpoint for j in jurisdictions if j.delivery == "push" and j.endpoint}

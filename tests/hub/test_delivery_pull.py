@@ -1,0 +1,289 @@
+"""Pull delivery at the hub: GET /v1/inbox and POST /v1/receipts (docs/protocol.md §12.4, §12.6, §12.7).
+
+The receivers here are this test, speaking HTTP with request proofs and building receipts
+by hand, so that every answer of the hub is checked exactly; the simulator's own flows
+are tested end to end in tests/delivery/.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from gateway.hub.delivery import DeliveryPolicy
+from gateway.protocol.ids import new_uuid7
+from gateway.protocol.jws import digest
+from gateway.protocol.message import sign_message
+from gateway.protocol.request_proof import make_request_proof
+from gateway.protocol.statements import parse_delivery, verify_delivery
+from gateway.protocol.timestamps import format_timestamp, utc_now
+from tests.cli_runner import assert_refused, run_cli
+from tests.hub.harness import Clock, query, running_hub
+
+GD, HK = "test-cn-gd-message-1", "test-hk-message-1"
+
+
+class Party:
+    """One jurisdiction talking to the hub: signs messages, request proofs and receipts."""
+
+    def __init__(self, hub, key, clock=utc_now) -> None:
+        self.hub, self.key, self.clock = hub, key, clock
+
+    def proof(self, method: str, path: str, body: bytes | None = None) -> dict[str, str]:
+        url = self.hub.settings.public_base_url + path.split("?")[0]
+        return {"GBA-Request-Proof": make_request_proof(self.key, method, url, body, self.hub_now()).decode()}
+
+    def hub_now(self):
+        return self.clock()
+
+    def inbox(self, after: int = -1, wait: int = 0, limit: int | None = None):
+        query_string = f"?after={after}&wait={wait}" + (f"&limit={limit}" if limit else "")
+        return self.hub.request("GET", "/v1/inbox" + query_string, headers=self.proof("GET", "/v1/inbox"))
+
+    def deliveries(self, after: int = -1, wait: int = 0) -> tuple[list, int]:
+        answer = self.inbox(after, wait)
+        assert answer.status == 200, answer.body
+        document = answer.json()
+        return document["deliveries"], document["cursor"]
+
+    def post_receipt(self, receipt: bytes, proof_key=None):
+        headers = {"Content-Type": "application/jose"}
+        signer = Party(self.hub, proof_key, self.clock) if proof_key is not None else self
+        headers.update(signer.proof("POST", "/v1/receipts", receipt))
+        return self.hub.request("POST", "/v1/receipts", receipt, headers)
+
+    def message_view(self, message_id: str) -> dict:
+        path = f"/v1/messages/{message_id}"
+        answer = self.hub.request("GET", path, headers=self.proof("GET", path))
+        assert answer.status == 200, answer.body
+        return answer.json()
+
+
+def receipt_for(compact: bytes, key, jurisdiction: str, status: str = "accepted", created=None) -> bytes:
+    """The receipt (§6.11) a receiver signs for a delivered message."""
+    delivered = json.loads(_payload(compact))
+    body = {"message_id": delivered["id"], "message_digest": digest(compact), "status": status}
+    if status == "rejected":
+        body["code"] = "attestation-mismatch"
+    return sign_message(
+        {
+            "v": 1, "id": new_uuid7(), "type": "receipt", "from": jurisdiction, "to": delivered["from"],
+            "case": delivered["case"], "reply_to": delivered["id"],
+            "created": format_timestamp(created or utc_now()), "purpose": "delivery_receipt",
+            "legal_basis": {"basis": "public_interest", "statute": "GBA platform delivery acknowledgement"},
+            "body": body,
+        },
+        key,
+    )
+
+
+def _payload(compact: bytes) -> bytes:
+    from gateway.protocol import base64url
+
+    return base64url.decode(compact.split(b".")[1])
+
+
+def ledger_kinds(database_url: str) -> list[dict]:
+    return [json.loads(row["entry"]) for row in query(database_url, "SELECT entry FROM ledger_entries ORDER BY idx")]
+
+
+@pytest.fixture
+def referral(example, test_key):
+    def make(**changes) -> tuple[dict, bytes]:
+        payload = dict(example("referral.submit"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))
+        payload.update(changes)
+        return payload, sign_message(payload, test_key(GD))
+
+    return make
+
+
+def test_a_pulled_delivery_verifies_end_to_end_and_its_receipt_reaches_the_sender(database_url, referral, test_key, trust, schemas):
+    payload, compact = referral()
+    with running_hub(database_url) as hub:
+        gd, hk = Party(hub, test_key(GD)), Party(hub, test_key(HK))
+        accepted = hub.post_message(compact).json()
+        deliveries, cursor = hk.deliveries()
+        assert len(deliveries) == 1
+        delivery = parse_delivery(json.dumps(deliveries[0]).encode())
+        verified = verify_delivery(delivery, trust, schemas)
+        assert delivery.message == compact and verified.message.id == payload["id"]
+        assert cursor == verified.attestation.ledger_index == json.loads(_payload(accepted["hub_receipt"].encode()))["ledger_index"]
+        assert gd.message_view(payload["id"])["status"] == "delivered"
+
+        receipt = receipt_for(compact, test_key(HK), "HK")
+        answer = hk.post_receipt(receipt)
+        assert answer.status == 202 and answer.json()["replayed"] is False
+        assert hk.post_receipt(receipt).json()["replayed"] is True, "the identical receipt again is a resend"
+        view = gd.message_view(payload["id"])
+        assert view["status"] == "receipted" and view["receiver_receipt"] == receipt.decode()
+
+        # The receipt travels to the sender, which acknowledges it by advancing its cursor.
+        deliveries, gd_cursor = gd.deliveries()
+        assert [parse_delivery(json.dumps(d).encode()).message for d in deliveries] == [receipt]
+        assert gd.deliveries(after=gd_cursor) == ([], gd_cursor)
+        receipt_id = json.loads(_payload(receipt))["id"]
+        assert Party(hub, test_key(HK)).message_view(receipt_id)["status"] == "delivered"
+    entries = ledger_kinds(database_url)
+    received = [e for e in entries if e["kind"] == "receipt-received"]
+    assert received == [
+        {"v": 1, "kind": "receipt-received", "time": received[0]["time"], "message_id": payload["id"],
+         "receipt_id": receipt_id, "status": "accepted", "attempts": 1}
+    ]
+    delivered = [e for e in entries if e["kind"] == "delivered"]
+    assert [(e["message_id"], e["to"], e["attempts"]) for e in delivered] == [(receipt_id, "CN-GD", 1)]
+    assert query(database_url, "SELECT count(*) AS n FROM outbox")[0]["n"] == 0
+
+
+def test_a_leased_delivery_is_not_offered_again_until_its_lease_expires(database_url, referral, test_key):
+    clock = Clock()
+    payload, compact = referral()
+    with running_hub(database_url, clock=clock) as hub:
+        hk = Party(hub, test_key(HK))
+        hub.post_message(compact)
+        assert len(hk.deliveries()[0]) == 1
+        assert hk.deliveries()[0] == [], "leased to the caller"
+        clock.offset = timedelta(seconds=hub.settings.delivery.lease_seconds + 1)
+        again, _ = hk.deliveries()
+        assert [d["message"] for d in again] == [compact.decode()]
+    assert query(database_url, "SELECT attempts FROM outbox")[0]["attempts"] == 2
+
+
+def test_one_case_is_delivered_to_one_receiver_in_ledger_order(database_url, referral, example, test_key):
+    payload, compact = referral()
+    with running_hub(database_url) as hub:
+        gd, hk = Party(hub, test_key(GD)), Party(hub, test_key(HK))
+        hub.post_message(compact)
+        hk.deliveries()
+        hk.post_receipt(receipt_for(compact, test_key(HK), "HK"))
+        accept = dict(example("referral.accept"), id=new_uuid7(), case=payload["case"], reply_to=payload["id"],
+                      created=format_timestamp(utc_now()))
+        accept_compact = sign_message(accept, test_key(HK))
+        assert hub.post_message(accept_compact).status == 202
+        first, cursor = gd.deliveries()
+        assert [json.loads(_payload(d["message"].encode()))["type"] for d in first] == ["receipt"], "the accept waits for the receipt"
+        second, _ = gd.deliveries(after=cursor)
+        assert [d["message"] for d in second] == [accept_compact.decode()]
+
+
+def test_a_withdrawal_supersedes_what_is_still_queued_for_the_case(database_url, referral, example, test_key):
+    payload, compact = referral()
+    withdraw = dict(example("referral.withdraw"), id=new_uuid7(), case=payload["case"], reply_to=None,
+                    created=format_timestamp(utc_now()))
+    with running_hub(database_url) as hub:
+        gd, hk = Party(hub, test_key(GD)), Party(hub, test_key(HK))
+        hub.post_message(compact)
+        assert hub.post_message(sign_message(withdraw, test_key(GD))).status == 202
+        deliveries, _ = hk.deliveries()
+        assert [json.loads(_payload(d["message"].encode()))["id"] for d in deliveries] == [withdraw["id"]]
+        assert gd.message_view(payload["id"])["status"] == "superseded"
+    withdrawn = [e for e in ledger_kinds(database_url) if e["kind"] == "withdrawn"]
+    assert [(e["case"], e["message_id"], e["superseded"]) for e in withdrawn] == [(payload["case"], withdraw["id"], [payload["id"]])]
+
+
+def test_a_long_poll_answers_as_soon_as_a_delivery_is_ready(database_url, referral, test_key):
+    payload, compact = referral()
+    with running_hub(database_url) as hub:
+        hk = Party(hub, test_key(HK))
+        answers = []
+        waiting = threading.Thread(target=lambda: answers.append(hk.inbox(wait=30)))
+        waiting.start()
+        _wait_until_polling(database_url)
+        hub.post_message(compact)
+        waiting.join(60)
+        assert answers and [d["message"] for d in answers[0].json()["deliveries"]] == [compact.decode()]
+
+
+def test_a_long_poll_ends_empty_when_the_hub_shuts_down(database_url, test_key):
+    answers = []
+    with running_hub(database_url) as hub:
+        hk = Party(hub, test_key(HK))
+        waiting = threading.Thread(target=lambda: answers.append(hk.inbox(after=7, wait=30)))
+        waiting.start()
+        _wait_until_polling(database_url)
+    waiting.join(60)
+    assert answers and answers[0].status == 200 and answers[0].json() == {"deliveries": [], "cursor": 7}
+
+
+def _wait_until_polling(database_url: str) -> None:
+    """Until the hub has used the request proof of the long poll (it is then waiting, or about to)."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while not query(database_url, "SELECT count(*) AS n FROM request_proof_ids")[0]["n"]:
+        assert time.monotonic() < deadline, "the long poll never reached the hub"
+        time.sleep(0.01)  # polls the database for a condition, bounded by the deadline
+
+
+def test_receipts_come_only_from_the_caller_and_only_receipts(database_url, referral, test_key):
+    payload, compact = referral()
+    with running_hub(database_url) as hub:
+        hk = Party(hub, test_key(HK))
+        hub.post_message(compact)
+        hk.deliveries()
+        receipt = receipt_for(compact, test_key(HK), "HK")
+        assert_refused(hk.post_receipt(receipt, proof_key=test_key(GD)), "sender-mismatch")
+        other, other_compact = referral()
+        assert_refused(Party(hub, test_key(GD)).post_receipt(other_compact), "receipt-expected")
+        assert hk.post_receipt(receipt).status == 202
+        second = receipt_for(compact, test_key(HK), "HK", status="rejected")
+        assert_refused(hk.post_receipt(second), "receipt-target-invalid")
+
+
+def test_inbox_parameters_out_of_range_are_refused(database_url, test_key):
+    with running_hub(database_url) as hub:
+        hk = Party(hub, test_key(HK))
+        assert_refused(hk.inbox(limit=501), "query-invalid")
+        assert_refused(hk.inbox(after=-2), "query-invalid")
+        answer = hub.request("GET", "/v1/inbox?wait=soon", headers=hk.proof("GET", "/v1/inbox"))
+        assert_refused(answer, "query-invalid")
+        assert_refused(hub.request("GET", "/v1/inbox"), "request-proof-missing")
+
+
+def test_an_unacknowledged_delivery_is_dead_lettered_after_the_window_and_an_operator_retries_it(
+    database_url, referral, test_key, tmp_path
+):
+    clock = Clock()
+    payload, compact = referral()
+    policy = DeliveryPolicy(retry_window_seconds=3600, sweep_seconds=0.05)
+    with running_hub(database_url, clock=clock, delivery=policy) as hub:
+        hub.post_message(compact)
+        clock.offset = timedelta(hours=2)
+        _wait_for_row(database_url, "SELECT state FROM outbox WHERE state = 'dead'")
+        metrics = hub.request("GET", "/metrics").body.decode()
+        assert "gateway_dead_letters 1" in metrics and "gateway_outbox_depth 0" in metrics
+        listed = run_cli("outbox", "list", "--state", "dead", "--database-url", database_url)
+        assert listed.status == 0 and payload["id"] in listed.stdout and "never-acknowledged" in listed.stdout
+        assert Party(hub, test_key(GD), clock).message_view(payload["id"])["status"] == "dead-lettered"
+        clock.offset = timedelta(0)  # the operator retries now: a new window starts at the real clock the CLI reads
+        retried = run_cli("outbox", "retry", payload["id"], "--database-url", database_url)
+        assert retried.status == 0, retried.stderr
+        deliveries, _ = Party(hub, test_key(HK), clock).deliveries()
+        assert [d["message"] for d in deliveries] == [compact.decode()]
+    kinds = [(e["kind"], e.get("message_id")) for e in ledger_kinds(database_url) if e["kind"] in ("dead-lettered", "retried")]
+    assert kinds == [("dead-lettered", payload["id"]), ("retried", payload["id"])]
+
+
+def _wait_for_row(database_url: str, sql: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not query(database_url, sql):
+        assert time.monotonic() < deadline, f"no row for {sql}"
+        time.sleep(0.02)  # polls the database for a condition, bounded by the deadline
+
+
+def test_a_passed_verification_deadline_is_ledgered(database_url, example, test_key):
+    clock = Clock()
+    request = dict(example("verification.request"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))
+    request["body"] = dict(request["body"], respond_by=format_timestamp(utc_now() + timedelta(hours=1)))
+    with running_hub(database_url, clock=clock, delivery=DeliveryPolicy(sweep_seconds=0.05)) as hub:
+        assert hub.post_message(sign_message(request, test_key("test-mo-message-1"))).status == 202
+        clock.offset = timedelta(hours=2)
+        _wait_for_row(database_url, "SELECT state FROM cases WHERE state = 'expired'")
+    passed = [e for e in ledger_kinds(database_url) if e["kind"] == "deadline-passed"]
+    assert [(e["case"], e["respond_by"]) for e in passed] == [(request["case"], request["body"]["respond_by"])]
+    assert uuid.UUID(request["case"])
