@@ -22,8 +22,10 @@ def _drop_personal_fields(logger: Any, method: str, event: dict[str, Any]) -> di
     return event
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
+    """JSON lines to `stream` (default stderr)."""
+    stream = stream or sys.stderr
+    logging.basicConfig(format="%(message)s", stream=stream, level=level, force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -33,6 +35,6 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )

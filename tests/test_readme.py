@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.cli_runner import run_cli
+from tests.privacy import leaks_in
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +29,19 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert _setup_commands()[1] in ci_lines
 
 
-def test_the_demo_signs_verifies_and_refuses_as_the_spec_says(tmp_path):
-    result = run_cli("demo", "--data-dir", str(tmp_path))
-    assert result.status == 0, result.stdout + result.stderr
-    for expected in ("accepted", "signature-invalid", "sender-mismatch", "jws-base64url-invalid", "key-expired"):
-        assert expected in result.stdout
-    assert (tmp_path / "trust-list.json").exists() and (tmp_path / "referral.jws").exists()
+def test_the_demo_tells_the_whole_story_and_says_where_everything_is(tmp_path):
+    # A process of its own, as a newcomer runs it: the demo points the logging at its log file.
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for expected in (
+        "Referral CN-GD -> HK: submitted (ledger", "outcome granted",
+        "Verification CN-GD -> HK: requested", "Verification CN-GD -> MO: requested",
+        "refused 401 signature-invalid", "refused 403 route-refused", "replayed: True",
+        "refused 422 message-stale", "refused 409 id-conflict", "verified intact",
+        "API: http://127.0.0.1:", "every step ended as docs/protocol.md requires",
+    ):
+        assert expected in result.stdout, expected
+    assert not leaks_in((tmp_path / "demo.log").read_text("utf-8")), "personal data in the demo's log"
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists(), "the demo stops the database it started"

@@ -17,9 +17,8 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.hub.delivery import DeliveryPolicy, push_endpoints
-from gateway.hub.faults import chain, delivery_kill_point, hold_point_hook, kill_point_hooks
-from gateway.hub.http import HubSettings, build_app
+from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
+from gateway.hub.http import build_app, settings_for
 from gateway.logs import configure_logging
 from gateway.store.database import resolve_database
 from gateway.store.embedded import ensure_embedded_server
@@ -32,33 +31,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--data-dir", type=Path, help="override the configuration's data_dir")
     serve.add_argument("--port", type=int, help="override the configured listen port (0 picks a free one)")
     serve.set_defaults(run=_serve)
-
-
-def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
-    return HubSettings(
-        dsn=dsn,
-        mode=config.mode,
-        public_base_url=config.public_base_url,
-        receipt_key_file=config.hub.receipt_key,
-        trust_list_file=config.hub.trust_list,
-        routes=config.routes,
-        max_message_bytes=config.limits.max_message_bytes,
-        freshness_seconds=config.limits.freshness_seconds,
-        max_batch=config.commit.max_batch,
-        max_wait_ms=config.commit.max_wait_ms,
-        push_endpoints=push_endpoints(config.jurisdictions.values()),
-        delivery=DeliveryPolicy(
-            lease_seconds=config.delivery.lease_seconds,
-            retry_initial_seconds=config.delivery.retry_initial_seconds,
-            retry_max_seconds=config.delivery.retry_max_seconds,
-            retry_window_seconds=config.delivery.retry_window_hours * 3600,
-            concurrency=config.delivery.concurrency,
-            push_timeout_seconds=config.delivery.push_timeout_seconds,
-        ),
-        long_poll_seconds=config.limits.long_poll_seconds,
-        max_request_bytes=config.limits.max_request_bytes,
-        delivery_kill_point=delivery_kill_point(config.mode),
-    )
 
 
 def _serve(arguments: argparse.Namespace) -> int:

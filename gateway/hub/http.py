@@ -24,7 +24,9 @@ from aiohttp import web
 from gateway import __version__
 from gateway.hub.acceptance import Hub
 from gateway.hub.committer import CommitFailed, GroupCommitter
-from gateway.hub.delivery import OUTBOX_CHANNEL, Deliverer, DeliveryPolicy, Sweeper, Wakeups, delivered_entry, delivery_of
+from gateway.config import GatewayConfig
+from gateway.hub.delivery import OUTBOX_CHANNEL, Deliverer, DeliveryPolicy, Sweeper, Wakeups, delivered_entry, delivery_of, push_endpoints
+from gateway.hub.faults import delivery_kill_point
 from gateway.hub import outbox
 from gateway.hub.metrics import Metrics
 from gateway.hub.openapi import OPENAPI_PATH, document_bytes
@@ -79,6 +81,34 @@ REGISTRY = web.AppKey("registry", Registry)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 WAKEUPS = web.AppKey("wakeups", Wakeups)
 PROCESS_ID = web.AppKey("process_id", str)
+
+
+def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
+    """The hub's settings from a checked configuration and the database it uses."""
+    return HubSettings(
+        dsn=dsn,
+        mode=config.mode,
+        public_base_url=config.public_base_url,
+        receipt_key_file=config.hub.receipt_key,
+        trust_list_file=config.hub.trust_list,
+        routes=config.routes,
+        max_message_bytes=config.limits.max_message_bytes,
+        freshness_seconds=config.limits.freshness_seconds,
+        max_batch=config.commit.max_batch,
+        max_wait_ms=config.commit.max_wait_ms,
+        push_endpoints=push_endpoints(config.jurisdictions.values()),
+        delivery=DeliveryPolicy(
+            lease_seconds=config.delivery.lease_seconds,
+            retry_initial_seconds=config.delivery.retry_initial_seconds,
+            retry_max_seconds=config.delivery.retry_max_seconds,
+            retry_window_seconds=config.delivery.retry_window_hours * 3600,
+            concurrency=config.delivery.concurrency,
+            push_timeout_seconds=config.delivery.push_timeout_seconds,
+        ),
+        long_poll_seconds=config.limits.long_poll_seconds,
+        max_request_bytes=config.limits.max_request_bytes,
+        delivery_kill_point=delivery_kill_point(config.mode),
+    )
 
 
 def build_app(

@@ -239,7 +239,9 @@ async def import_trust_list(connection: asyncpg.Connection, appender: LedgerAppe
     The hub's first start uses it on an empty registry; return how many keys were added.
     """
     added = await _register(connection, appender, trust.names, trust.keys.values(), trust.sequence, now)
-    await bump_version(connection)
+    # The registry's published list must supersede the imported one for receivers anchored on
+    # it (PROTO-10.3-3 refuses the same sequence with other contents), so it counts on from it.
+    await bump_version(connection, at_least=trust.sequence + 1)
     return added
 
 
@@ -372,9 +374,11 @@ async def revoke_key(
     return RegisteredKey(kid, row["owner"], row["use"], row["alg"], row["not_before"], row["not_after"], at, row["test_key"])
 
 
-async def bump_version(connection: asyncpg.Connection) -> int:
-    """Count one change and notify every process; the NOTIFY is delivered when the transaction commits."""
-    version = await connection.fetchval("UPDATE registry_version SET version = version + 1 RETURNING version")
+async def bump_version(connection: asyncpg.Connection, at_least: int = 0) -> int:
+    """Count one change (to `at_least` if that is more) and notify every process; the NOTIFY is delivered at commit."""
+    version = await connection.fetchval(
+        "UPDATE registry_version SET version = GREATEST(version + 1, $1) RETURNING version", at_least
+    )
     await connection.execute(f"NOTIFY {CHANGED}, '{int(version)}'")
     return version
 

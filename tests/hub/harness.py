@@ -26,10 +26,9 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import web
 
-from gateway.cli.serve import settings_for
 from gateway.contract import contract_dir
 from gateway.config import default_config
-from gateway.hub.http import HubSettings, build_app
+from gateway.hub.http import HubSettings, build_app, settings_for
 from gateway.protocol.timestamps import utc_now
 from tests.privacy import leaks_in
 
@@ -169,20 +168,23 @@ _TEST_FACILITIES = ("GATEWAY_KILL_POINT", "GATEWAY_HOLD_POINT")
 
 
 @contextlib.contextmanager
-def serve_process(folder: Path, database_url: str, environment: dict[str, str] | None = None, name: str = "serve"):
+def serve_process(
+    folder: Path, database_url: str, environment: dict[str, str] | None = None, name: str = "serve",
+    config_text: str = SERVE_CONFIG, port: int = 0,
+):
     """`gateway serve` as a separate OS process on `database_url`; yields (process, RunningHub).
 
     Its log goes to FOLDER/NAME.log and is checked for personal data when it stops;
     SIGTERM must end it with status 0.
     """
     config = folder / f"{name}.toml"
-    config.write_text(SERVE_CONFIG, "utf-8")
+    config.write_text(config_text, "utf-8")
     env = {key: value for key, value in os.environ.items() if key not in _TEST_FACILITIES}
     env.update(environment or {})
     log_path = folder / f"{name}.log"
     log = log_path.open("a", encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=log, env=env, text=True,
     )
     try:

@@ -287,3 +287,18 @@ def test_a_passed_verification_deadline_is_ledgered(database_url, example, test_
     passed = [e for e in ledger_kinds(database_url) if e["kind"] == "deadline-passed"]
     assert [(e["case"], e["respond_by"]) for e in passed] == [(request["case"], request["body"]["respond_by"])]
     assert uuid.UUID(request["case"])
+
+
+def test_a_cancellation_supersedes_the_queued_request_and_is_delivered_itself(database_url, example, test_key):
+    mo, gd = test_key("test-mo-message-1"), test_key(GD)
+    request = dict(example("verification.request"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))
+    request["body"] = dict(request["body"], respond_by=format_timestamp(utc_now() + timedelta(hours=1)))
+    cancel = dict(example("verification.cancel"), id=new_uuid7(), case=request["case"], reply_to=None, created=format_timestamp(utc_now()))
+    with running_hub(database_url) as hub:
+        assert hub.post_message(sign_message(request, mo)).status == 202
+        assert hub.post_message(sign_message(cancel, mo)).status == 202
+        deliveries, _ = Party(hub, gd).deliveries()
+        assert [json.loads(_payload(d["message"].encode()))["type"] for d in deliveries] == ["verification.cancel"]
+        assert Party(hub, mo).message_view(request["id"])["status"] == "superseded"
+    cancelled = [e for e in ledger_kinds(database_url) if e["kind"] == "cancelled"]
+    assert [(e["case"], e["message_id"], e["superseded"]) for e in cancelled] == [(request["case"], cancel["id"], [request["id"]])]

@@ -1,0 +1,96 @@
+"""`gateway simulate`: run one jurisdiction simulator against a hub (docs/simulator.md).
+
+Prints `simulator: HK serving http://127.0.0.1:PORT/v1/deliveries (push)` once
+listening, runs until SIGTERM or SIGINT, then stops cleanly and exits 0. A key file,
+rules file or trust list that cannot be used is reported on stderr (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from gateway.keyfiles import read_private_key
+from gateway.logs import configure_logging
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.trust import load_trust_list
+from gateway.simulator import Rules, RulesError, Simulator, load_rules
+from gateway.simulator.application import PROFILES
+from gateway.simulator.simulator import MODES
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    simulate = commands.add_parser("simulate", help="run a jurisdiction simulator", description=__doc__)
+    simulate.add_argument("--jurisdiction", required=True, choices=sorted(PROFILES), help="the jurisdiction to simulate")
+    simulate.add_argument("--hub", required=True, help="the hub's public base URL, e.g. http://127.0.0.1:8443")
+    simulate.add_argument("--key", required=True, type=Path, help="the jurisdiction's private message key (JWK)")
+    simulate.add_argument("--mode", required=True, choices=MODES, help="receive by push (serve /v1/deliveries) or pull (the hub's inbox)")
+    simulate.add_argument("--port", type=int, default=0, help="listen port (0 picks a free one)")
+    simulate.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    simulate.add_argument("--rules", type=Path, help="the rules TOML (default: accept and grant, answer verifications deterministically)")
+    simulate.add_argument("--state-dir", type=Path, help="where the state lives (default: var/simulator/<JURISDICTION>)")
+    simulate.add_argument("--trust-list", type=Path, help="the anchor trust list JSON (default: the shipped test list)")
+    simulate.add_argument("--tls-certificate", type=Path, help="serve HTTPS with this PEM certificate chain")
+    simulate.add_argument("--tls-private-key", type=Path, help="the PEM private key of --tls-certificate")
+    simulate.add_argument("--hub-ca", type=Path, help="PEM CA bundle to verify an https hub")
+    simulate.set_defaults(run=_simulate)
+
+
+def _simulate(arguments: argparse.Namespace) -> int:
+    if (arguments.tls_certificate is None) != (arguments.tls_private_key is None):
+        print("gateway: simulate: --tls-certificate and --tls-private-key go together", file=sys.stderr)
+        return 1
+    try:
+        key = read_private_key(arguments.key)
+        rules = load_rules(arguments.rules) if arguments.rules else Rules()
+        anchor = load_trust_list(arguments.trust_list.read_bytes()) if arguments.trust_list else None
+        server_context = _server_context(arguments.tls_certificate, arguments.tls_private_key)
+        hub_context = ssl.create_default_context(cafile=str(arguments.hub_ca)) if arguments.hub_ca else None
+    except (RulesError, ValueError, OSError, ssl.SSLError) as error:
+        print(f"gateway: simulate: {error}", file=sys.stderr)
+        return 1
+    except ProtocolError as refusal:
+        print(f"gateway: simulate: {arguments.trust_list}: {refusal}", file=sys.stderr)
+        return 1
+    configure_logging()
+    simulator = Simulator(
+        jurisdiction=arguments.jurisdiction,
+        key=key,
+        hub_url=arguments.hub,
+        mode=arguments.mode,
+        state_dir=arguments.state_dir or Path("var/simulator") / arguments.jurisdiction,
+        rules=rules,
+        host=arguments.host,
+        port=arguments.port,
+        anchor=anchor,
+        ssl_context=server_context,
+        hub_ssl_context=hub_context,
+    )
+    return asyncio.run(_run(simulator))
+
+
+def _server_context(certificate: Path | None, private_key: Path | None) -> ssl.SSLContext | None:
+    if certificate is None or private_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, private_key)
+    return context
+
+
+async def _run(simulator: Simulator) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    await simulator.start()
+    try:
+        print(f"simulator: {simulator.jurisdiction} serving {simulator.endpoint_url} ({simulator.mode})", flush=True)
+        await stop.wait()
+    finally:
+        await simulator.stop()
+    return 0

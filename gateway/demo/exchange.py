@@ -1,0 +1,113 @@
+"""A hub and its three simulated jurisdictions in one event loop, on loopback sockets.
+
+The hub is `gateway.hub.http.build_app` with the demonstration's configuration
+(`default_config`: test mode, the published test keys); each jurisdiction is a
+`gateway.simulator.Simulator` receiving by push or pull as asked. Ports are chosen
+free before anything starts, because the hub must know the push endpoints and the
+simulators the hub's URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from aiohttp import web
+
+
+from gateway.config import GatewayConfig, Jurisdiction, Route, default_config
+from gateway.contract import contract_dir
+from gateway.hub.http import HubSettings, build_app, settings_for
+from gateway.keyfiles import read_private_key
+from gateway.protocol.timestamps import utc_now
+from gateway.simulator import Rules, Simulator
+
+KEYS = {"CN-GD": "test-cn-gd-message-1", "HK": "test-hk-message-1", "MO": "test-mo-message-1"}
+"""The published test key each simulated jurisdiction signs with (keys/test/)."""
+
+
+@dataclass
+class Exchange:
+    hub_url: str
+    settings: HubSettings
+    simulators: dict[str, Simulator]
+
+    def __getitem__(self, code: str) -> Simulator:
+        return self.simulators[code]
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Return once `condition()` holds, re-checking after every change of any simulator's state."""
+        waits = [asyncio.ensure_future(simulator.wait_for(condition, timeout)) for simulator in self.simulators.values()]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+        finally:
+            for pending in waits:
+                pending.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def demo_routes(config: GatewayConfig) -> tuple[Route, ...]:
+    """The demonstration's route policy: every pair may exchange everything, except that Hong Kong
+    sends nothing to Macao — so that a misrouted message has something to be refused by."""
+    return tuple(route for route in config.routes if not (route.sender == "HK" and route.receiver == "MO"))
+
+
+def key_path(code: str) -> Path:
+    return contract_dir("keys") / "test" / f"{KEYS[code]}.key.jwk"
+
+
+@contextlib.asynccontextmanager
+async def running_exchange(
+    dsn: str,
+    data_dir: Path,
+    delivery: Mapping[str, str],
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    rules: Mapping[str, Rules] | None = None,
+    hub_changes: Mapping[str, Any] | None = None,
+    poll_wait_seconds: int = 5,
+) -> AsyncIterator[Exchange]:
+    """Serve the hub and start a simulator for each code of `delivery` ("push" or "pull") until the block ends."""
+    hub_port = free_port()
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    ports = {code: free_port() for code in delivery}
+    base = default_config(data_dir)
+    jurisdictions = {
+        code: Jurisdiction(code, mode, f"http://127.0.0.1:{ports[code]}/v1/deliveries" if mode == "push" else None, base.jurisdictions[code].adapter)
+        for code, mode in delivery.items()
+    }
+    config = replace(base, public_base_url=hub_url, listen_port=hub_port, jurisdictions=MappingProxyType(jurisdictions), routes=demo_routes(base))
+    settings = replace(settings_for(config, dsn), **dict(hub_changes or {}))
+    runner = web.AppRunner(build_app(settings, clock=clock), handle_signals=False, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    simulators: dict[str, Simulator] = {}
+    try:
+        await web.TCPSite(runner, "127.0.0.1", hub_port).start()
+        for code, mode in delivery.items():
+            simulators[code] = Simulator(
+                jurisdiction=code, key=read_private_key(key_path(code)), hub_url=hub_url, mode=mode,
+                state_dir=Path(data_dir) / "simulators" / code, rules=(rules or {}).get(code), port=ports[code],
+                poll_wait_seconds=poll_wait_seconds, clock=clock,
+            )
+            await simulators[code].start()
+        yield Exchange(hub_url, settings, simulators)
+    finally:
+        for simulator in simulators.values():
+            await simulator.stop()
+        await runner.cleanup()

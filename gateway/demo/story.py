@@ -1,0 +1,171 @@
+"""The story of MISSION.md, told against a running exchange (gateway.demo.exchange).
+
+1. Guangdong refers a household to Hong Kong; Hong Kong accepts and closes it with the outcome.
+2. Guangdong asks Hong Kong and Macao to verify a household's economic status; both answer.
+3. What the hub refuses: a forged message, a misrouted one, a stale one, and the same id
+   with other bytes; and what it answers without accepting twice: an identical resend.
+
+Every step states what docs/protocol.md requires and what happened; `tell` returns them
+all, and the demo passes only if every step ended as required.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+
+from gateway.demo.exchange import Exchange, key_path
+from gateway.keyfiles import read_private_key
+from gateway.protocol import base64url
+from gateway.protocol.ids import new_uuid7
+from gateway.protocol.message import sign_message
+from gateway.protocol.timestamps import format_timestamp, utc_now
+
+FLOW_SECONDS = 60.0
+"""How long a flow may take before the demo says it did not finish (it takes well under a second)."""
+
+
+@dataclass
+class Step:
+    label: str
+    happened: str
+    ok: bool
+
+
+@dataclass
+class Story:
+    steps: list[Step] = field(default_factory=list)
+    cases: dict[str, str] = field(default_factory=dict)
+    """What each flow was (name -> case id)."""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    def add(self, label: str, happened: str, ok: bool) -> None:
+        self.steps.append(Step(label, happened, ok))
+
+
+async def tell(exchange: Exchange, clock: Callable = utc_now) -> Story:
+    story = Story()
+    await _referral(exchange, story)
+    await _verifications(exchange, story)
+    async with aiohttp.ClientSession() as session:
+        await _refusals(exchange, story, session, clock)
+    return story
+
+
+async def _referral(exchange: Exchange, story: Story) -> None:
+    gd, hk = exchange["CN-GD"], exchange["HK"]
+    case, submit = await gd.start_referral("HK")
+    story.cases["referral CN-GD -> HK"] = case
+
+    def closed() -> bool:
+        view = gd.case(case)
+        return view is not None and view.state == "closed" and _all_receipted(gd, view.messages) and _all_receipted(hk, view.messages)
+
+    try:
+        await exchange.wait_for(closed, FLOW_SECONDS)
+    except TimeoutError:
+        story.add("Referral CN-GD -> HK", f"did not finish within {FLOW_SECONDS:.0f} s (case {case})", False)
+        return
+    view = gd.case(case)
+    sent = gd.outgoing(submit)
+    replies = [hk.outgoing(message_id) for message_id in view.messages if hk.outgoing(message_id) is not None]
+    said = ", ".join(f"{reply.type} (ledger {reply.ledger_index})" for reply in replies if reply.type != "receipt")
+    story.add(
+        "Referral CN-GD -> HK",
+        f"submitted (ledger {sent.ledger_index}), delivered, receipted by HK; HK answered {said}; outcome {view.outcome}",
+        view.outcome is not None,
+    )
+
+
+def _all_receipted(simulator, message_ids) -> bool:
+    """Every non-receipt message this simulator sent in the case has its receiver's receipt."""
+    for message_id in message_ids:
+        sent = simulator.outgoing(message_id)
+        if sent is not None and sent.type != "receipt" and sent.receiver_receipt_status is None:
+            return False
+    return True
+
+
+async def _verifications(exchange: Exchange, story: Story) -> None:
+    gd = exchange["CN-GD"]
+    for peer in ("HK", "MO"):
+        case, request = await gd.start_verification(peer)
+        story.cases[f"verification CN-GD -> {peer}"] = case
+
+        def answered(case: str = case, peer: str = peer) -> bool:
+            view = gd.case(case)
+            return view is not None and view.state == "answered" and _all_receipted(gd, view.messages) and _all_receipted(exchange[peer], view.messages)
+
+        try:
+            await exchange.wait_for(answered, FLOW_SECONDS)
+        except TimeoutError:
+            story.add(f"Verification CN-GD -> {peer}", f"not answered within {FLOW_SECONDS:.0f} s (case {case})", False)
+            continue
+        sent = gd.outgoing(request)
+        responses = [m for m in gd.case(case).messages if (o := exchange[peer].outgoing(m)) is not None and o.type == "verification.response"]
+        story.add(
+            f"Verification CN-GD -> {peer}",
+            f"requested (ledger {sent.ledger_index}); {peer} answered item by item "
+            f"(ledger {exchange[peer].outgoing(responses[0]).ledger_index}); both sides receipted",
+            bool(responses),
+        )
+
+
+async def _refusals(exchange: Exchange, story: Story, session: aiohttp.ClientSession, clock: Callable) -> None:
+    gd_key, hk_key = read_private_key(key_path("CN-GD")), read_private_key(key_path("HK"))
+    submitted = exchange["CN-GD"].outgoing(exchange["CN-GD"].case(story.cases["referral CN-GD -> HK"]).messages[0])
+    original = json.loads(base64url.decode(submitted.compact.split(b".")[1]))
+
+    forged = _tampered(submitted.compact)
+    await _expect(story, session, exchange, "A forged copy (one payload byte changed)", forged, "signature-invalid")
+
+    misrouted = dict(original, id=new_uuid7(), case=new_uuid7(), **{"from": "HK", "to": "MO"}, created=format_timestamp(clock()))
+    await _expect(story, session, exchange, "A referral HK -> MO, a route the policy does not open", sign_message(misrouted, hk_key), "route-refused")
+
+    answer = await _post(session, exchange, submitted.compact)
+    replayed = answer[0] == 202 and answer[1].get("replayed") is True
+    story.add(
+        "The referral's identical bytes sent again",
+        f"answered {answer[0]} with the stored hub receipt (replayed: {answer[1].get('replayed')}), not accepted twice",
+        replayed and _ledger_index(answer[1]) == submitted.ledger_index,
+    )
+
+    stale = dict(original, id=new_uuid7(), case=new_uuid7(), created=format_timestamp(clock() - timedelta(minutes=10)))
+    await _expect(story, session, exchange, "A referral created 10 minutes ago", sign_message(stale, gd_key), "message-stale")
+
+    other_bytes = dict(original, created=format_timestamp(clock()))
+    await _expect(story, session, exchange, "The referral's id with other bytes", sign_message(other_bytes, gd_key), "id-conflict")
+
+
+async def _expect(story: Story, session: aiohttp.ClientSession, exchange: Exchange, label: str, compact: bytes, code: str) -> None:
+    status, document = await _post(session, exchange, compact)
+    got = document.get("code")
+    story.add(label, f"refused {status} {got} ({document.get('requirement')})" if got else f"answered {status}", got == code)
+
+
+async def _post(session: aiohttp.ClientSession, exchange: Exchange, compact: bytes) -> tuple[int, dict]:
+    async with session.post(
+        exchange.hub_url + "/v1/messages", data=compact, headers={"Content-Type": "application/jose"}
+    ) as response:
+        return response.status, json.loads(await response.read())
+
+
+def _ledger_index(acceptance: dict) -> int | None:
+    receipt = acceptance.get("hub_receipt")
+    if not isinstance(receipt, str):
+        return None
+    return json.loads(base64url.decode(receipt.split(".")[1])).get("ledger_index")
+
+
+def _tampered(compact: bytes) -> bytes:
+    header, payload, signature = compact.split(b".")
+    raw = bytearray(base64url.decode(payload))
+    raw[len(raw) // 2] ^= 0x01  # one bit: no longer what was signed
+    return b".".join((header, base64url.encode(bytes(raw)), signature))

@@ -1,0 +1,89 @@
+"""The simulator's HTTP server: the push endpoint (§12.5) and the loopback control API (docs/simulator.md).
+
+- `POST /v1/deliveries`: a pushed delivery (`application/json`); `200` with the receipt
+  (`application/jose`), `204` for a delivered receipt, `400` problem when not even the
+  attestation verifies (PROTO-12.5-1).
+- `POST /v1/simulator/flows` `{"kind": "referral"|"verification", "to": CODE}`: opens a
+  case; `201 {"case", "message_id"}`.
+- `GET /v1/simulator/state`: ids, states and counts.
+
+The control API answers loopback callers only. Handlers are thin: the simulator passes
+in what they call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.protocol.errors import ProtocolError
+from gateway.simulator.reception import Answer
+
+DELIVERIES_PATH = "/v1/deliveries"
+FLOW_KINDS = ("referral", "verification")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointActions:
+    """What the endpoint's handlers do, supplied by the simulator."""
+
+    receive_push: Callable[[bytes], Awaitable[Answer]]
+    start_flow: Callable[[str, str], Awaitable[tuple[str, str]]]
+    summary: Callable[[], dict[str, Any]]
+    peers: frozenset[str]
+
+
+def build_endpoint(actions: EndpointActions) -> web.Application:
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+
+    async def post_delivery(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return _problem(ProtocolError("media-type-unsupported", "A delivery is application/json").problem(), 415)
+        answer = await actions.receive_push(await request.read())
+        if answer.problem is not None:
+            return _problem(answer.problem, 400)
+        if answer.receipt is None:
+            return web.Response(status=204)
+        return web.Response(status=200, body=answer.receipt, content_type="application/jose")
+
+    async def post_flow(request: web.Request) -> web.Response:
+        if not _loopback(request):
+            return _control_problem(403, "The control API answers loopback callers only")
+        try:
+            document = json.loads(await request.read())
+            kind, to = document["kind"], document["to"]
+        except (ValueError, KeyError, TypeError):
+            return _control_problem(400, 'The body is {"kind": "referral"|"verification", "to": CODE}')
+        if kind not in FLOW_KINDS or to not in actions.peers:
+            return _control_problem(400, f"kind is one of {', '.join(FLOW_KINDS)}; to is one of {', '.join(sorted(actions.peers))}")
+        case, message_id = await actions.start_flow(kind, to)
+        return web.json_response({"case": case, "message_id": message_id}, status=201)
+
+    async def get_state(request: web.Request) -> web.Response:
+        if not _loopback(request):
+            return _control_problem(403, "The control API answers loopback callers only")
+        return web.json_response(actions.summary())
+
+    app.router.add_post(DELIVERIES_PATH, post_delivery)
+    app.router.add_post("/v1/simulator/flows", post_flow)
+    app.router.add_get("/v1/simulator/state", get_state)
+    return app
+
+
+def _loopback(request: web.Request) -> bool:
+    try:
+        return request.remote is not None and ipaddress.ip_address(request.remote).is_loopback
+    except ValueError:
+        return False
+
+
+def _problem(problem: dict[str, Any], status: int) -> web.Response:
+    return web.Response(status=status, body=json.dumps(problem).encode("utf-8"), content_type="application/problem+json")
+
+
+def _control_problem(status: int, detail: str) -> web.Response:
+    return _problem({"type": "about:blank", "title": "Simulator control request refused", "status": status, "detail": detail}, status)

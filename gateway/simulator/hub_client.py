@@ -1,0 +1,150 @@
+"""The simulator's HTTP client of the hub (docs/protocol.md §12): messages, receipts, inbox, trust list.
+
+Every answer is sorted into three outcomes: an acceptance (`202` with a hub receipt,
+or the inbox page), a final refusal (`HubRefused`, a 4xx problem: its catalogue code
+is recorded and the request is not retried), or `HubUnavailable` (no answer, a
+network error, `5xx`: the caller retries the identical bytes later, §8.1).
+Non-public requests carry a request proof (§9.5) whose `htu` is the hub URL plus the
+path, without the query.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+import aiohttp
+
+from gateway.protocol.keys import PrivateKey
+from gateway.protocol.request_proof import make_request_proof
+
+JOSE = "application/jose"
+
+
+class HubUnavailable(Exception):
+    """The hub gave no usable answer now; retry the identical request later."""
+
+
+class HubRefused(Exception):
+    """The hub refused the request for good (a 4xx problem); `code` is its catalogue code."""
+
+    def __init__(self, status: int, code: str) -> None:
+        super().__init__(f"hub refused with {status} {code}")
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class HubAcceptance:
+    """A `202` answer to a message or receipt (PROTO-12.1-1)."""
+
+    message_id: str
+    hub_receipt: bytes
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    """One answer of `GET /v1/inbox` (§12.6): the deliveries as JSON texts, and the new cursor."""
+
+    deliveries: tuple[bytes, ...]
+    cursor: int
+
+
+class HubClient:
+    """Talks to one hub at `base_url` (its public base URL) as `key`'s jurisdiction."""
+
+    def __init__(self, base_url: str, key: PrivateKey, clock: Callable[[], datetime], ssl_context: ssl.SSLContext | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = key
+        self._clock = clock
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def trust_list(self) -> bytes:
+        """The hub's signed trust list (`GET /v1/trust-list`, public); the caller verifies it."""
+        status, _, body = await self._request("GET", "/v1/trust-list", timeout=30)
+        if status != 200:
+            raise _failure(status, body)
+        return body
+
+    async def post_message(self, compact: bytes) -> HubAcceptance:
+        """`POST /v1/messages` (public: the message is its own authentication)."""
+        return await self._submit("/v1/messages", compact, proof=False)
+
+    async def post_receipt(self, compact: bytes) -> HubAcceptance:
+        """`POST /v1/receipts` with a request proof over the body (PROTO-12.6-3)."""
+        return await self._submit("/v1/receipts", compact, proof=True)
+
+    async def inbox(self, after: int, wait: int, limit: int) -> InboxPage:
+        """`GET /v1/inbox?after=&wait=&limit=` with a request proof; waits up to `wait` seconds (§12.6)."""
+        query = {"after": str(after), "wait": str(wait), "limit": str(limit)}
+        status, _, body = await self._request("GET", "/v1/inbox", query=query, proof=True, timeout=wait + 30)
+        if status != 200:
+            raise _failure(status, body)
+        try:
+            document = json.loads(body)
+            deliveries = tuple(json.dumps(item, ensure_ascii=False).encode("utf-8") for item in document["deliveries"])
+            cursor = document["cursor"]
+            if isinstance(cursor, bool) or not isinstance(cursor, int):
+                raise TypeError("cursor is an integer")
+        except (ValueError, KeyError, TypeError) as error:
+            raise HubUnavailable(f"the hub's inbox answer is not {{deliveries, cursor}}: {type(error).__name__}") from None
+        return InboxPage(deliveries, cursor)
+
+    async def _submit(self, path: str, compact: bytes, proof: bool) -> HubAcceptance:
+        status, _, body = await self._request("POST", path, body=compact, proof=proof, timeout=60)
+        if status != 202:
+            raise _failure(status, body)
+        try:
+            document = json.loads(body)
+            return HubAcceptance(document["message_id"], document["hub_receipt"].encode("ascii"), bool(document["replayed"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise HubUnavailable("the hub's 202 answer is not {message_id, hub_receipt, replayed}") from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        query: dict[str, str] | None = None,
+        proof: bool = False,
+        timeout: float,
+    ) -> tuple[int, str, bytes]:
+        url = self.base_url + path
+        headers: dict[str, str] = {}
+        if body is not None:
+            headers["Content-Type"] = JOSE
+        if proof:
+            headers["GBA-Request-Proof"] = make_request_proof(self._key, method, url, body, self._clock()).decode("ascii")
+        try:
+            async with self._session.request(
+                method, url, params=query, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                return response.status, response.headers.get("Content-Type", ""), await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise HubUnavailable(f"no answer from the hub: {type(error).__name__}") from None
+
+
+def _failure(status: int, body: bytes) -> Exception:
+    """A 4xx problem is final (its code recorded); anything else, 408 and 429 included, is worth retrying."""
+    if 400 <= status < 500 and status not in (408, 429):
+        return HubRefused(status, _problem_code(body))
+    return HubUnavailable(f"the hub answered {status}")
+
+
+def _problem_code(body: bytes) -> str:
+    try:
+        code: Any = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return code if isinstance(code, str) else "unknown"

@@ -1,0 +1,86 @@
+"""Pull delivery: the simulator's inbox loop (docs/protocol.md §12.6).
+
+`GET /v1/inbox?after=CURSOR&wait=S&limit=N`, starting from `after=-1`. Every delivery
+of an answer goes through the same reception as a push; each receipt it yields is
+sent with `POST /v1/receipts` (for a redelivery, the stored receipt again: the hub
+offers a message again only while it holds no receipt of it) and resent, identical
+bytes, until the hub answers `202`. Only then, with every delivery of the answer
+stored and acknowledged, is the answer's cursor stored (PROTO-12.6-2); the next
+request's `after` also acknowledges the receipts delivered so far. The loop runs
+until cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import structlog
+
+from gateway.protocol import jws
+from gateway.protocol.errors import ProtocolError
+from gateway.simulator.hub_client import HubClient, HubRefused, HubUnavailable
+from gateway.simulator.reception import Answer, Reception
+from gateway.simulator.sender import HubReceiptMismatch, checked_hub_receipt, retry_delay
+from gateway.simulator.state import SimulatorState
+from gateway.simulator.trust_source import HubTrust
+
+_log = structlog.get_logger("gateway.simulator")
+
+INBOX_LIMIT = 50
+
+
+class InboxPoller:
+    """The background task that pulls the jurisdiction's inbox until cancelled."""
+
+    def __init__(self, state: SimulatorState, hub: HubClient, trust: HubTrust, reception: Reception, wait_seconds: int) -> None:
+        self._state = state
+        self._hub = hub
+        self._trust = trust
+        self._reception = reception
+        self._wait = wait_seconds
+
+    async def run(self) -> None:
+        cursor = self._state.cursor()
+        failures = 0
+        while True:
+            try:
+                page = await self._hub.inbox(after=cursor, wait=self._wait, limit=INBOX_LIMIT)
+            except (HubUnavailable, HubRefused) as failure:
+                failures += 1
+                _log.info("simulator.inbox.retry", reason=getattr(failure, "code", type(failure).__name__), attempt=failures)
+                await asyncio.sleep(retry_delay(failures))
+                continue
+            failures = 0
+            for delivery in page.deliveries:
+                answer = await self._reception.receive(delivery)
+                if answer.receipt is not None:
+                    await self._acknowledge(answer)
+            if page.cursor != cursor:
+                self._state.set_cursor(page.cursor)
+                cursor = page.cursor
+
+    async def _acknowledge(self, answer: Answer) -> None:
+        """`POST /v1/receipts` until `202` with a hub receipt that names it; a 4xx refusal is final."""
+        assert answer.receipt is not None
+        receipt_id = _receipt_id(answer.receipt)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                acceptance = await self._hub.post_receipt(answer.receipt)
+                await checked_hub_receipt(self._trust, acceptance, receipt_id, jws.digest(answer.receipt))
+            except HubRefused as refusal:
+                _log.warning("simulator.receipt.refused", message_id=answer.message_id, code=refusal.code)
+                return
+            except (HubUnavailable, ProtocolError, HubReceiptMismatch) as failure:
+                reason = failure.code if isinstance(failure, ProtocolError) else type(failure).__name__
+                _log.info("simulator.receipt.retry", message_id=answer.message_id, reason=reason, attempt=attempt)
+                await asyncio.sleep(retry_delay(attempt))
+                continue
+            return
+
+
+def _receipt_id(receipt: bytes) -> str:
+    """The id of a receipt this jurisdiction signed (its own bytes: no verification needed)."""
+    return json.loads(jws.parse_compact(receipt, "gba-case+jws").payload)["id"]

@@ -1,0 +1,105 @@
+"""How the simulated jurisdiction takes in one delivery, pushed or pulled (docs/protocol.md §9.2-§9.4).
+
+The same path for both: read the delivery strictly, verify the attestation, count
+the wire delivery, answer a redelivery with the stored receipt, verify the delivery
+end to end, then record the message, its receipt and the application's effects in
+one transaction. The answer says what to tell the hub:
+
+- a receipt (`accepted`, or `rejected` with the failed check's code, PROTO-9.4-1);
+  a delivery whose message fails but whose attestation verified is rejected in the
+  attestation's case, to its sender (PROTO-9.2-2);
+- nothing, for a delivered receipt: recorded, never acknowledged by a receipt (PROTO-9.4-2);
+- a problem, when not even the attestation verifies (no case or sender to answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.schema import MessageSchemas
+from gateway.protocol.statements import parse_delivery, verify_attestation, verify_delivery
+from gateway.simulator.application import Application
+from gateway.simulator.state import SimulatorState, StoredDelivery
+from gateway.simulator.trust_source import HubTrust
+
+_log = structlog.get_logger("gateway.simulator")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to one delivery: `receipt` (200), neither (204, a receipt recorded) or `problem` (400)."""
+
+    message_id: str | None
+    receipt: bytes | None = None
+    problem: dict[str, Any] | None = None
+
+
+class Reception:
+    """Takes in deliveries for one jurisdiction."""
+
+    def __init__(self, application: Application, state: SimulatorState, trust: HubTrust, schemas: MessageSchemas) -> None:
+        self._application = application
+        self._state = state
+        self._trust = trust
+        self._schemas = schemas
+
+    async def receive(self, data: bytes) -> Answer:
+        """Verify, de-duplicate and record one delivery (the bytes of its JSON object); never raises ProtocolError."""
+        try:
+            delivery = parse_delivery(data)
+            attestation = await self._trust.verify(lambda trust: verify_attestation(delivery.attestation, trust))
+        except ProtocolError as refusal:
+            _log.info("simulator.delivery.refused", code=refusal.code, where=refusal.where)
+            return Answer(None, problem=refusal.problem())
+        self._state.count_wire_delivery(attestation.message_id)
+        stored = self._state.stored_delivery(attestation.message_id)
+        if stored is not None:
+            return _again(stored)
+        try:
+            verified = await self._trust.verify(lambda trust: verify_delivery(delivery, trust, self._schemas))
+            if verified.message.receiver != self._application.jurisdiction:
+                raise ProtocolError("attestation-mismatch", "The delivery is addressed to another jurisdiction", where="/to")
+        except ProtocolError as refusal:
+            _log.info("simulator.delivery.rejected", message_id=attestation.message_id, type=attestation.type, code=refusal.code)
+            if attestation.type == "receipt":
+                return Answer(attestation.message_id, problem=refusal.problem())
+            receipt = self._application.receipt(
+                message_id=attestation.message_id,
+                digest=attestation.message_digest,
+                sender=attestation.sender,
+                case=attestation.case,
+                status="rejected",
+                code=refusal.code,
+            )
+            return Answer(attestation.message_id, receipt=receipt.compact)
+        stored = self._state.stored_delivery(attestation.message_id)  # a concurrent delivery may have won while we awaited
+        if stored is not None:
+            return _again(stored)
+        message = verified.message
+        if message.type == "receipt":
+            self._state.record_delivered_receipt(message, attestation.ledger_index)
+            _log.info("simulator.receipt.recorded", message_id=message.id, acknowledges=message.reply_to, status=message.body["status"])
+            return Answer(message.id)
+        decision = self._application.decide(message, self._state.case_record(message.case))
+        receipt = self._application.receipt(
+            message_id=message.id, digest=message.digest, sender=message.sender, case=message.case, status="accepted"
+        )
+        self._state.record_delivery(message, attestation.ledger_index, receipt, decision)
+        _log.info(
+            "simulator.delivery.accepted",
+            message_id=message.id,
+            type=message.type,
+            case=message.case,
+            answers=[outgoing.type for outgoing in decision.outgoing],
+        )
+        return Answer(message.id, receipt=receipt.compact)
+
+
+def _again(stored: StoredDelivery) -> Answer:
+    """A redelivery: the stored receipt, byte for byte, and no second hand-over to the application (PROTO-9.4-3)."""
+    _log.info("simulator.delivery.repeated", message_id=stored.message_id, type=stored.type)
+    return Answer(stored.message_id, receipt=stored.receipt)

@@ -1,0 +1,88 @@
+"""Sending the jurisdiction's messages to the hub: stored first, then sent in order (docs/protocol.md §8.1, §9.1).
+
+Outgoing messages are written to the state before the first attempt (in the
+transaction that decided them) and sent one at a time in the order they were
+written, so a case's messages reach the hub in the order its state machine needs
+(`referral.accept` before `referral.close`, §7.3). A message is resent with identical
+bytes after a network error or a 5xx, with exponential backoff and jitter; a 4xx
+problem is final and its code recorded. A message counts as accepted only with a
+hub receipt that verifies and names its id and digest (PROTO-9.1-2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import structlog
+
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.statements import HubReceipt, verify_hub_receipt
+from gateway.simulator.hub_client import HubAcceptance, HubClient, HubRefused, HubUnavailable
+from gateway.simulator.state import QueuedMessage, SimulatorState
+from gateway.simulator.trust_source import HubTrust
+
+_log = structlog.get_logger("gateway.simulator")
+
+RETRY_INITIAL_SECONDS = 0.25
+RETRY_MAX_SECONDS = 10.0
+
+
+class HubReceiptMismatch(Exception):
+    """A hub receipt that verifies but names another message id or digest."""
+
+
+def retry_delay(attempt: int) -> float:
+    """Attempt `attempt` (from 1) waits between half of and all of min(max, initial × 2^(attempt−1)) seconds."""
+    ceiling = min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** min(attempt - 1, 16))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def checked_hub_receipt(trust: HubTrust, acceptance: HubAcceptance, message_id: str, digest: str) -> HubReceipt:
+    """The hub receipt of `acceptance`, verified and naming `message_id` and `digest` (PROTO-9.1-2)."""
+    receipt = await trust.verify(lambda held: verify_hub_receipt(acceptance.hub_receipt, held))
+    if receipt.message_id != message_id or receipt.message_digest != digest:
+        raise HubReceiptMismatch("the hub receipt names another message")
+    return receipt
+
+
+class Sender:
+    """The background task that sends queued messages until cancelled."""
+
+    def __init__(self, state: SimulatorState, hub: HubClient, trust: HubTrust) -> None:
+        self._state = state
+        self._hub = hub
+        self._trust = trust
+        self._queued = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something may have been queued."""
+        self._queued.set()
+
+    async def run(self) -> None:
+        while True:
+            self._queued.clear()
+            queued = self._state.next_queued()
+            if queued is None:
+                await self._queued.wait()
+                continue
+            if not await self._send(queued):
+                await asyncio.sleep(retry_delay(queued.attempts + 1))
+
+    async def _send(self, queued: QueuedMessage) -> bool:
+        """One attempt; False when it must be retried later."""
+        try:
+            acceptance = await self._hub.post_message(queued.compact)
+            receipt = await checked_hub_receipt(self._trust, acceptance, queued.id, queued.digest)
+        except HubRefused as refusal:
+            self._state.mark_refused(queued.id, refusal.code)
+            _log.warning("simulator.message.refused", message_id=queued.id, type=queued.type, code=refusal.code)
+            return True
+        except (HubUnavailable, ProtocolError, HubReceiptMismatch) as failure:
+            self._state.note_attempt(queued.id)
+            reason = failure.code if isinstance(failure, ProtocolError) else type(failure).__name__
+            _log.info("simulator.message.retry", message_id=queued.id, type=queued.type, reason=reason, attempt=queued.attempts + 1)
+            return False
+        self._state.mark_accepted(queued.id, receipt.ledger_index, acceptance.hub_receipt)
+        _log.info("simulator.message.accepted", message_id=queued.id, type=queued.type, ledger_index=receipt.ledger_index)
+        return True

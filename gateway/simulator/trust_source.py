@@ -1,0 +1,69 @@
+"""The hub's trust list as the simulator holds it (docs/protocol.md §10.3, §12.1 `GET /v1/trust-list`).
+
+The list starts as the anchor (by default the shipped `keys/trust-list.json`); the
+hub's signed list replaces it once it verifies against the list held
+(`verify_signed_trust_list`: a hub receipt key of the held list, never going back).
+It is fetched at start and again when a statement names a key the held list does
+not know, at most once per `refresh_interval` seconds, so a flood of forged kids
+cannot make the simulator hammer the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Callable, TypeVar
+
+import structlog
+
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.trust import TrustList, verify_signed_trust_list
+from gateway.simulator.hub_client import HubClient, HubRefused, HubUnavailable
+
+_log = structlog.get_logger("gateway.simulator")
+_Verified = TypeVar("_Verified")
+
+
+class HubTrust:
+    """The trust list held now, and its refresh from the hub."""
+
+    def __init__(self, anchor: TrustList, hub: HubClient, clock: Callable[[], datetime], refresh_interval: float = 3.0) -> None:
+        self.current = anchor
+        self._hub = hub
+        self._clock = clock
+        self._interval = refresh_interval
+        self._last_fetch: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> bool:
+        """Fetch and verify the hub's list unless fetched within the interval; True if a list was fetched and held."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._last_fetch is not None and now - self._last_fetch < self._interval:
+                return False
+            self._last_fetch = now
+            try:
+                signed = await self._hub.trust_list()
+                self.current = verify_signed_trust_list(signed, self.current, self._clock())
+            except (HubUnavailable, HubRefused) as error:
+                _log.warning("simulator.trust_list.unavailable", reason=type(error).__name__)
+                return False
+            except ProtocolError as refusal:
+                _log.warning("simulator.trust_list.refused", code=refusal.code)
+                return False
+            _log.info("simulator.trust_list.held", sequence=self.current.sequence)
+            return True
+
+    async def verify(self, check: Callable[[TrustList], _Verified]) -> _Verified:
+        """`check` against the held list; once more after a refresh if it names a key the list does not know."""
+        held = self.current
+        try:
+            return check(held)
+        except ProtocolError as refusal:
+            if refusal.code != "key-unknown":
+                raise
+            await self.refresh()
+            if self.current is held:
+                raise
+        return check(self.current)

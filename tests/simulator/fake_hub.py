@@ -1,0 +1,115 @@
+"""A tiny stand-in hub on a real socket: the trust list, message and receipt intake, and an inbox.
+
+It signs what a hub signs (trust list, hub receipts) with the published test hub key,
+records what the simulator sends, can be told to fail the next requests, and serves
+inbox pages the test queues. It checks nothing a real hub checks beyond signatures:
+the real hub's own behaviour is tested against `running_hub`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.protocol import jws
+from gateway.protocol.keys import PrivateKey
+from gateway.protocol.message import Message, verify_message
+from gateway.protocol.schema import MessageSchemas
+from gateway.protocol.statements import HubReceipt, sign_hub_receipt
+from gateway.protocol.timestamps import utc_now
+from gateway.protocol.trust import TrustList, sign_trust_list
+
+
+@dataclass
+class Received:
+    """One request the simulator made to the fake hub."""
+
+    path: str
+    body: bytes
+    proof: str | None
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class FakeHub:
+    def __init__(self, trust: TrustList, hub_key: PrivateKey, schemas: MessageSchemas) -> None:
+        self.trust = trust
+        self.hub_key = hub_key
+        self.schemas = schemas
+        self.requests: list[Received] = []
+        self.failures: list[tuple[int, str]] = []
+        """(status, code) to answer the next message posts with, first first."""
+        self.inbox_pages: list[dict] = []
+        self.changed = asyncio.Event()
+        self._ledger = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def messages(self, path: str = "/v1/messages") -> list[Message]:
+        """The verified messages posted to `path`, in order."""
+        return [verify_message(r.body, self.trust, self.schemas, utc_now()) for r in self.requests if r.path == path]
+
+    async def wait_for(self, condition, timeout: float) -> None:
+        """Return once `condition()` holds, re-checked after every request the hub receives."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await self.changed.wait()
+
+    def queue_page(self, deliveries: list[bytes], cursor: int) -> None:
+        """Serve `deliveries` with `cursor` to every inbox request whose `after` is below it."""
+        self.inbox_pages.append({"deliveries": [json.loads(d) for d in deliveries], "cursor": cursor})
+        self._notify()
+
+    async def __aenter__(self) -> FakeHub:
+        app = web.Application()
+        app.router.add_get("/v1/trust-list", self._trust_list)
+        app.router.add_post("/v1/messages", self._intake)
+        app.router.add_post("/v1/receipts", self._intake)
+        app.router.add_get("/v1/inbox", self._inbox)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def _notify(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    async def _trust_list(self, request: web.Request) -> web.Response:
+        return web.Response(body=sign_trust_list(self.trust, self.hub_key), content_type="application/jose")
+
+    async def _intake(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Received(request.path, body, request.headers.get("GBA-Request-Proof")))
+        self._notify()
+        if self.failures:
+            status, code = self.failures.pop(0)
+            return web.json_response({"code": code, "status": status}, status=status, content_type="application/problem+json")
+        message = verify_message(body, self.trust, self.schemas, utc_now())
+        receipt = HubReceipt(message_id=message.id, message_digest=jws.digest(body), ledger_index=next(self._ledger), accepted_at=utc_now())
+        document = {"message_id": message.id, "hub_receipt": sign_hub_receipt(receipt, self.hub_key).decode("ascii"), "replayed": False}
+        return web.json_response(document, status=202)
+
+    async def _inbox(self, request: web.Request) -> web.Response:
+        self.requests.append(Received(request.path, b"", request.headers.get("GBA-Request-Proof"), dict(request.query)))
+        self._notify()
+        after = int(request.query["after"])
+        if self._page_after(after) is None:
+            try:
+                await asyncio.wait_for(self.changed.wait(), float(request.query.get("wait", "0")))
+            except TimeoutError:
+                pass
+        return web.json_response(self._page_after(after) or {"deliveries": [], "cursor": after})
+
+    def _page_after(self, after: int) -> dict | None:
+        """The first queued page past `after`: pages stay queued, so an abandoned long poll takes nothing away."""
+        return next((page for page in self.inbox_pages if page["cursor"] > after), None)

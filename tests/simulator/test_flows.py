@@ -1,0 +1,68 @@
+"""Flows the simulator opens, and how it sends them to a hub (docs/protocol.md §8.1, §9.1, §12.1)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.hub.harness import running_hub
+
+
+def test_a_referral_sent_to_a_real_hub_gets_a_verified_hub_receipt(running_simulator, database_url, trust):
+    with running_hub(database_url) as hub:
+
+        async def scenario():
+            async with running_simulator(hub.base_url, jurisdiction="CN-GD") as simulator:
+                case, message_id = await simulator.start_referral("HK")
+                await simulator.wait_for(lambda: simulator.outgoing(message_id).hub_status != "queued", timeout=20)
+                sent = simulator.outgoing(message_id)
+                assert (sent.hub_status, sent.refusal_code, sent.type, sent.case) == ("accepted", None, "referral.submit", case)
+                assert sent.ledger_index is not None
+                case_id, verification_id = await simulator.start_verification("MO")
+                await simulator.wait_for(lambda: simulator.outgoing(verification_id).hub_status != "queued", timeout=20)
+                assert simulator.outgoing(verification_id).hub_status == "accepted"
+                assert simulator.case(case_id).state == "requested"
+
+        asyncio.run(scenario())
+
+
+def test_a_message_is_resent_with_identical_bytes_after_503_and_a_4xx_problem_is_final(running_simulator, fake_hub):
+    async def scenario():
+        async with fake_hub() as hub, running_simulator(hub.url) as simulator:
+            hub.failures = [(503, "unavailable"), (500, "internal-error")]
+            _, first = await simulator.start_referral("CN-GD")
+            await simulator.wait_for(lambda: simulator.outgoing(first).hub_status == "accepted", timeout=20)
+            posts = [r.body for r in hub.requests if r.path == "/v1/messages"]
+            assert len(posts) == 3 and len(set(posts)) == 1
+            assert simulator.outgoing(first).attempts == 3
+
+            hub.failures = [(409, "case-state-conflict")]
+            _, second = await simulator.start_verification("MO")
+            await simulator.wait_for(lambda: simulator.outgoing(second).hub_status != "queued", timeout=10)
+            refused = simulator.outgoing(second)
+            assert (refused.hub_status, refused.refusal_code) == ("refused", "case-state-conflict")
+
+    asyncio.run(scenario())
+
+
+def test_the_control_api_opens_flows_and_shows_ids_states_and_counts(running_simulator, fake_hub):
+    async def scenario():
+        async with fake_hub() as hub, running_simulator(hub.url, jurisdiction="MO") as simulator:
+            base = simulator.endpoint_url.removesuffix("/v1/deliveries")
+            async with aiohttp.ClientSession() as session:
+                async with session.post(base + "/v1/simulator/flows", json={"kind": "verification", "to": "HK"}) as response:
+                    assert response.status == 201
+                    opened = await response.json()
+                async with session.post(base + "/v1/simulator/flows", json={"kind": "gossip", "to": "HK"}) as response:
+                    assert response.status == 400
+                await simulator.wait_for(lambda: simulator.outgoing(opened["message_id"]).hub_status == "accepted", timeout=10)
+                async with session.get(base + "/v1/simulator/state") as response:
+                    state = await response.json()
+            assert state["cases"] == [
+                {"id": opened["case"], "kind": "verification", "peer": "HK", "role": "opener", "state": "requested", "outcome": None}
+            ]
+            assert state["outgoing"] == {"queued": 0, "accepted": 1, "refused": 0}
+            assert hub.messages()[0].type == "verification.request"
+
+    asyncio.run(scenario())

@@ -1,0 +1,50 @@
+"""Pull delivery: the inbox loop (docs/protocol.md §12.6), against the fake hub's inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from gateway.protocol import jws
+from tests.simulator.deliveries import delivery_of, example_payload
+
+
+def test_pulled_deliveries_are_receipted_before_the_cursor_moves(running_simulator, fake_hub, test_key, hub_key, trust, schemas):
+    submit = example_payload("referral.submit", "CN-GD", "HK")
+    delivery = delivery_of(submit, test_key("test-cn-gd-message-1"), hub_key)
+
+    async def scenario():
+        async with fake_hub() as hub:
+            hub.failures = [(503, "unavailable")]  # the first receipt post fails and is retried
+            hub.queue_page([delivery], cursor=7)
+            async with running_simulator(hub.url, mode="pull", poll_wait_seconds=1) as simulator:
+                inbox_after = lambda: [r.query["after"] for r in hub.requests if r.path == "/v1/inbox"]  # noqa: E731
+                await hub.wait_for(lambda: "7" in inbox_after(), timeout=20)
+                assert inbox_after()[0] == "-1"
+                posts = [r for r in hub.requests if r.path == "/v1/receipts"]
+                assert len(posts) == 2 and posts[0].body == posts[1].body
+                (receipt,) = hub.messages("/v1/receipts")[-1:]
+                assert receipt.body == {"message_id": submit["id"], "message_digest": jws.digest(delivery_of_message(delivery)), "status": "accepted"}
+                proof = json.loads(jws.parse_compact(posts[-1].proof, "gba-request+jws").payload)
+                assert (proof["htm"], proof["htu"]) == ("POST", hub.url + "/v1/receipts")
+                inbox_proof = next(r.proof for r in hub.requests if r.path == "/v1/inbox")
+                inbox_payload = json.loads(jws.parse_compact(inbox_proof, "gba-request+jws").payload)
+                assert (inbox_payload["htu"], inbox_payload["body_sha256"]) == (hub.url + "/v1/inbox", None)
+                assert simulator.application_deliveries(submit["id"]) == 1
+            # After a restart the stored cursor is used; a redelivery is receipted with the same bytes.
+            polls_before = len(inbox_after())
+            receipts_before = len(posts)
+            hub.queue_page([delivery], cursor=8)
+            async with running_simulator(hub.url, mode="pull", poll_wait_seconds=1) as simulator:
+                await hub.wait_for(lambda: "8" in inbox_after(), timeout=20)
+                assert inbox_after()[polls_before] == "7"
+                assert simulator.wire_deliveries(submit["id"]) == 2
+                assert simulator.application_deliveries(submit["id"]) == 1
+                again = [r.body for r in hub.requests if r.path == "/v1/receipts"][receipts_before:]
+                assert again == [posts[0].body]
+
+    asyncio.run(scenario())
+
+
+def delivery_of_message(delivery: bytes) -> bytes:
+    return json.loads(delivery)["message"].encode("ascii")
