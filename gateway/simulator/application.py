@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from gateway.contract import contract_dir
-from gateway.protocol import jws
+from gateway.protocol import base64url, jws, strict_json
 from gateway.protocol.cases import NONE, Kind, Role, TransitionRefused, kind_of, next_state, opens_case
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.keys import PrivateKey
@@ -113,6 +113,16 @@ class Application:
         self._key = key
         self._rules = rules
         self._clock = clock
+
+    def refreshed(self, compact: bytes) -> bytes:
+        """The same message signed again with `created` now: for one the hub refused as stale.
+
+        Safe to keep its id: the hub refuses a stale message before accepting anything of
+        it, and a resend of bytes it *had* accepted is answered from its digest first (§8.2).
+        """
+        payload = strict_json.loads(base64url.decode(compact.split(b".")[1]))
+        payload["created"] = format_timestamp(self._clock())
+        return sign_message(payload, self._key)
 
     # --- flows the jurisdiction opens ---
 

@@ -5,7 +5,8 @@ transaction that decided them) and sent one at a time in the order they were
 written, so a case's messages reach the hub in the order its state machine needs
 (`referral.accept` before `referral.close`, §7.3). A message is resent with identical
 bytes after a network error or a 5xx, with exponential backoff and jitter; a 4xx
-problem is final and its code recorded. A message counts as accepted only with a
+problem is final and its code recorded — except `message-stale` (it waited longer than
+the freshness window, §8.4), which is signed again with a fresh `created` and sent. A message counts as accepted only with a
 hub receipt that verifies and names its id and digest (PROTO-9.1-2).
 """
 
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import structlog
 
+from gateway.protocol import jws
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.statements import HubReceipt, verify_hub_receipt
 from gateway.simulator.hub_client import HubAcceptance, HubClient, HubRefused, HubUnavailable
@@ -49,7 +52,9 @@ async def checked_hub_receipt(trust: HubTrust, acceptance: HubAcceptance, messag
 class Sender:
     """The background task that sends queued messages until cancelled."""
 
-    def __init__(self, state: SimulatorState, hub: HubClient, trust: HubTrust) -> None:
+    def __init__(self, state: SimulatorState, hub: HubClient, trust: HubTrust, refresh: Callable[[bytes], bytes]) -> None:
+        """`refresh` signs a message again with a fresh `created` (Application.refreshed)."""
+        self._refresh = refresh
         self._state = state
         self._hub = hub
         self._trust = trust
@@ -75,6 +80,13 @@ class Sender:
             acceptance = await self._hub.post_message(queued.compact)
             receipt = await checked_hub_receipt(self._trust, acceptance, queued.id, queued.digest)
         except HubRefused as refusal:
+            if refusal.code == "message-stale":
+                # Queued longer than the freshness window (the hub was down): the hub
+                # accepted none of it, so the same message with a fresh `created` goes now.
+                compact = self._refresh(queued.compact)
+                self._state.replace_unaccepted(queued.id, compact, jws.digest(compact))
+                _log.info("simulator.message.refreshed", message_id=queued.id, type=queued.type)
+                return True
             self._state.mark_refused(queued.id, refusal.code)
             _log.warning("simulator.message.refused", message_id=queued.id, type=queued.type, code=refusal.code)
             return True

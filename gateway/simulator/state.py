@@ -235,6 +235,14 @@ class SimulatorState:
                 (ledger_index, hub_receipt, message_id),
             )
 
+    def replace_unaccepted(self, message_id: str, compact: bytes, digest: str) -> None:
+        """Swap the bytes of a message the hub never accepted (re-signed with a fresh `created`)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outgoing SET compact = ?, digest = ?, attempts = attempts + 1 WHERE id = ? AND hub_status = 'queued'",
+                (compact, digest, message_id),
+            )
+
     def mark_refused(self, message_id: str, code: str) -> None:
         with self._transaction() as db:
             db.execute(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 
+from gateway.protocol import base64url
 from tests.hub.harness import running_hub
 
 
@@ -64,5 +66,22 @@ def test_the_control_api_opens_flows_and_shows_ids_states_and_counts(running_sim
             ]
             assert state["outgoing"] == {"queued": 0, "accepted": 1, "refused": 0}
             assert hub.messages()[0].type == "verification.request"
+
+    asyncio.run(scenario())
+
+
+def test_a_message_refused_as_stale_is_signed_again_with_a_fresh_created_and_the_same_id(running_simulator, fake_hub):
+    """The hub was down longer than the freshness window (§8.4): the queued message goes out again, re-signed."""
+
+    async def scenario():
+        async with fake_hub() as hub, running_simulator(hub.url) as simulator:
+            hub.failures = [(422, "message-stale")]
+            _, first = await simulator.start_referral("CN-GD")
+            await simulator.wait_for(lambda: simulator.outgoing(first).hub_status == "accepted", timeout=20)
+            posts = [r.body for r in hub.requests if r.path == "/v1/messages"]
+            assert len(posts) == 2 and posts[0] != posts[1], "other bytes: a fresh created, signed again"
+            ids = {json.loads(base64url.decode(post.split(b".")[1]))["id"] for post in posts}
+            assert ids == {first}
+            assert simulator.outgoing(first).compact == posts[1]
 
     asyncio.run(scenario())
