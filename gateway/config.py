@@ -144,6 +144,34 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    """Checkpoints, witnesses and continuous verification (docs/protocol.md §13.4-§13.6)."""
+
+    origin: str | None = None
+    """The log's origin line (C2SP tlog-checkpoint), unique to this log; default: the public host + "/gba-ledger"."""
+    checkpoint_interval_seconds: float = 10.0
+    operator: str = "CN-GD"
+    """The jurisdiction that runs the hub; the default quorum is every other jurisdiction's witness."""
+    quorum: int | None = None
+    verify_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Witness:
+    """A witness of the ledger (C2SP tlog-witness): who it is, where the hub sends checkpoints, its key."""
+
+    jurisdiction: str
+    vkey: str
+    """The witness's cosignature key as a C2SP vkey (`name+keyid+base64(0x04||key)`); its name is the witness's name."""
+    url: str | None = None
+    """Where the hub POSTs `add-checkpoint` (the URL prefix); None: the hub does not contact it."""
+
+    @property
+    def name(self) -> str:
+        return self.vkey.split("+", 1)[0]
+
+
+@dataclass(frozen=True)
 class Jurisdiction:
     """One configured jurisdiction: how the hub delivers to it and which adapter module speaks for it."""
 
@@ -235,6 +263,20 @@ class GatewayConfig:
     delivery: DeliverySettings
     jurisdictions: Mapping[str, Jurisdiction]
     routes: tuple[Route, ...]
+    ledger: LedgerSettings = LedgerSettings()
+    witnesses: tuple[Witness, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        """The ledger's origin: configured, or the public base URL's host followed by `/gba-ledger`."""
+        return self.ledger.origin or f"{urlsplit(self.public_base_url).hostname}/gba-ledger"
+
+    @property
+    def quorum(self) -> int:
+        """Cosignatures a verifier requires: configured, or one per witness of a jurisdiction other than the operator."""
+        if self.ledger.quorum is not None:
+            return self.ledger.quorum
+        return len({w.jurisdiction for w in self.witnesses if w.jurisdiction != self.ledger.operator})
 
 
 def is_loopback(host: str) -> bool:
@@ -414,6 +456,8 @@ class _Reader:
         delivery = self.settings(top.table("delivery"), DeliverySettings)
         jurisdictions = self.jurisdictions(top)
         routes = self.routes(top)
+        ledger = self.ledger(top.table("ledger"))
+        witnesses = self.witnesses(top)
         top.finish()
         assert data_dir is not None
         return GatewayConfig(
@@ -432,7 +476,36 @@ class _Reader:
             delivery=delivery,
             jurisdictions=jurisdictions,
             routes=routes,
+            ledger=ledger,
+            witnesses=witnesses,
         )
+
+    def ledger(self, table: _Table | None) -> LedgerSettings:
+        if table is None:
+            return LedgerSettings()
+        settings = LedgerSettings(
+            origin=table.take("origin", str, None),
+            checkpoint_interval_seconds=table.take("checkpoint_interval_seconds", float, 10.0),
+            operator=table.take("operator", str, "CN-GD"),
+            quorum=table.take("quorum", int, None),
+            verify_interval_seconds=table.take("verify_interval_seconds", float, 3600.0),
+        )
+        table.finish()
+        return settings
+
+    def witnesses(self, top: _Table) -> tuple[Witness, ...]:
+        entries = top.take("witnesses", list, None) or []
+        result = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise top.error(f"witnesses[{index}]", f"expected a table ([[witnesses]]), got {_kind_of(entry)}")
+            table = _Table(self.file, entry, f"witnesses[{index}]")
+            witness = Witness(
+                jurisdiction=table.take("jurisdiction", str), vkey=table.take("vkey", str), url=table.take("url", str, None)
+            )
+            table.finish()
+            result.append(witness)
+        return tuple(result)
 
     def tls(self, table: _Table | None) -> TlsConfig | None:
         if table is None:
@@ -558,6 +631,7 @@ def _check(config: GatewayConfig, file: Path | str) -> None:
     for jurisdiction in config.jurisdictions.values():
         _check_jurisdiction(jurisdiction, config.insecure_development, fail)
     _check_routes(config.routes, config.jurisdictions, fail)
+    _check_ledger(config, fail)
 
 
 def _check_listen(config: GatewayConfig, fail: _Fail) -> None:
@@ -805,3 +879,41 @@ def _check_vocabulary(values: tuple[str, ...], allowed: tuple[str, ...], key: st
             raise fail(key, f"{value!r} is not a {what}; one of {', '.join(allowed)}")
     if len(set(values)) != len(values):
         raise fail(key, "lists a value twice")
+
+
+def _check_ledger(config: GatewayConfig, fail: _Fail) -> None:
+    from gateway.ledger.notes import NoteError, parse_vkey
+
+    ledger = config.ledger
+    if ledger.origin is not None and (not ledger.origin or any(c.isspace() for c in ledger.origin) or "+" in ledger.origin):
+        raise fail("ledger.origin", "a non-empty name without spaces or '+' (C2SP tlog-checkpoint origin and key name)")
+    for name in ("checkpoint_interval_seconds", "verify_interval_seconds"):
+        if not 0.01 <= getattr(ledger, name) <= 86400 * 7:
+            raise fail(f"ledger.{name}", "must be between 0.01 and 604800 seconds")
+    if ledger.operator not in config.jurisdictions:
+        raise fail("ledger.operator", f"{ledger.operator!r} is not a configured jurisdiction")
+    names = set()
+    for index, witness in enumerate(config.witnesses):
+        key = f"witnesses[{index}]"
+        if witness.jurisdiction not in config.jurisdictions:
+            raise fail(f"{key}.jurisdiction", f"{witness.jurisdiction!r} is not a configured jurisdiction")
+        try:
+            parsed = parse_vkey(witness.vkey)
+        except NoteError as error:
+            raise fail(f"{key}.vkey", f"not a C2SP vkey: {error}") from None
+        if parsed.kind != 0x04:
+            raise fail(f"{key}.vkey", "a witness key is a cosignature/v1 key (type 0x04, C2SP tlog-cosignature)")
+        if parsed.name in names:
+            raise fail(f"{key}.vkey", f"witness name {parsed.name!r} appears twice")
+        names.add(parsed.name)
+        if sum(1 for other in config.witnesses if other.jurisdiction == witness.jurisdiction) > 1:
+            raise fail(f"{key}.jurisdiction", f"one witness per jurisdiction: {witness.jurisdiction} has more (a quorum counts jurisdictions)")
+        if witness.url is not None:
+            parts, problem = _split_url(witness.url)
+            problem = problem or _secure_enough(parts, config.insecure_development)  # type: ignore[arg-type]
+            if problem:
+                raise fail(f"{key}.url", problem)
+    if not 0 <= config.quorum <= len(config.witnesses):
+        raise fail("ledger.quorum", f"must be between 0 and the number of witnesses ({len(config.witnesses)}), got {config.quorum}")
+    if config.witnesses and config.hub.checkpoint_key is None:
+        raise fail("hub.checkpoint_key", "required when witnesses are configured: checkpoints are what they cosign")

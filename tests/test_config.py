@@ -18,6 +18,8 @@ from gateway.config import (
     PURPOSES,
     TRANSFER_MECHANISMS,
     CommitSettings,
+    LedgerSettings,
+    Witness,
     ConfigError,
     DeliverySettings,
     GatewayConfig,
@@ -119,12 +121,12 @@ def test_the_minimal_example_is_accepted_and_takes_the_documented_defaults():
     assert config.jurisdictions["CN-GD"] == Jurisdiction("CN-GD", "pull", None, "cn_gd")
 
 
-_TABLES = ("source", "tls", "hub", "limits", "commit", "delivery", "jurisdictions", "routes")
+_TABLES = ("source", "tls", "hub", "limits", "commit", "delivery", "jurisdictions", "routes", "ledger", "witnesses")
 
 
 def _documented_keys() -> list[str]:
     top = [f.name for f in dataclasses.fields(GatewayConfig) if f.name not in _TABLES]
-    tables = [TlsConfig, HubKeys, Limits, CommitSettings, DeliverySettings, Jurisdiction, Route]
+    tables = [TlsConfig, HubKeys, Limits, CommitSettings, DeliverySettings, Jurisdiction, Route, LedgerSettings, Witness]
     return top + [f.name for cls in tables for f in dataclasses.fields(cls) if f.name != "code"]
 
 

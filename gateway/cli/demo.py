@@ -83,7 +83,9 @@ async def _story(dsn: str, data_dir: Path, delivery: dict[str, str], keep_runnin
         _say()
         _say(f"Ledger: {report.size} entries, {'verified intact' if intact else 'NOT intact: ' + str(report.findings[0])} (gateway ledger verify).")
         for name, case in story.cases.items():
-            _say(f"  case {case}: {name}")
+            if name != "checkpoint":
+                _say(f"  case {case}: {name}")
+        _say(f"Checkpoint: {exchange.hub_url}/v1/ledger/checkpoint (C2SP signed note with the witnesses' cosignatures)")
         _say(f"API: {exchange.hub_url}/v1/about, {exchange.hub_url}/openapi.json, {exchange.hub_url}/metrics")
         _say("Console: not in this version yet (docs/operations.md).")
         _say(f"Logs (JSON lines, no personal data): {log_path}")

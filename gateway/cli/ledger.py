@@ -27,7 +27,9 @@ from typing import Any, TextIO, get_args
 
 import asyncpg
 
-from gateway.ledger import merkle
+from gateway.cli import ledger_checkpoints
+from gateway.ledger import checkpoints, merkle
+from gateway.protocol.timestamps import utc_now
 from gateway.ledger.entries import EntryKind
 from gateway.ledger.tree import NotAHead, TreeError, head_at, heads_around, inclusion_proof, latest_head
 from gateway.ledger.verify import Checkpoint, CheckpointError, Report, verify_ledger
@@ -96,6 +98,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                        help=f"only entries of this kind ({', '.join(get_args(EntryKind))})")
     proof.add_argument("--size", type=_positive, metavar="N", help="prove against the tree head of N entries "
                        "(default: the latest)")
+    verify.add_argument("--record", action="store_true",
+                        help="store the result for the console and /metrics, as the gateway's scheduled verification does")
+    ledger_checkpoints.register_verbs(verbs, _with_database)
+    ledger_checkpoints.add_bundle_options(verify)
     for verb, run in ((verify, _verify), (proof, _proof)):
         verb.add_argument("--data-dir", type=Path, help=f"the gateway's data directory (default ./{DEFAULT_DATA_DIR})")
         verb.add_argument("--database-url", help=f"an external PostgreSQL (postgresql://...); overrides ${DATABASE_URL_VARIABLE}")
@@ -203,6 +209,8 @@ class _ProgressLine:
 
 
 def _verify(arguments: argparse.Namespace) -> int:
+    if arguments.bundle is not None:
+        return ledger_checkpoints.verify_bundle_command(arguments)
     checkpoint = None
     if arguments.trusted_checkpoint is not None:
         try:
@@ -213,11 +221,18 @@ def _verify(arguments: argparse.Namespace) -> int:
     progress = _ProgressLine(sys.stderr)
 
     async def work(connection: asyncpg.Connection) -> int:
+        started = utc_now()
         try:
             report = await verify_ledger(connection, checkpoint, progress)
         finally:
             progress.end()
         _print_report(report, arguments.json)
+        if arguments.record:
+            finding = report.findings[0] if report.findings else None
+            await checkpoints.record_verification(
+                connection, started, report.seconds, report.size, finding.index if finding else None,
+                f"{finding.code}: {finding.message}" if finding else None, "gateway ledger verify --record",
+            )
         return INTACT if report.intact else FOUND
 
     return _with_database(arguments, work)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from gateway.keyfiles import read_private_key
+from gateway.ledger import notes
 from gateway.logs import configure_logging
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.trust import load_trust_list
@@ -37,6 +38,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--tls-certificate", type=Path, help="serve HTTPS with this PEM certificate chain")
     simulate.add_argument("--tls-private-key", type=Path, help="the PEM private key of --tls-certificate")
     simulate.add_argument("--hub-ca", type=Path, help="PEM CA bundle to verify an https hub")
+    simulate.add_argument("--witness-key", type=Path, help="also be a witness of the hub's ledger, cosigning with this Ed25519 witness key (JWK)")
+    simulate.add_argument("--witness-name", help="the witness's name in its cosignatures (default: witness.<code>.gba.example)")
+    simulate.add_argument(
+        "--log", action="append", default=[], metavar="VKEY",
+        help="a log this witness cosigns: the hub's checkpoint key as a C2SP vkey (its name is the log's origin); repeatable",
+    )
     simulate.set_defaults(run=_simulate)
 
 
@@ -50,6 +57,10 @@ def _simulate(arguments: argparse.Namespace) -> int:
         anchor = load_trust_list(arguments.trust_list.read_bytes()) if arguments.trust_list else None
         server_context = _server_context(arguments.tls_certificate, arguments.tls_private_key)
         hub_context = ssl.create_default_context(cafile=str(arguments.hub_ca)) if arguments.hub_ca else None
+        witness_key = read_private_key(arguments.witness_key) if arguments.witness_key else None
+        logs = {log.name: log for log in map(notes.parse_vkey, arguments.log)}
+        if witness_key is not None and not logs:
+            raise ValueError("a witness needs at least one --log VKEY: the logs it cosigns and their keys")
     except (RulesError, ValueError, OSError, ssl.SSLError) as error:
         print(f"gateway: simulate: {error}", file=sys.stderr)
         return 1
@@ -69,6 +80,9 @@ def _simulate(arguments: argparse.Namespace) -> int:
         anchor=anchor,
         ssl_context=server_context,
         hub_ssl_context=hub_context,
+        witness_key=witness_key,
+        witness_name=arguments.witness_name,
+        logs=logs,
     )
     return asyncio.run(_run(simulator))
 
@@ -90,6 +104,8 @@ async def _run(simulator: Simulator) -> int:
     await simulator.start()
     try:
         print(f"simulator: {simulator.jurisdiction} serving {simulator.endpoint_url} ({simulator.mode})", flush=True)
+        if simulator.is_witness:
+            print(f"simulator: witness {simulator.witness_name} at {simulator.witness_url}, key {simulator.witness_vkey()}", flush=True)
         await stop.wait()
     finally:
         await simulator.stop()

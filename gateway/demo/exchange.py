@@ -22,15 +22,22 @@ from typing import Any
 from aiohttp import web
 
 
-from gateway.config import GatewayConfig, Jurisdiction, Route, default_config
+from gateway.config import GatewayConfig, Jurisdiction, Route, Witness, default_config
 from gateway.contract import contract_dir
-from gateway.hub.http import HubSettings, build_app, settings_for
+from gateway.hub.http import CHECKPOINTER, HubSettings, build_app, settings_for
+from gateway.hub.witnessing import Checkpointer
+from gateway.ledger import notes
 from gateway.keyfiles import read_private_key
 from gateway.protocol.timestamps import utc_now
 from gateway.simulator import Rules, Simulator
+from gateway.simulator.endpoint import WITNESS_PATH
 
 KEYS = {"CN-GD": "test-cn-gd-message-1", "HK": "test-hk-message-1", "MO": "test-mo-message-1"}
 """The published test key each simulated jurisdiction signs with (keys/test/)."""
+
+
+WITNESS_KEYS = {"CN-GD": "test-cn-gd-witness-1", "HK": "test-hk-witness-1", "MO": "test-mo-witness-1"}
+"""The published test witness key of each simulated jurisdiction (keys/test/)."""
 
 
 @dataclass
@@ -38,6 +45,19 @@ class Exchange:
     hub_url: str
     settings: HubSettings
     simulators: dict[str, Simulator]
+    app: web.Application
+    config: GatewayConfig
+
+    @property
+    def checkpointer(self) -> Checkpointer:
+        return self.app[CHECKPOINTER]
+
+    def log_key(self) -> notes.NoteKey:
+        """The hub's checkpoint key as the witnesses and verifiers configure it."""
+        return notes.note_key(self.config.origin, read_private_key(key_path("hub-checkpoint")).public())
+
+    def witness_keys(self) -> list[notes.NoteKey]:
+        return [notes.parse_vkey(witness.vkey) for witness in self.config.witnesses]
 
     def __getitem__(self, code: str) -> Simulator:
         return self.simulators[code]
@@ -69,7 +89,13 @@ def demo_routes(config: GatewayConfig) -> tuple[Route, ...]:
 
 
 def key_path(code: str) -> Path:
-    return contract_dir("keys") / "test" / f"{KEYS[code]}.key.jwk"
+    """The test key of a jurisdiction's messages (CN-GD, HK, MO), or `hub-checkpoint`, or `witness:CODE`."""
+    name = "test-hub-checkpoint-1" if code == "hub-checkpoint" else WITNESS_KEYS[code[8:]] if code.startswith("witness:") else KEYS[code]
+    return contract_dir("keys") / "test" / f"{name}.key.jwk"
+
+
+def witness_name(code: str) -> str:
+    return f"witness.{code.lower()}.gba.example"
 
 
 @contextlib.asynccontextmanager
@@ -82,6 +108,7 @@ async def running_exchange(
     rules: Mapping[str, Rules] | None = None,
     hub_changes: Mapping[str, Any] | None = None,
     poll_wait_seconds: int = 5,
+    origin: str | None = None,
 ) -> AsyncIterator[Exchange]:
     """Serve the hub and start a simulator for each code of `delivery` ("push" or "pull") until the block ends."""
     hub_port = free_port()
@@ -92,11 +119,23 @@ async def running_exchange(
         code: Jurisdiction(code, mode, f"http://127.0.0.1:{ports[code]}/v1/deliveries" if mode == "push" else None, base.jurisdictions[code].adapter)
         for code, mode in delivery.items()
     }
-    config = replace(base, public_base_url=hub_url, listen_port=hub_port, jurisdictions=MappingProxyType(jurisdictions), routes=demo_routes(base))
+    witnesses = tuple(
+        Witness(code, notes.note_key(witness_name(code), read_private_key(key_path(f"witness:{code}")).public(), 0x04).vkey(),
+                f"http://127.0.0.1:{ports[code]}{WITNESS_PATH}")
+        for code in delivery
+    )
+    config = replace(
+        base, public_base_url=hub_url, listen_port=hub_port, jurisdictions=MappingProxyType(jurisdictions),
+        routes=demo_routes(base), witnesses=witnesses,
+        # Checkpoints on demand in the story; the hub's own schedule is slower than the story.
+        ledger=replace(base.ledger, checkpoint_interval_seconds=3600.0, origin=origin),
+    )
     settings = replace(settings_for(config, dsn), **dict(hub_changes or {}))
-    runner = web.AppRunner(build_app(settings, clock=clock), handle_signals=False, access_log=None, shutdown_timeout=5)
+    app = build_app(settings, clock=clock)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     simulators: dict[str, Simulator] = {}
+    log = notes.note_key(config.origin, read_private_key(key_path("hub-checkpoint")).public())
     try:
         await web.TCPSite(runner, "127.0.0.1", hub_port).start()
         for code, mode in delivery.items():
@@ -104,9 +143,10 @@ async def running_exchange(
                 jurisdiction=code, key=read_private_key(key_path(code)), hub_url=hub_url, mode=mode,
                 state_dir=Path(data_dir) / "simulators" / code, rules=(rules or {}).get(code), port=ports[code],
                 poll_wait_seconds=poll_wait_seconds, clock=clock,
+                witness_key=read_private_key(key_path(f"witness:{code}")), witness_name=witness_name(code), logs={config.origin: log},
             )
             await simulators[code].start()
-        yield Exchange(hub_url, settings, simulators)
+        yield Exchange(hub_url, settings, simulators, app, config)
     finally:
         for simulator in simulators.values():
             await simulator.stop()

@@ -20,6 +20,7 @@ import aiohttp
 
 from gateway.demo.exchange import Exchange, key_path
 from gateway.keyfiles import read_private_key
+from gateway.ledger import notes
 from gateway.protocol import base64url
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
@@ -56,7 +57,28 @@ async def tell(exchange: Exchange, clock: Callable = utc_now) -> Story:
     await _verifications(exchange, story)
     async with aiohttp.ClientSession() as session:
         await _refusals(exchange, story, session, clock)
+        await _checkpoint(exchange, story, session)
     return story
+
+
+async def _checkpoint(exchange: Exchange, story: Story, session: aiohttp.ClientSession) -> None:
+    """The hub signs a checkpoint; every jurisdiction witnesses it; a verifier with its own keys checks the quorum."""
+    await exchange.checkpointer.checkpoint_now()
+    async with session.get(exchange.hub_url + "/v1/ledger/checkpoint") as response:
+        note = await response.text()
+    try:
+        verified = notes.verify_checkpoint(note, exchange.log_key(), exchange.witness_keys(), exchange.config.quorum)
+    except (notes.NoteError, notes.CheckpointRefused) as error:
+        story.add("The ledger's checkpoint", f"does not verify: {error}", False)
+        return
+    names = ", ".join(name for name, _ in verified.cosigned_by)
+    story.cases["checkpoint"] = f"{verified.checkpoint.size} entries"
+    story.add(
+        "The ledger's checkpoint",
+        f"{verified.checkpoint.size} entries, signed by the hub and cosigned by {names}; "
+        f"quorum {exchange.config.quorum} (the jurisdictions that do not run the hub) verified",
+        len(verified.cosigned_by) == len(exchange.config.witnesses),
+    )
 
 
 async def _referral(exchange: Exchange, story: Story) -> None:

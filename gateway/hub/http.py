@@ -9,6 +9,7 @@ payload reaches a log line or a problem.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import secrets
@@ -27,6 +28,10 @@ from gateway.hub.committer import CommitFailed, GroupCommitter
 from gateway.config import GatewayConfig
 from gateway.hub.delivery import OUTBOX_CHANNEL, Deliverer, DeliveryPolicy, Sweeper, Wakeups, delivered_entry, delivery_of, push_endpoints
 from gateway.hub.faults import delivery_kill_point
+from gateway.hub.witnessing import Checkpointer, WitnessEndpoint, published_note
+from gateway.ledger import checkpoints, notes, scope
+from gateway.ledger.tree import NotAHead, TreeError, consistency_proof, inclusion_proof
+from gateway.ledger.verify import verify_ledger
 from gateway.hub import outbox
 from gateway.hub.metrics import Metrics
 from gateway.hub.openapi import OPENAPI_PATH, document_bytes
@@ -71,6 +76,12 @@ class HubSettings:
     long_poll_seconds: int = 30
     max_request_bytes: int = 1_048_576
     delivery_kill_point: Any = None
+    origin: str = "localhost/gba-ledger"
+    checkpoint_key_file: Any = None
+    witnesses: tuple[WitnessEndpoint, ...] = ()
+    quorum: int = 0
+    checkpoint_interval_seconds: float = 10.0
+    verify_interval_seconds: float = 3600.0
 
 
 HUB = web.AppKey("hub", Hub)
@@ -81,6 +92,7 @@ REGISTRY = web.AppKey("registry", Registry)
 COMMITTER = web.AppKey("committer", GroupCommitter)
 WAKEUPS = web.AppKey("wakeups", Wakeups)
 PROCESS_ID = web.AppKey("process_id", str)
+CHECKPOINTER = web.AppKey("checkpointer", Checkpointer)
 
 
 def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
@@ -108,6 +120,14 @@ def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
         long_poll_seconds=config.limits.long_poll_seconds,
         max_request_bytes=config.limits.max_request_bytes,
         delivery_kill_point=delivery_kill_point(config.mode),
+        origin=config.origin,
+        checkpoint_key_file=config.hub.checkpoint_key,
+        witnesses=tuple(
+            WitnessEndpoint(w.name, w.jurisdiction, notes.parse_vkey(w.vkey), w.url) for w in config.witnesses
+        ),
+        quorum=config.quorum,
+        checkpoint_interval_seconds=config.ledger.checkpoint_interval_seconds,
+        verify_interval_seconds=config.ledger.verify_interval_seconds,
     )
 
 
@@ -124,6 +144,10 @@ def build_app(
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_get("/v1/inbox", get_inbox)
     app.router.add_post("/v1/receipts", post_receipt)
+    app.router.add_get("/v1/ledger/checkpoint", get_checkpoint)
+    app.router.add_get("/v1/ledger/proof/consistency", get_consistency_proof)
+    app.router.add_get("/v1/ledger/entries", get_entries)
+    app.router.add_get("/v1/ledger/proof/inclusion", get_inclusion_proof)
     app.router.add_get("/v1/about", get_about)
     app.router.add_get("/v1/trust-list", get_trust_list)
     app.router.add_get("/healthz", get_health)
@@ -192,6 +216,16 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             await resources.enter_async_context(
                 _background(Sweeper(committer=committer, policy=settings.delivery, clock=clock).run(), "sweeper")
             )
+            if settings.checkpoint_key_file is not None:
+                checkpointer = Checkpointer(
+                    pool=pool, origin=settings.origin, key=read_private_key(settings.checkpoint_key_file),
+                    witnesses=settings.witnesses, interval_seconds=settings.checkpoint_interval_seconds, clock=clock,
+                )
+                app[CHECKPOINTER] = checkpointer
+                await resources.enter_async_context(_background(checkpointer.run(), "checkpointer"))
+            await resources.enter_async_context(
+                _background(_verify_continuously(pool, settings.verify_interval_seconds, clock, process_id), "verifier")
+            )
             yield
 
     return context
@@ -211,6 +245,30 @@ async def _background(coroutine: Any, name: str) -> AsyncIterator[None]:
             pass
         except Exception as error:  # noqa: BLE001 - reported, cleanup goes on
             _log.error("background_task_failed", task=name, error=type(error).__name__)
+
+
+async def _verify_continuously(pool: asyncpg.Pool, every_seconds: float, clock: Callable[[], Any], process_id: str) -> None:
+    """Verify the whole ledger every `every_seconds` and store the result (§13.6); the first run after one period."""
+    while True:
+        await asyncio.sleep(every_seconds)  # a period, not synchronisation
+        try:
+            await verify_and_record(pool, clock, process_id)
+        except Exception as error:  # noqa: BLE001 - the next period tries again
+            _log.warning("ledger_verification_failed", error=type(error).__name__)
+
+
+async def verify_and_record(pool: asyncpg.Pool, clock: Callable[[], Any], by_whom: str) -> Any:
+    """One full verification of the ledger (gateway/ledger/verify.py), stored for the console and metrics."""
+    started = clock()
+    async with pool.acquire() as connection:
+        report = await verify_ledger(connection)
+    finding = report.findings[0] if report.findings else None
+    await checkpoints.record_verification(
+        pool, started, report.seconds, report.size, finding.index if finding else None,
+        f"{finding.code}: {finding.message}" if finding else None, by_whom
+    )
+    (_log.info if finding is None else _log.error)("ledger_verified", size=report.size, intact=finding is None)
+    return report
 
 
 async def _end_long_polls(app: web.Application) -> None:
@@ -438,10 +496,80 @@ async def get_ready(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    text = await request.app[METRICS].render(request.app[POOL], request.app[HUB].now())
+    text = await request.app[METRICS].render(request.app[POOL], request.app[HUB].now(), request.app[SETTINGS].origin)
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
 async def get_openapi(request: web.Request) -> web.Response:
     """GET /openapi.json: the OpenAPI 3.1 description of this binding, naming this hub's public base URL (§12.1)."""
     return web.Response(body=document_bytes(request.app[SETTINGS].public_base_url), content_type="application/json")
+
+
+# -- the ledger (§13.4-§13.6) --------------------------------------------------------------
+
+TEXT = "text/plain"
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    """GET /v1/ledger/checkpoint[?size=N]: the latest (or the given) signed checkpoint with its cosignatures (public)."""
+    pool, origin = request.app[POOL], request.app[SETTINGS].origin
+    size = _query_integer(request, "size", -1, 0, 2**62)
+    found = await (checkpoints.latest_checkpoint(pool, origin) if size < 0 else checkpoints.checkpoint_at(pool, origin, size))
+    if found is None:
+        raise ProtocolError("not-found", "No checkpoint of this size has been signed")
+    lines = [line for _, line in await checkpoints.cosignatures(pool, origin, found.size)]
+    return web.Response(text=published_note(found, lines), content_type=TEXT, charset="utf-8")
+
+
+async def get_consistency_proof(request: web.Request) -> web.Response:
+    """GET /v1/ledger/proof/consistency?from=A&to=B: RFC 9162 consistency proof between two tree heads (public)."""
+    first = _query_integer(request, "from", -1, 1, 2**62)
+    second = _query_integer(request, "to", -1, 1, 2**62)
+    if first < 0 or second < first:
+        raise ProtocolError("query-invalid", "from and to are tree sizes with 1 <= from <= to", where="from")
+    try:
+        proof = await consistency_proof(request.app[POOL], first, second)
+    except NotAHead:
+        raise ProtocolError("not-found", "Both sizes must be tree heads of this ledger") from None
+    return web.json_response({"from": first, "to": second, "proof": [_b64(node) for node in proof.hashes]})
+
+
+async def get_entries(request: web.Request) -> web.Response:
+    """GET /v1/ledger/entries?start=I&limit=N: the entries from index I the caller is a party to (§13.6)."""
+    caller = await authenticate(request)
+    start = _query_integer(request, "start", 0, 0, 2**62)
+    limit = _query_integer(request, "limit", 100, 1, 1000)
+    pool = request.app[POOL]
+    rows = await pool.fetch("SELECT idx, entry FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2", start, limit)
+    parties = await scope.parties_of(pool, [row["entry"] for row in rows])
+    visible = [
+        {"index": row["idx"], "entry": _b64(row["entry"])}
+        for row, who in zip(rows, parties)
+        if scope.may_see(caller.owner, who)
+    ]
+    following = rows[-1]["idx"] + 1 if len(rows) == limit else None
+    return web.json_response({"entries": visible, "next": following})
+
+
+async def get_inclusion_proof(request: web.Request) -> web.Response:
+    """GET /v1/ledger/proof/inclusion?index=I&size=N: an entry the caller is a party to and its proof (§13.6)."""
+    caller = await authenticate(request)
+    index = _query_integer(request, "index", -1, 0, 2**62)
+    size = _query_integer(request, "size", -1, 1, 2**62)
+    if index < 0 or size <= index:
+        raise ProtocolError("query-invalid", "index and size with 0 <= index < size are required", where="index")
+    pool = request.app[POOL]
+    entry = await pool.fetchval("SELECT entry FROM ledger_entries WHERE idx = $1", index)
+    if entry is None or not scope.may_see(caller.owner, (await scope.parties_of(pool, [entry]))[0]):
+        raise ProtocolError("not-found", "No entry with this index concerns the caller")
+    try:
+        proof = await inclusion_proof(pool, index, size)
+    except NotAHead:
+        raise ProtocolError("not-found", "The size must be a tree head of this ledger") from None
+    return web.json_response(
+        {"index": index, "size": size, "entry": _b64(entry), "root": _b64(proof.root), "proof": [_b64(node) for node in proof.hashes]}
+    )

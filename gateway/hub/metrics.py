@@ -13,6 +13,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.hub import outbox
+from gateway.ledger import checkpoints
 
 
 class Metrics:
@@ -26,7 +27,7 @@ class Metrics:
     def refused(self, code: str) -> None:
         self._refused[code] += 1
 
-    async def render(self, pool: asyncpg.Pool, now: datetime) -> str:
+    async def render(self, pool: asyncpg.Pool, now: datetime, origin: str | None = None) -> str:
         row = await pool.fetchrow(
             "SELECT (SELECT size FROM ledger_size) AS ledger_size, (SELECT count(*) FROM messages) AS messages"
         )
@@ -63,4 +64,41 @@ class Metrics:
                 )
             ),
         ]
+        if origin is not None:
+            lines += await _ledger_lines(pool, now, origin)
         return "\n".join(lines) + "\n"
+
+
+async def _ledger_lines(pool: asyncpg.Pool, now: datetime, origin: str) -> list[str]:
+    """Checkpoints, witnesses and continuous verification (docs/protocol.md §13.4-§13.6), from the database."""
+    latest = await checkpoints.latest_checkpoint(pool, origin)
+    witnesses = await checkpoints.witness_records(pool)
+    verified = await checkpoints.latest_verification(pool)
+    size = latest.size if latest else 0
+    lines = [
+        "# HELP gateway_checkpoint_size Entries covered by the latest signed checkpoint (from the database).",
+        "# TYPE gateway_checkpoint_size gauge",
+        f"gateway_checkpoint_size {size}",
+        "# HELP gateway_checkpoint_age_seconds Age of the latest signed checkpoint.",
+        "# TYPE gateway_checkpoint_age_seconds gauge",
+        f"gateway_checkpoint_age_seconds {(now - latest.signed_at).total_seconds() if latest else 0:.3f}",
+        "# HELP gateway_witness_lag_entries Entries between the latest checkpoint and what each witness last cosigned.",
+        "# TYPE gateway_witness_lag_entries gauge",
+        *(f'gateway_witness_lag_entries{{witness="{w.witness}"}} {max(size - w.size, 0) if w.origin == origin else size}' for w in witnesses),
+        "# HELP gateway_checkpoint_signing_stopped 1 if a witness holds a larger tree of this origin: the database was rolled back.",
+        "# TYPE gateway_checkpoint_signing_stopped gauge",
+        f"gateway_checkpoint_signing_stopped {1 if await checkpoints.rollback_reported(pool, origin) else 0}",
+        "# HELP gateway_ledger_verification_intact 1 if the last full verification found the ledger intact, else 0.",
+        "# TYPE gateway_ledger_verification_intact gauge",
+    ]
+    if verified is not None:
+        lines += [
+            f"gateway_ledger_verification_intact {1 if verified['intact'] else 0}",
+            "# HELP gateway_ledger_verification_age_seconds Time since the last full verification started.",
+            "# TYPE gateway_ledger_verification_age_seconds gauge",
+            f"gateway_ledger_verification_age_seconds {(now - verified['started_at']).total_seconds():.3f}",
+            "# HELP gateway_ledger_verification_first_bad_index The first entry the last verification found bad, -1 if none.",
+            "# TYPE gateway_ledger_verification_first_bad_index gauge",
+            f"gateway_ledger_verification_first_bad_index {verified['first_bad_index'] if verified['first_bad_index'] is not None else -1}",
+        ]
+    return lines

@@ -187,6 +187,64 @@ def _operations() -> tuple[Operation, ...]:
         ),
         Operation(
             method="get",
+            path="/v1/ledger/checkpoint",
+            operation_id="getCheckpoint",
+            tag="ledger",
+            summary="The latest signed checkpoint, with the witnesses' cosignatures",
+            description=(
+                "A C2SP tlog-checkpoint signed note of the ledger, signed with the hub's checkpoint key, followed by "
+                "the cosignature lines of the witnesses that cosigned it so far (docs/protocol.md §13.4, §13.5); "
+                "`?size=N` for an earlier one. Verify it with keys from your own configuration (PROTO-13.5-3)."
+            ),
+            public=True,
+            answers=("12.1-2", "12.6-4", *_DATABASE, *_FAILURE),
+            success=(200, "text/plain", "The signed note, cosignature lines appended.", {"type": "string"}),
+            example_path="/v1/ledger/checkpoint",
+        ),
+        Operation(
+            method="get",
+            path="/v1/ledger/proof/consistency",
+            operation_id="getConsistencyProof",
+            tag="ledger",
+            summary="An RFC 9162 consistency proof between two tree heads",
+            description="Public. `from` and `to` are tree sizes of stored heads, 1 <= from <= to (§13.6).",
+            public=True,
+            answers=("12.1-2", "12.6-4", *_DATABASE, *_FAILURE),
+            success=(200, JSON, "The proof, hashes in base64.", {"type": "object"}),
+            example_path="/v1/ledger/proof/consistency",
+        ),
+        Operation(
+            method="get",
+            path="/v1/ledger/entries",
+            operation_id="getLedgerEntries",
+            tag="ledger",
+            summary="The ledger entries the caller is a party to",
+            description=(
+                "From index `start`, at most `limit` entries are read and those the caller is a party to are "
+                "returned, with their canonical bytes in base64 and the index to continue from (PROTO-13.6-1)."
+            ),
+            public=False,
+            answers=(*_JWS_AND_KEY, "9.5", "12.6-4", *_DATABASE, *_FAILURE),
+            success=(200, JSON, "Entries and the next index.", {"type": "object"}),
+            example_path="/v1/ledger/entries",
+        ),
+        Operation(
+            method="get",
+            path="/v1/ledger/proof/inclusion",
+            operation_id="getInclusionProof",
+            tag="ledger",
+            summary="An entry the caller is a party to, with its inclusion proof",
+            description=(
+                "The entry at `index` and its RFC 9162 inclusion proof against the tree head of `size`; "
+                "`not-found` when the caller is not a party to the entry (PROTO-13.6-1)."
+            ),
+            public=False,
+            answers=(*_JWS_AND_KEY, "9.5", "12.1-2", "12.6-4", *_DATABASE, *_FAILURE),
+            success=(200, JSON, "The entry, the root and the proof, in base64.", {"type": "object"}),
+            example_path="/v1/ledger/proof/inclusion",
+        ),
+        Operation(
+            method="get",
             path="/v1/about",
             operation_id="getAbout",
             tag="about",
@@ -547,6 +605,26 @@ def _operation_object(operation: Operation) -> dict[str, Any]:
             "description": "One receipt (§6.11) as its compact JWS, exactly as signed.",
             "content": {JOSE: {"schema": {"$ref": _REF + "CompactJws"}}},
         }
+    ledger_queries = {
+        "/v1/ledger/checkpoint": (("size", "A checkpoint's tree size (default: the latest).", {"type": "integer", "minimum": 0}),),
+        "/v1/ledger/proof/consistency": (
+            ("from", "The smaller tree size.", {"type": "integer", "minimum": 1}),
+            ("to", "The larger tree size.", {"type": "integer", "minimum": 1}),
+        ),
+        "/v1/ledger/entries": (
+            ("start", "The first index to read.", {"type": "integer", "minimum": 0, "default": 0}),
+            ("limit", "How many entries to read.", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+        ),
+        "/v1/ledger/proof/inclusion": (
+            ("index", "The entry's index.", {"type": "integer", "minimum": 0}),
+            ("size", "The tree head to prove against.", {"type": "integer", "minimum": 1}),
+        ),
+    }
+    if operation.path in ledger_queries:
+        body["parameters"] = [
+            {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+            for name, text, schema in ledger_queries[operation.path]
+        ]
     if operation.path == "/v1/inbox":
         body["parameters"] = [
             {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
@@ -583,6 +661,7 @@ def build_document(server_url: str = EXAMPLE_SERVER) -> dict[str, Any]:
         "tags": [
             {"name": "messages", "description": "Sending messages and following them (§12.1)."},
             {"name": "delivery", "description": "Pulling deliveries and acknowledging them (§12.6)."},
+            {"name": "ledger", "description": "Checkpoints, proofs and the entries a party may see (§13.4-§13.6)."},
             {"name": "about", "description": "What this hub is."},
             {"name": "operations", "description": "Health, readiness and metrics for operators."},
         ],

@@ -6,6 +6,8 @@
 - `POST /v1/simulator/flows` `{"kind": "referral"|"verification", "to": CODE}`: opens a
   case; `201 {"case", "message_id"}`.
 - `GET /v1/simulator/state`: ids, states and counts.
+- `POST /witness/add-checkpoint`: C2SP tlog-witness, when the simulator is a witness
+  (gateway/simulator/witnessing.py).
 
 The control API answers loopback callers only. Handlers are thin: the simulator passes
 in what they call.
@@ -24,6 +26,8 @@ from gateway.protocol.errors import ProtocolError
 from gateway.simulator.reception import Answer
 
 DELIVERIES_PATH = "/v1/deliveries"
+WITNESS_PATH = "/witness"
+"""The witness's URL prefix (C2SP tlog-witness): the hub POSTs to WITNESS_PATH + "/add-checkpoint"."""
 FLOW_KINDS = ("referral", "verification")
 
 
@@ -35,6 +39,8 @@ class EndpointActions:
     start_flow: Callable[[str, str], Awaitable[tuple[str, str]]]
     summary: Callable[[], dict[str, Any]]
     peers: frozenset[str]
+    add_checkpoint: Callable[[bytes], tuple[int, bytes, str]] | None = None
+    """The witness (C2SP tlog-witness): request body -> (status, body, content type); None when not a witness."""
 
 
 def build_endpoint(actions: EndpointActions) -> web.Application:
@@ -68,7 +74,14 @@ def build_endpoint(actions: EndpointActions) -> web.Application:
             return _control_problem(403, "The control API answers loopback callers only")
         return web.json_response(actions.summary())
 
+    async def add_checkpoint(request: web.Request) -> web.Response:
+        if actions.add_checkpoint is None:
+            return _control_problem(404, "This simulator is not a witness (start it with --witness-key)")
+        status, body, content_type = actions.add_checkpoint(await request.read())
+        return web.Response(status=status, body=body, headers={"Content-Type": content_type})
+
     app.router.add_post(DELIVERIES_PATH, post_delivery)
+    app.router.add_post(WITNESS_PATH + "/add-checkpoint", add_checkpoint)
     app.router.add_post("/v1/simulator/flows", post_flow)
     app.router.add_get("/v1/simulator/state", get_state)
     return app

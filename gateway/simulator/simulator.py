@@ -13,12 +13,14 @@ import json
 import ssl
 from datetime import datetime
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
 
 from gateway.contract import contract_dir
+from gateway.ledger import notes
+from gateway.ledger.notes import NoteKey
 from gateway.protocol import jws
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.keys import PrivateKey
@@ -27,7 +29,7 @@ from gateway.protocol.statements import parse_delivery
 from gateway.protocol.timestamps import utc_now
 from gateway.protocol.trust import TrustList, load_trust_list
 from gateway.simulator.application import PROFILES, Application, Decision
-from gateway.simulator.endpoint import DELIVERIES_PATH, EndpointActions, build_endpoint
+from gateway.simulator.endpoint import DELIVERIES_PATH, WITNESS_PATH, EndpointActions, build_endpoint
 from gateway.simulator.hub_client import HubClient
 from gateway.simulator.inbox import InboxPoller
 from gateway.simulator.reception import Answer, Reception
@@ -35,6 +37,7 @@ from gateway.simulator.rules import Rules
 from gateway.simulator.sender import Sender
 from gateway.simulator.state import CaseView, OutgoingView, SimulatorState
 from gateway.simulator.trust_source import HubTrust
+from gateway.simulator.witnessing import Witness
 
 MODES = ("push", "pull")
 _log = structlog.get_logger("gateway.simulator")
@@ -64,7 +67,12 @@ class Simulator:
         clock: Callable[[], datetime] = utc_now,
         ssl_context: ssl.SSLContext | None = None,
         hub_ssl_context: ssl.SSLContext | None = None,
+        witness_key: PrivateKey | None = None,
+        witness_name: str | None = None,
+        logs: Mapping[str, NoteKey] | None = None,
     ) -> None:
+        """With `witness_key` the simulator is also a witness (C2SP tlog-witness) of the logs in `logs`
+        (origin -> the log's checkpoint key), cosigning as `witness_name` (default: witness.<code>.gba.example)."""
         if mode not in MODES:
             raise ValueError(f"mode must be push or pull, not {mode!r}")
         self.jurisdiction = jurisdiction
@@ -89,6 +97,10 @@ class Simulator:
         self._tasks: list[asyncio.Task[object]] = []
         self._reception: Reception | None = None
         self._endpoint_url: str | None = None
+        self._witness_key = witness_key
+        self.witness_name = witness_name or f"witness.{jurisdiction.lower()}.gba.example"
+        self._logs = dict(logs or {})
+        self._witness: Witness | None = None
 
     # --- lifetime ---
 
@@ -99,7 +111,14 @@ class Simulator:
         trust = HubTrust(self._anchor or default_anchor(), self._hub, self._clock)
         reception = self._reception = Reception(self._application, self._state, trust, load_message_schemas())
         peers = frozenset(PROFILES) - {self.jurisdiction}
-        app = build_endpoint(EndpointActions(self._receive_push, self._start_flow, self._state.summary, peers))
+        if self._witness_key is not None:
+            self._witness = Witness(self._state, self.witness_name, self._witness_key, self._logs, lambda: int(self._clock().timestamp()))
+        app = build_endpoint(
+            EndpointActions(
+                self._receive_push, self._start_flow, self._state.summary, peers,
+                self._witness.add_checkpoint if self._witness is not None else None,
+            )
+        )
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context)
@@ -138,6 +157,25 @@ class Simulator:
         if self._endpoint_url is None:
             raise RuntimeError("the simulator has not started")
         return self._endpoint_url
+
+    @property
+    def witness_url(self) -> str:
+        """The witness's URL prefix (the hub POSTs to it + /add-checkpoint); valid after `start`."""
+        return self.endpoint_url.removesuffix(DELIVERIES_PATH) + WITNESS_PATH
+
+    @property
+    def is_witness(self) -> bool:
+        return self._witness_key is not None
+
+    def witness_vkey(self) -> str:
+        """This witness's cosignature key as a C2SP vkey, for verifiers' configuration."""
+        if self._witness_key is None:
+            raise RuntimeError("this simulator is not a witness")
+        return notes.note_key(self.witness_name, self._witness_key.public(), 0x04).vkey()
+
+    def witnessed(self, origin: str) -> tuple[int, bytes] | None:
+        """(size, root) of the latest checkpoint of `origin` this witness cosigned."""
+        return self._held().witnessed(origin)
 
     # --- flows ---
 

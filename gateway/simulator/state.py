@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS outgoing (
     receiver_receipt_status TEXT,
     receiver_receipt_code TEXT
 );
+CREATE TABLE IF NOT EXISTS witness_checkpoints (
+    origin TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor INTEGER NOT NULL
@@ -257,6 +262,21 @@ class SimulatorState:
             (message_id,),
         ).fetchone()
         return None if row is None else OutgoingView(*row)
+
+    # --- witness (C2SP tlog-witness): the latest checkpoint cosigned per origin ---
+
+    def witnessed(self, origin: str) -> tuple[int, bytes] | None:
+        row = self._db.execute("SELECT size, root FROM witness_checkpoints WHERE origin = ?", (origin,)).fetchone()
+        return None if row is None else (row[0], bytes(row[1]))
+
+    def witness(self, origin: str, size: int, root: bytes) -> None:
+        """Record the checkpoint just cosigned: durable before the cosignature is answered."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO witness_checkpoints (origin, size, root) VALUES (?, ?, ?)"
+                " ON CONFLICT (origin) DO UPDATE SET size = excluded.size, root = excluded.root",
+                (origin, size, root),
+            )
 
     # --- inbox cursor (§12.6) ---
 

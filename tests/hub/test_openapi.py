@@ -93,7 +93,10 @@ def test_reconciliation_and_pull_delivery_are_the_resources_that_need_a_request_
         for method, operation in operations.items()
         if operation["security"] != []
     }
-    assert secured == {("get", "/v1/messages/{message_id}"), ("get", "/v1/inbox"), ("post", "/v1/receipts")}
+    assert secured == {
+        ("get", "/v1/messages/{message_id}"), ("get", "/v1/inbox"), ("post", "/v1/receipts"),
+        ("get", "/v1/ledger/entries"), ("get", "/v1/ledger/proof/inclusion"),
+    }
     assert document["paths"]["/v1/messages/{message_id}"]["get"]["security"] == [{openapi.SECURITY_SCHEME: []}]
 
 

@@ -1,0 +1,249 @@
+"""`gateway ledger checkpoint|export`, `verify --bundle`: signed checkpoints, witnesses and offline bundles (docs/protocol.md §13.4-§13.7).
+
+- `checkpoint --config FILE`: sign a checkpoint of the ledger now (if it grew) and bring
+  every configured witness up to it; print the checkpoint with its cosignatures.
+- `export --from I --to J --as CODE|auditor --out FILE --config FILE`: the entries [I, J)
+  that party may see, with inclusion proofs against the latest checkpoint, in one file.
+- `new-origin --origin NEW --config FILE`: after a rollback (§13.8), the signed hand-over
+  from the configured origin to a new one.
+- `verify --bundle FILE (--config FILE | --log-key VKEY [--witness VKEY]... [--quorum N])`:
+  check a bundle offline with keys from the verifier's own configuration.
+
+Exit status: 0 done (verify --bundle: the bundle verifies); 1 refused or a finding; 2 usage;
+3 the database could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.hub.witnessing import Checkpointer, WitnessEndpoint, published_note
+from gateway.keyfiles import read_private_key
+from gateway.ledger import checkpoints, notes, scope
+from gateway.ledger.bundle import BundleError, build_bundle, read_bundle, verify_bundle
+from gateway.protocol.timestamps import utc_now
+
+DONE, FOUND, USAGE = 0, 1, 2
+
+
+def register_verbs(verbs: argparse._SubParsersAction, with_database: Any) -> None:
+    checkpoint = verbs.add_parser(
+        "checkpoint", help="sign a checkpoint now and send it to the witnesses",
+        description="Signs a C2SP checkpoint of the latest tree head with the hub's checkpoint key (if the ledger "
+        "grew since the last one; never one that does not extend it), sends it to every configured witness with a "
+        "consistency proof, and prints the checkpoint with the cosignatures gathered.",
+    )
+    checkpoint.set_defaults(run=lambda arguments: _checkpoint(arguments, with_database))
+    export = verbs.add_parser(
+        "export", help="write an offline bundle of the entries a party may see",
+        description="Writes the entries [--from, --to) that --as may see (a jurisdiction's code, or auditor for all), "
+        "each with its inclusion proof against the latest signed checkpoint, and that checkpoint with its "
+        "cosignatures. Sign a checkpoint first (`gateway ledger checkpoint`) if the latest does not cover --to.",
+    )
+    export.add_argument("--from", dest="first", type=int, default=0, metavar="I", help="first entry index (default 0)")
+    export.add_argument("--to", dest="end", type=int, metavar="J", help="end index, exclusive (default: the checkpoint's size)")
+    export.add_argument("--as", dest="viewer", required=True, metavar="CODE|auditor", help="whose view: a jurisdiction code or auditor")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE", help="where to write the bundle (JSON)")
+    export.set_defaults(run=lambda arguments: _export(arguments, with_database))
+    new_origin = verbs.add_parser(
+        "new-origin", help="after a rollback: hand the ledger over to a new log origin",
+        description="Signs, with the hub's checkpoint key under the configured (old) origin, a hand-over note naming "
+        "--origin as its successor and the tree the database holds now (docs/protocol.md §13.8), stores it and "
+        "prints it. Then set ledger.origin to the new origin, configure the witnesses to witness it (its vkey is "
+        "printed on stderr), and restart the gateway.",
+    )
+    new_origin.add_argument("--origin", required=True, help="the new origin, unique to the new log")
+    new_origin.set_defaults(run=lambda arguments: _new_origin(arguments, with_database))
+    for verb in (checkpoint, export, new_origin):
+        verb.add_argument("--config", required=True, type=Path, help="the gateway's TOML configuration (origin, keys, witnesses)")
+        verb.add_argument("--data-dir", type=Path, help="override the configuration's data directory")
+        verb.add_argument("--database-url", help="an external PostgreSQL; overrides the configuration")
+
+
+def add_bundle_options(verify: argparse.ArgumentParser) -> None:
+    """`gateway ledger verify --bundle FILE ...`: check an offline bundle; needs no database."""
+    group = verify.add_argument_group(
+        "offline bundles",
+        "With --bundle, the bundle's checkpoint (the log's signature and a quorum of witness cosignatures, with keys "
+        "from --config or the options below, never from the bundle) and every entry's canonical bytes and inclusion "
+        "proof are checked; no database is read.",
+    )
+    group.add_argument("--bundle", type=Path, metavar="FILE", help="a bundle written by `gateway ledger export`")
+    group.add_argument("--config", type=Path, help="take the log key, witnesses and quorum from this gateway configuration")
+    group.add_argument("--log-key", metavar="VKEY", help="the log's checkpoint key as a C2SP vkey (its name is the origin)")
+    group.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a witness's cosignature key (repeatable)")
+    group.add_argument("--quorum", type=int, help="cosignatures required (default: the configuration's, or every witness given)")
+
+
+def log_note_key(config: GatewayConfig) -> notes.NoteKey:
+    """The log's checkpoint key as verifiers configure it: named by the origin."""
+    if config.hub.checkpoint_key is None:
+        raise ConfigError(config.source or "<config>", "hub.checkpoint_key", "required for checkpoints")
+    return notes.note_key(config.origin, read_private_key(config.hub.checkpoint_key).public())
+
+
+def _database_arguments(arguments: argparse.Namespace, config: GatewayConfig) -> argparse.Namespace:
+    """The --data-dir / --database-url the ledger CLI resolves, defaulting to the configuration's."""
+    return argparse.Namespace(
+        data_dir=arguments.data_dir or config.data_dir, database_url=arguments.database_url or config.database_url
+    )
+
+
+def _checkpointer(pool: Any, config: GatewayConfig) -> Checkpointer:
+    assert config.hub.checkpoint_key is not None
+    return Checkpointer(
+        pool=pool, origin=config.origin, key=read_private_key(config.hub.checkpoint_key),
+        witnesses=[WitnessEndpoint(w.name, w.jurisdiction, notes.parse_vkey(w.vkey), w.url) for w in config.witnesses],
+        interval_seconds=config.ledger.checkpoint_interval_seconds, clock=utc_now,
+    )
+
+
+def _load(arguments: argparse.Namespace) -> GatewayConfig | None:
+    try:
+        config = load_config(arguments.config)
+    except ConfigError as error:
+        print(f"gateway: config: {error}", file=sys.stderr)
+        return None
+    if config.hub.checkpoint_key is None:
+        print("gateway: config: hub.checkpoint_key is required for checkpoints", file=sys.stderr)
+        return None
+    return config
+
+
+def _checkpoint(arguments: argparse.Namespace, with_database: Any) -> int:
+    config = _load(arguments)
+    if config is None:
+        return USAGE
+
+    async def work(connection: asyncpg.Connection) -> int:
+        pool = _SingleConnectionPool(connection)
+        checkpointer = _checkpointer(pool, config)
+        latest = await checkpointer.checkpoint_now()
+        if checkpointer.rolled_back is not None:
+            print(f"gateway: refused to sign: {checkpointer.rolled_back}", file=sys.stderr)
+            return FOUND
+        if latest is None:
+            print("gateway: the ledger is empty: nothing to sign", file=sys.stderr)
+            return FOUND
+        lines = [line for _, line in await checkpoints.cosignatures(connection, config.origin, latest.size)]
+        sys.stdout.write(published_note(latest, lines))
+        print(f"gateway: checkpoint {latest.size} of {config.origin}: {len(lines)} of {len(config.witnesses)} witnesses "
+              f"cosigned (quorum {config.quorum})", file=sys.stderr)
+        return DONE
+
+    return with_database(_database_arguments(arguments, config), work)
+
+
+def _new_origin(arguments: argparse.Namespace, with_database: Any) -> int:
+    config = _load(arguments)
+    if config is None:
+        return USAGE
+    assert config.hub.checkpoint_key is not None
+    key = read_private_key(config.hub.checkpoint_key)
+
+    async def work(connection: asyncpg.Connection) -> int:
+        try:
+            note = await checkpoints.hand_over(connection, config.origin, arguments.origin, key, utc_now())
+        except (ValueError, asyncpg.UniqueViolationError) as error:
+            reason = "a hand-over from or to one of these origins exists already" if isinstance(error, asyncpg.UniqueViolationError) else str(error)
+            print(f"gateway: refused: {reason}", file=sys.stderr)
+            return FOUND
+        sys.stdout.write(note)
+        print(f"gateway: handed over from {config.origin} to {arguments.origin}; the new log's key for the witnesses: "
+              f"{notes.note_key(arguments.origin, key.public()).vkey()}", file=sys.stderr)
+        return DONE
+
+    return with_database(_database_arguments(arguments, config), work)
+
+
+def _export(arguments: argparse.Namespace, with_database: Any) -> int:
+    config = _load(arguments)
+    if config is None:
+        return USAGE
+    if arguments.viewer != scope.AUDITOR and arguments.viewer not in config.jurisdictions:
+        print(f"gateway: --as must be a configured jurisdiction or {scope.AUDITOR}", file=sys.stderr)
+        return USAGE
+
+    async def work(connection: asyncpg.Connection) -> int:
+        latest = await checkpoints.latest_checkpoint(connection, config.origin)
+        if latest is None:
+            print("gateway: no checkpoint signed yet: run `gateway ledger checkpoint` first", file=sys.stderr)
+            return FOUND
+        end = latest.size if arguments.end is None else arguments.end
+        lines = [line for _, line in await checkpoints.cosignatures(connection, config.origin, latest.size)]
+        try:
+            document = await build_bundle(connection, latest, published_note(latest, lines), arguments.viewer, arguments.first, end)
+        except BundleError as error:
+            print(f"gateway: {error}; the latest checkpoint covers {latest.size} entries", file=sys.stderr)
+            return FOUND
+        arguments.out.write_text(json.dumps(document, indent=1) + "\n", "utf-8")
+        print(f"gateway: wrote {len(document['entries'])} entries visible to {arguments.viewer} "
+              f"(checkpoint {latest.size}, {len(lines)} cosignatures) to {arguments.out}", file=sys.stderr)
+        return DONE
+
+    return with_database(_database_arguments(arguments, config), work)
+
+
+def verify_bundle_command(arguments: argparse.Namespace) -> int:
+    try:
+        if arguments.config is not None:
+            config = load_config(arguments.config)
+            log_key = log_note_key(config)
+            witnesses = [notes.parse_vkey(w.vkey) for w in config.witnesses]
+            quorum = config.quorum if arguments.quorum is None else arguments.quorum
+        elif arguments.log_key is not None:
+            log_key = notes.parse_vkey(arguments.log_key)
+            witnesses = [notes.parse_vkey(vkey) for vkey in arguments.witness]
+            quorum = len(witnesses) if arguments.quorum is None else arguments.quorum
+        else:
+            print("gateway: give --config FILE, or --log-key VKEY with the witnesses' keys", file=sys.stderr)
+            return USAGE
+        report = verify_bundle(read_bundle(arguments.bundle.read_bytes()), log_key, witnesses, quorum)
+    except (ConfigError, notes.NoteError, OSError) as error:
+        print(f"gateway: {error}", file=sys.stderr)
+        return USAGE
+    except BundleError as error:
+        print(f"gateway: the bundle does not verify: {error}", file=sys.stderr)
+        return FOUND
+    if arguments.json:
+        print(json.dumps({"ok": report.ok, "origin": report.origin, "size": report.size, "viewer": report.viewer,
+                          "entries": report.entries, "cosigned_by": [list(pair) for pair in report.cosigned_by],
+                          "problems": report.problems}))
+    else:
+        witnesses_said = ", ".join(name for name, _ in report.cosigned_by) or "none"
+        print(f"checkpoint {report.size} of {report.origin}: log signature and quorum {quorum} verified (cosigned by {witnesses_said})")
+        print(f"{report.entries} entries for {report.viewer}: " + ("every one included and intact" if report.ok else f"{len(report.problems)} problems"))
+        for problem in report.problems:
+            print(f"  {problem}")
+    return DONE if report.ok else FOUND
+
+
+class _SingleConnectionPool:
+    """What the Checkpointer needs of a pool, over one connection (the CLI holds one)."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    def acquire(self) -> Any:
+        return _Borrowed(self._connection)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _Borrowed:
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        return self._connection
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

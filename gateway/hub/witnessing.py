@@ -1,0 +1,193 @@
+"""Publishing checkpoints and collecting the witnesses' cosignatures (docs/protocol.md §13.4, §13.5).
+
+Every process runs a `Checkpointer`: at most every `interval` seconds it signs a
+checkpoint of the latest tree head if the ledger grew (gateway/ledger/checkpoints.py:
+one signer at a time, never a fork), then brings every configured witness up to the
+latest checkpoint with C2SP `tlog-witness` `add-checkpoint`: `old` is the size that
+witness last cosigned, with the consistency proof from there. A witness that is down
+never stops the ledger; how far behind it is shows in `/metrics`.
+
+A witness that answers 409 with a size *larger* than the hub's latest checkpoint has
+seen a tree this database no longer holds: the database was restored from a backup
+or failed over to a replica that had not caught up (docs/operations.md, "Rollback").
+The checkpointer then stops signing for this origin and says so, until an operator
+starts a new origin (`gateway ledger new-origin`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+import asyncpg
+import structlog
+
+from gateway.ledger import checkpoints, notes
+from gateway.ledger.checkpoints import CheckpointInconsistent, StoredCheckpoint
+from gateway.ledger.tree import consistency_proof
+from gateway.protocol.keys import PrivateKey
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessEndpoint:
+    name: str
+    jurisdiction: str
+    key: notes.NoteKey
+    url: str | None
+
+
+def add_checkpoint_body(old_size: int, proof: Sequence[bytes], note: str) -> bytes:
+    """The body of a C2SP tlog-witness add-checkpoint request."""
+    lines = [f"old {old_size}\n"] + [base64.b64encode(node).decode("ascii") + "\n" for node in proof]
+    return ("".join(lines) + "\n" + note).encode("utf-8")
+
+
+def published_note(checkpoint: StoredCheckpoint, cosignature_lines: Sequence[str]) -> str:
+    """The checkpoint as published: the hub's signed note followed by the witnesses' cosignature lines."""
+    return notes.add_signature_lines(checkpoint.note, list(cosignature_lines))
+
+
+class Checkpointer:
+    """Signs checkpoints and gathers cosignatures; `run` until cancelled, `checkpoint_now` on demand."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        origin: str,
+        key: PrivateKey,
+        witnesses: Sequence[WitnessEndpoint],
+        interval_seconds: float,
+        clock: Callable[[], datetime],
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self._pool = pool
+        self.origin = origin
+        self._key = key
+        self._witnesses = tuple(witnesses)
+        self._interval = interval_seconds
+        self._clock = clock
+        self._timeout = timeout_seconds
+        self._lock = asyncio.Lock()
+        self._met_witnesses = False
+        self.rolled_back: str | None = None
+        """Why signing stopped (a witness holds a larger tree, or the tree shrank), or None."""
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.checkpoint_now()
+            except Exception as error:  # noqa: BLE001 - the next round tries again; the ledger goes on
+                _log.warning("checkpoint_round_failed", error=type(error).__name__)
+            await asyncio.sleep(self._interval)  # a period, not synchronisation
+
+    async def checkpoint_now(self) -> StoredCheckpoint | None:
+        """Sign a checkpoint if the ledger grew, then bring the witnesses up to it; the latest checkpoint."""
+        async with self._lock:
+            if not self._met_witnesses:
+                # Before the first signature of this process: do the witnesses hold a larger tree
+                # than this database's latest checkpoint? Then the database was rolled back (§13.8).
+                # Until one witness has answered, this process signs nothing: it cannot tell.
+                before = await checkpoints.latest_checkpoint(self._pool, self.origin)
+                answered = await self._witness_round(before) if before is not None else 0
+                self._met_witnesses = before is None or answered > 0 or not any(w.url for w in self._witnesses)
+                if not self._met_witnesses:
+                    _log.warning("checkpoint_waiting_for_a_witness", origin=self.origin)
+                    return before
+            if self.rolled_back is None:
+                reported = await checkpoints.rollback_reported(self._pool, self.origin)
+                if reported is not None:
+                    self._stop(reported)
+            if self.rolled_back is None:
+                try:
+                    async with self._pool.acquire() as connection:
+                        await checkpoints.sign_checkpoint(connection, self.origin, self._key, self._clock())
+                except CheckpointInconsistent as error:
+                    self._stop(str(error))
+            latest = await checkpoints.latest_checkpoint(self._pool, self.origin)
+            if latest is not None:
+                await self._witness_round(latest)
+            return latest
+
+    async def _witness_round(self, latest: StoredCheckpoint) -> int:
+        """Bring every witness up to `latest`; how many of them answered at all."""
+        if not any(witness.url for witness in self._witnesses):
+            return 0
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session:
+            answered = await asyncio.gather(*(self._witness(session, witness, latest) for witness in self._witnesses if witness.url))
+        return sum(answered)
+
+    def _stop(self, reason: str) -> None:
+        if self.rolled_back is None:
+            self.rolled_back = reason
+            _log.error("checkpoint_signing_stopped", origin=self.origin, reason=reason)
+
+    async def _witness(self, session: aiohttp.ClientSession, witness: WitnessEndpoint, latest: StoredCheckpoint) -> bool:
+        """Bring one witness up to `latest`; whether it answered (with anything)."""
+        record = await checkpoints.witness_record(self._pool, witness.name)
+        old = record.size if record is not None and record.origin == self.origin else 0
+        for _ in range(2):  # a 409 tells the size the witness holds: one more try from there
+            answer = await self._send(session, witness, old, latest)
+            if answer is None:
+                return False
+            status, body = answer
+            if status == 200:
+                await self._cosigned(witness, latest, body)
+                return True
+            if status == 409:
+                held_size = _size(body)
+                if held_size is None:
+                    break
+                if held_size > latest.size:
+                    self._stop(f"witness {witness.name} holds a tree of {held_size} entries; the latest checkpoint here has {latest.size}")
+                    await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error=f"ahead-{held_size}")
+                    return True
+                if held_size == old or await checkpoints.checkpoint_at(self._pool, self.origin, held_size) is None:
+                    break
+                old = held_size
+                continue
+            break
+        await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error=f"http-{status}")
+        _log.warning("witness_refused", witness=witness.name, status=status, size=latest.size)
+        return True
+
+    async def _send(self, session: aiohttp.ClientSession, witness: WitnessEndpoint, old: int, latest: StoredCheckpoint) -> tuple[int, bytes] | None:
+        proof = [] if old in (0, latest.size) else (await consistency_proof(self._pool, old, latest.size)).hashes
+        body = add_checkpoint_body(old, proof, latest.note)
+        assert witness.url is not None
+        try:
+            async with session.post(witness.url.rstrip("/") + "/add-checkpoint", data=body, headers={"Content-Type": "text/plain"}) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error="unreachable")
+            _log.warning("witness_unreachable", witness=witness.name, error=type(error).__name__)
+            return None
+
+    async def _cosigned(self, witness: WitnessEndpoint, latest: StoredCheckpoint, body: bytes) -> None:
+        lines = [line + "\n" for line in body.decode("utf-8", "replace").splitlines() if line]
+        try:
+            _, signatures = notes.parse_note(notes.add_signature_lines(latest.note, lines))
+            mine = [s for s in signatures if s.name == witness.name and s.key_id == witness.key.key_id]
+            if not mine:
+                raise notes.NoteError("no cosignature by this witness in its answer")
+            notes.verify_cosignature(notes.Checkpoint(latest.origin, latest.size, latest.root).body(), mine[-1], witness.key)
+        except (notes.NoteError, notes.CheckpointRefused) as error:
+            await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error="cosignature-invalid")
+            _log.warning("witness_cosignature_invalid", witness=witness.name, error=str(error)[:120])
+            return
+        line = next(line for line in lines if line.startswith(f"— {witness.name} "))
+        now = self._clock()
+        await checkpoints.add_cosignature(self._pool, self.origin, latest.size, witness.name, line, now)
+        await checkpoints.note_witness(self._pool, witness.name, self.origin, now, size=latest.size, root=latest.root)
+        _log.info("checkpoint_cosigned", witness=witness.name, size=latest.size)
+
+
+def _size(body: bytes) -> int | None:
+    text = body.decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
