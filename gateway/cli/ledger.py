@@ -28,7 +28,8 @@ from typing import Any, TextIO, get_args
 import asyncpg
 
 from gateway.cli import ledger_checkpoints
-from gateway.ledger import checkpoints, merkle
+from gateway.config import ConfigError
+from gateway.ledger import checkpoints, merkle, notes
 from gateway.protocol.timestamps import utc_now
 from gateway.ledger.entries import EntryKind
 from gateway.ledger.tree import NotAHead, TreeError, head_at, heads_around, inclusion_proof, latest_head
@@ -79,9 +80,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     verify.add_argument(
         "--trusted-checkpoint", type=Path, metavar="FILE",
-        help='a tree head obtained earlier, out of band, that the ledger must still extend: for now a JSON file '
-        '{"size": N, "root": "<base64 of the 32-byte root>"}; the C2SP tlog-checkpoint signed note replaces it '
-        "with the checkpoints issue (issue 6)",
+        help="a tree head obtained earlier, out of band, that the ledger must still extend: a signed checkpoint "
+        "(as GET /v1/ledger/checkpoint gives it; verified with --config or --log-key/--witness/--quorum below), "
+        'or a JSON file {"size": N, "root": "<base64 of the 32-byte root>"}',
     )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
     proof = verbs.add_parser(
@@ -214,9 +215,9 @@ def _verify(arguments: argparse.Namespace) -> int:
     checkpoint = None
     if arguments.trusted_checkpoint is not None:
         try:
-            checkpoint = Checkpoint.load(arguments.trusted_checkpoint)
-        except CheckpointError as error:
-            _say(f"error: {error}")
+            checkpoint = _trusted_checkpoint(arguments)
+        except (CheckpointError, ConfigError, notes.NoteError, notes.CheckpointRefused, ledger_checkpoints.NoVerifierKeys) as error:
+            _say(f"error: the trusted checkpoint: {error}")
             return USAGE
     progress = _ProgressLine(sys.stderr)
 
@@ -236,6 +237,16 @@ def _verify(arguments: argparse.Namespace) -> int:
         return INTACT if report.intact else FOUND
 
     return _with_database(arguments, work)
+
+
+def _trusted_checkpoint(arguments: argparse.Namespace) -> Checkpoint:
+    """A JSON tree head `{"size", "root"}`, or a signed checkpoint (C2SP note) verified with the verifier's own keys."""
+    data = arguments.trusted_checkpoint.read_bytes() if arguments.trusted_checkpoint.exists() else b""
+    if data.lstrip().startswith(b"{") or not data:
+        return Checkpoint.load(arguments.trusted_checkpoint)
+    log_key, witnesses, quorum = ledger_checkpoints.verifier_keys(arguments)
+    verified = notes.verify_checkpoint(data, log_key, witnesses, quorum)
+    return Checkpoint(verified.checkpoint.size, verified.checkpoint.root)
 
 
 def _print_report(report: Report, as_json: bool) -> None:

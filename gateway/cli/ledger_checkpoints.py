@@ -70,8 +70,8 @@ def register_verbs(verbs: argparse._SubParsersAction, with_database: Any) -> Non
 def add_bundle_options(verify: argparse.ArgumentParser) -> None:
     """`gateway ledger verify --bundle FILE ...`: check an offline bundle; needs no database."""
     group = verify.add_argument_group(
-        "offline bundles",
-        "With --bundle, the bundle's checkpoint (the log's signature and a quorum of witness cosignatures, with keys "
+        "signed checkpoints and offline bundles",
+        "The keys below verify a signed checkpoint given to --trusted-checkpoint, and a bundle. With --bundle, the bundle's checkpoint (the log's signature and a quorum of witness cosignatures, with keys "
         "from --config or the options below, never from the bundle) and every entry's canonical bytes and inclusion "
         "proof are checked; no database is read.",
     )
@@ -123,9 +123,13 @@ def _checkpoint(arguments: argparse.Namespace, with_database: Any) -> int:
         return USAGE
 
     async def work(connection: asyncpg.Connection) -> int:
-        pool = _SingleConnectionPool(connection)
-        checkpointer = _checkpointer(pool, config)
-        latest = await checkpointer.checkpoint_now()
+        # The witnesses are contacted at once, each with its own queries: a pool beside the one connection.
+        pool = await asyncpg.create_pool(**_connect_arguments(connection), min_size=0, max_size=len(config.witnesses) + 2)
+        try:
+            checkpointer = _checkpointer(pool, config)
+            latest = await checkpointer.checkpoint_now()
+        finally:
+            await pool.close()
         if checkpointer.rolled_back is not None:
             print(f"gateway: refused to sign: {checkpointer.rolled_back}", file=sys.stderr)
             return FOUND
@@ -139,6 +143,16 @@ def _checkpoint(arguments: argparse.Namespace, with_database: Any) -> int:
         return DONE
 
     return with_database(_database_arguments(arguments, config), work)
+
+
+def _connect_arguments(connection: asyncpg.Connection) -> dict[str, Any]:
+    """What asyncpg needs to open more connections like `connection` (it keeps no public copy)."""
+    address, parameters = connection._addr, connection._params  # noqa: SLF001
+    host, port = (address, None) if isinstance(address, str) else address
+    if isinstance(address, str):  # a Unix socket path: asyncpg wants its folder and the port from its name
+        folder, _, name = address.rpartition("/")
+        host, port = folder, int(name.rsplit(".", 1)[-1])
+    return {"host": host, "port": port, "user": parameters.user, "database": parameters.database, "password": parameters.password}
 
 
 def _new_origin(arguments: argparse.Namespace, with_database: Any) -> int:
@@ -191,22 +205,27 @@ def _export(arguments: argparse.Namespace, with_database: Any) -> int:
     return with_database(_database_arguments(arguments, config), work)
 
 
+class NoVerifierKeys(ValueError):
+    """Neither --config nor --log-key was given: there is nothing to verify a checkpoint with."""
+
+
+def verifier_keys(arguments: argparse.Namespace) -> tuple[notes.NoteKey, list[notes.NoteKey], int]:
+    """(log key, witness keys, quorum) from the verifier's own configuration or options (PROTO-13.5-3)."""
+    if arguments.config is not None:
+        config = load_config(arguments.config)
+        quorum = config.quorum if arguments.quorum is None else arguments.quorum
+        return log_note_key(config), [notes.parse_vkey(w.vkey) for w in config.witnesses], quorum
+    if arguments.log_key is not None:
+        witnesses = [notes.parse_vkey(vkey) for vkey in arguments.witness]
+        return notes.parse_vkey(arguments.log_key), witnesses, len(witnesses) if arguments.quorum is None else arguments.quorum
+    raise NoVerifierKeys("give --config FILE, or --log-key VKEY with the witnesses' keys (--witness VKEY ...)")
+
+
 def verify_bundle_command(arguments: argparse.Namespace) -> int:
     try:
-        if arguments.config is not None:
-            config = load_config(arguments.config)
-            log_key = log_note_key(config)
-            witnesses = [notes.parse_vkey(w.vkey) for w in config.witnesses]
-            quorum = config.quorum if arguments.quorum is None else arguments.quorum
-        elif arguments.log_key is not None:
-            log_key = notes.parse_vkey(arguments.log_key)
-            witnesses = [notes.parse_vkey(vkey) for vkey in arguments.witness]
-            quorum = len(witnesses) if arguments.quorum is None else arguments.quorum
-        else:
-            print("gateway: give --config FILE, or --log-key VKEY with the witnesses' keys", file=sys.stderr)
-            return USAGE
+        log_key, witnesses, quorum = verifier_keys(arguments)
         report = verify_bundle(read_bundle(arguments.bundle.read_bytes()), log_key, witnesses, quorum)
-    except (ConfigError, notes.NoteError, OSError) as error:
+    except (ConfigError, notes.NoteError, OSError, NoVerifierKeys) as error:
         print(f"gateway: {error}", file=sys.stderr)
         return USAGE
     except BundleError as error:
@@ -223,27 +242,3 @@ def verify_bundle_command(arguments: argparse.Namespace) -> int:
         for problem in report.problems:
             print(f"  {problem}")
     return DONE if report.ok else FOUND
-
-
-class _SingleConnectionPool:
-    """What the Checkpointer needs of a pool, over one connection (the CLI holds one)."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self._connection = connection
-
-    def acquire(self) -> Any:
-        return _Borrowed(self._connection)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
-
-
-class _Borrowed:
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self._connection = connection
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        return self._connection
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None

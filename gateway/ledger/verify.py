@@ -58,10 +58,8 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A tree head obtained earlier, out of band: `{"size": N, "root": "<base64>"}` for now.
-
-    The C2SP tlog-checkpoint signed note replaces this format with issue 6.
-    """
+    """A tree head obtained earlier, out of band: `{"size": N, "root": "<base64>"}`, or the size and root of a
+    signed checkpoint the CLI verified first (gateway/cli/ledger.py, docs/protocol.md §13.4)."""
 
     size: int
     root: bytes
