@@ -47,7 +47,7 @@ MODES: tuple[Mode, ...] = ("test", "production")
 DELIVERY_MODES: tuple[DeliveryMode, ...] = ("push", "pull")
 JURISDICTION_CODE = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 """docs/protocol.md §2.1."""
-ADAPTER_NAME = re.compile(r"[a-z][a-z0-9_]*")
+ADAPTER_NAME = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*")
 TYPE_FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"referral.*": REFERRAL_TYPES, "verification.*": VERIFICATION_TYPES}
 )
@@ -312,7 +312,8 @@ def load_config(path: Path) -> GatewayConfig:
 
 def default_config(data_dir: Path) -> GatewayConfig:
     """The demonstration's configuration: test mode on loopback, embedded database, the published test keys,
-    CN-GD, HK and MO on pull delivery, and every type for every purpose between each pair."""
+    CN-GD, HK and MO on pull delivery, and every type for every purpose between each pair — with a transfer
+    mechanism required for what Guangdong sends out (docs/data-protection.md)."""
     keys = contract_dir("keys") / "test"
     codes = ("CN-GD", "HK", "MO")
     config = GatewayConfig(
@@ -337,10 +338,20 @@ def default_config(data_dir: Path) -> GatewayConfig:
             {code: Jurisdiction(code, "pull", None, default_adapter(code)) for code in codes}
         ),
         routes=tuple(
-            Route(sender, receiver, ("referral.*", "verification.*", "receipt"), PURPOSES)
+            route
             for sender in codes
             for receiver in codes
             if sender != receiver
+            for route in (
+                # Personal data leaving the mainland needs a transfer mechanism (PIPL art. 38;
+                # docs/data-protection.md); receipts carry none and need nothing.
+                Route(
+                    sender, receiver, ("referral.*", "verification.*"),
+                    tuple(purpose for purpose in PURPOSES if purpose != "delivery_receipt"),
+                    require_transfer_mechanism=sender == "CN-GD",
+                ),
+                Route(sender, receiver, ("receipt",), ("delivery_receipt",)),
+            )
         ),
     )
     _check(config, "<default_config>")
@@ -810,7 +821,13 @@ def _check_jurisdiction(jurisdiction: Jurisdiction, insecure_development: bool, 
     elif jurisdiction.endpoint is not None:
         raise fail(f"{key}.endpoint", "only push delivery has an endpoint; a pull receiver fetches GET /v1/inbox")
     if not ADAPTER_NAME.fullmatch(jurisdiction.adapter):
-        raise fail(f"{key}.adapter", f"{jurisdiction.adapter!r} is not a module name (lowercase letters, digits, _)")
+        raise fail(f"{key}.adapter", f"{jurisdiction.adapter!r} is not a module name (lowercase letters, digits, _, dots)")
+    from gateway.adapters.registry import AdapterError, load_adapter
+
+    try:
+        load_adapter(jurisdiction.code, jurisdiction.adapter)
+    except AdapterError as error:
+        raise fail(f"{key}.adapter", str(error)) from None
 
 
 def _check_routes(routes: Sequence[Route], jurisdictions: Mapping[str, Jurisdiction], fail: _Fail) -> None:

@@ -18,7 +18,7 @@ the rate-limited security log (the caller's job).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from gateway.adapters.base import JurisdictionAdapter
 from gateway.hub import cases, outbox, store
 from gateway.hub.committer import GroupCommitter
 from gateway.hub.policy import RoutePolicy, check_freshness
@@ -36,7 +37,8 @@ from gateway.protocol.ids import UUID7
 from gateway.protocol.keys import PrivateKey
 from gateway.protocol.message import Message, SignedMessage, check_envelope, check_signature, read_payload
 from gateway.protocol.schema import MessageSchemas
-from gateway.protocol.statements import HubReceipt, sign_hub_receipt
+from gateway.protocol import base64url, strict_json
+from gateway.protocol.statements import HubReceipt, LocalView, sign_hub_receipt
 from gateway.protocol.timestamps import format_timestamp
 from gateway.protocol.trust import TrustList, sign_trust_list
 
@@ -76,6 +78,7 @@ class Hub:
         receipt_key: PrivateKey,
         clock: Callable[[], datetime],
         freshness_seconds: int = 300,
+        adapters: Mapping[str, JurisdictionAdapter] | None = None,
     ) -> None:
         self._pool = pool
         self._committer = committer
@@ -87,6 +90,7 @@ class Hub:
         self._freshness_seconds = freshness_seconds
         self._security_log = SecurityLog(clock)
         self._signed_trust_list: tuple[TrustList, bytes] | None = None
+        self._adapters = dict(adapters or {})
 
     def now(self) -> datetime:
         """The hub's clock."""
@@ -158,7 +162,19 @@ class Hub:
             check_freshness(payload["created"], payload.get("type"), now, self._freshness_seconds)
         message = check_envelope(signed, payload, trust, self._schemas)
         self._policy.check(message)
+        today = now.date()
+        if message.sender in self._adapters:
+            self._adapters[message.sender].check_sent(message, today)
+        if message.receiver in self._adapters:
+            self._adapters[message.receiver].check_received(message, today)
         return message
+
+    def local_view(self, receiver: str, compact: bytes) -> LocalView:
+        """The receiver's local view of an accepted message (§9.3), by its adapter; empty without one."""
+        adapter = self._adapters.get(receiver)
+        if adapter is None:
+            return LocalView()
+        return adapter.local_view(strict_json.loads(base64url.decode(compact.split(b".")[1])))
 
     async def _commit(self, connection: asyncpg.Connection, appender: LedgerAppender, message: Message) -> Any:
         accepted_at = self._clock()

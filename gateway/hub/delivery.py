@@ -209,7 +209,7 @@ class Deliverer:
         assert self._session is not None
         if self._kill_point is not None:
             await self._kill_point("during-lease")
-        delivery = delivery_of(item, self._receipt_key)
+        delivery = delivery_of(item, self._receipt_key, self._hub.local_view(item.receiver, item.compact))
         endpoint = self._endpoints[item.receiver]
         try:
             async with self._session.post(

@@ -25,6 +25,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.hub.acceptance import Hub
 from gateway.hub.committer import CommitFailed, GroupCommitter
+from gateway.adapters.registry import load_adapters
 from gateway.config import GatewayConfig
 from gateway.hub.delivery import OUTBOX_CHANNEL, Deliverer, DeliveryPolicy, Sweeper, Wakeups, delivered_entry, delivery_of, push_endpoints
 from gateway.hub.faults import delivery_kill_point
@@ -82,6 +83,8 @@ class HubSettings:
     quorum: int = 0
     checkpoint_interval_seconds: float = 10.0
     verify_interval_seconds: float = 3600.0
+    adapters: Mapping[str, str] = field(default_factory=lambda: {"CN-GD": "cn_gd", "HK": "hk", "MO": "mo"})
+    """Jurisdiction code -> its adapter module (gateway/adapters/registry.py)."""
 
 
 HUB = web.AppKey("hub", Hub)
@@ -128,6 +131,7 @@ def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
         quorum=config.quorum,
         checkpoint_interval_seconds=config.ledger.checkpoint_interval_seconds,
         verify_interval_seconds=config.ledger.verify_interval_seconds,
+        adapters={code: jurisdiction.adapter for code, jurisdiction in config.jurisdictions.items()},
     )
 
 
@@ -201,6 +205,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 receipt_key=receipt_key,
                 clock=clock,
                 freshness_seconds=settings.freshness_seconds,
+                adapters=load_adapters(settings.adapters),
             )
             app[POOL] = pool
             app[REGISTRY] = registry
@@ -440,8 +445,7 @@ async def get_inbox(request: web.Request) -> web.Response:
         if claimed or remaining <= 0 or wakeups.closing:
             break
         await wakeups.for_receiver(caller.owner, min(remaining, 1.0))
-    receipt_key = hub.receipt_key
-    deliveries = [delivery_of(item, receipt_key).to_document() for item in claimed]
+    deliveries = [delivery_of(item, hub.receipt_key, hub.local_view(item.receiver, item.compact)).to_document() for item in claimed]
     cursor = max((item.ledger_index for item in claimed), default=after)
     return web.json_response({"deliveries": deliveries, "cursor": cursor})
 

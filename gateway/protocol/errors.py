@@ -63,6 +63,9 @@ CATALOGUE: dict[str, Code] = _catalogue(
     Code("jurisdiction-unknown", 422, "A jurisdiction code is not registered", "PROTO-2.1-1"),
     Code("version-unsupported", 400, "The protocol version is not supported", "PROTO-14.1-1"),
     # §9 hub statements, deliveries and request proofs
+    Code("identity-check-digit-invalid", 422, "An identity document's check character does not match its number", "PROTO-6.1-3"),
+    Code("identity-birth-date-invalid", 422, "An identity document's birth date is not a real past date", "PROTO-6.1-8"),
+    Code("scheme-unknown", 422, "The scheme is not in the granting jurisdiction's list", "PROTO-6.1-9"),
     Code("attestation-mismatch", 422, "The attestation does not match the delivery", "PROTO-9.2-2"),
     Code("request-proof-missing", 401, "The request carries no request proof", "PROTO-9.5-1"),
     Code("request-proof-invalid", 401, "The request proof's payload is not valid", "PROTO-9.5-2"),

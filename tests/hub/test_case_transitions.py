@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gateway.protocol import cases as machine
+from gateway.adapters.schemes import SCHEME_LISTS
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.jws import digest
 from gateway.protocol.message import sign_message
@@ -50,6 +51,13 @@ class CaseDriver:
         payload["reply_to"] = self._reply_to(message_type, sender)
         if message_type == "verification.request":
             payload["body"]["respond_by"] = format_timestamp(self.clock().replace(microsecond=0) + timedelta(hours=1))
+        if sender == "CN-GD" and message_type != "receipt":
+            # The default routes require a transfer mechanism out of Guangdong (docs/data-protection.md).
+            mechanism = self.example("referral.submit")["legal_basis"]["transfer_mechanism"]
+            payload["legal_basis"] = dict(payload["legal_basis"], transfer_mechanism=mechanism)
+        for award in payload["body"].get("awards", ()):
+            # An award names a scheme of its sender (PROTO-6.1-9): the state table is what is tested here.
+            award["scheme"] = SCHEME_LISTS[sender].schemes[0].code
         if message_type == "receipt":
             target = next((entry for entry in reversed(self.sent) if entry[2] == sender), None)
             target_id, target_digest = (target[0], digest(target[3])) if target else (new_uuid7(), "0" * 64)

@@ -1,0 +1,90 @@
+"""The one adapter interface (docs/protocol.md §6.1, §9.3; docs/architecture.md "Adapters").
+
+A jurisdiction's adapter is data plus three checks and a view, all pure:
+
+- `check_sent(message, today)`: what the jurisdiction may say as a sender — an award
+  names one of its own schemes (the granting jurisdiction is the sender of a
+  `referral.close`, PROTO-6.1-9);
+- `check_received(message, today)`: what the hub checks before handing a message to the
+  jurisdiction — every identity document's check digit and birth date where an
+  algorithm is published (PROTO-6.1-3, PROTO-6.1-8);
+- `local_view(payload)`: the receiver's view of the free text (§9.3), converted to the
+  language its caseworkers read, never the names.
+
+The hub calls the sender's `check_sent` and the receiver's `check_received` in its
+pipeline (gateway/hub/acceptance.py) and the receiver's `local_view` at delivery
+(gateway/hub/delivery.py). A jurisdiction is one module under gateway/adapters/ (or any
+importable module named in the configuration) that defines `ADAPTER`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from gateway.adapters.identity import AREA_CODE_INVALID, check_identity_document
+from gateway.adapters.local_view import local_view_texts
+from gateway.adapters.schemes import SchemeList
+from gateway.protocol.errors import ProtocolError
+from gateway.protocol.statements import LocalView
+
+
+@dataclass(frozen=True)
+class JurisdictionAdapter:
+    code: str
+    """The jurisdiction code (§2.1)."""
+    lang: str
+    """The language tag its caseworkers read: local views convert free text to it."""
+    schemes: SchemeList
+    zone: str
+    """Its IANA time zone (for the console and local views)."""
+
+    def check_sent(self, message: Any, today: date) -> None:
+        """Refuse an award that names no scheme of this jurisdiction (PROTO-6.1-9)."""
+        for pointer, award in _awards(message.body, "/body"):
+            if self.schemes.get(award["scheme"]) is None:
+                raise ProtocolError("scheme-unknown", "The scheme is not in the granting jurisdiction's list", where=f"{pointer}/scheme")
+
+    def check_received(self, message: Any, today: date) -> None:
+        """Refuse an identity document whose number fails a published check (PROTO-6.1-3)."""
+        for pointer, document in _identity_documents(message.body, "/body"):
+            fault = check_identity_document(document["kind"], document["number"], today)
+            if fault is not None:
+                # An area code outside the kind's is the schema's refusal (its patterns fix them); here it
+                # can only follow a schema change, and is refused the same way.
+                code = "schema-violation" if fault.code == AREA_CODE_INVALID else fault.code
+                raise ProtocolError(code, fault.detail, where=f"{pointer}/number")
+
+    def local_view(self, payload: Mapping[str, Any]) -> LocalView:
+        return LocalView(local_view_texts(payload, self.lang))
+
+
+def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:
+    yield pointer, value
+    if isinstance(value, Mapping):
+        for key, member in value.items():
+            yield from _walk(member, f"{pointer}/{_escape(key)}")
+    elif isinstance(value, list):
+        for index, member in enumerate(value):
+            yield from _walk(member, f"{pointer}/{index}")
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _awards(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every award (§6.1 *award*) in the body: an object with a scheme, a category and an amount."""
+    for pointer, value in _walk(body, root):
+        if isinstance(value, Mapping) and {"scheme", "category", "amount"} <= value.keys():
+            yield pointer, value
+
+
+def _identity_documents(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for pointer, value in _walk(body, root):
+        if pointer.endswith("/identity_documents") and isinstance(value, list):
+            for index, document in enumerate(value):
+                if isinstance(document, Mapping) and isinstance(document.get("number"), str):
+                    yield f"{pointer}/{index}", document

@@ -1,0 +1,122 @@
+"""The adapters in the hub's pipeline and at delivery (docs/protocol.md PROTO-6.1-3 to -7, §9.3), over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.adapters import schemes
+from gateway.protocol import base64url
+from gateway.protocol.ids import new_uuid7
+from gateway.protocol.message import sign_message
+from gateway.protocol.statements import parse_delivery, verify_delivery
+from gateway.protocol.timestamps import format_timestamp, utc_now
+from tests.cli_runner import assert_refused
+from tests.hub.harness import query, running_hub
+from tests.hub.test_delivery_pull import Party, receipt_for
+
+GD, HK = "test-cn-gd-message-1", "test-hk-message-1"
+MEMBER_ID = ("household", "members", 1, "person", "identity_documents", 0, "number")
+
+
+def _referral(example, number: str | None = None) -> dict:
+    payload = dict(example("referral.submit"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))
+    payload = json.loads(json.dumps(payload))
+    if number is not None:
+        target = payload["body"]
+        for step in MEMBER_ID[:-1]:
+            target = target[step]
+        target[MEMBER_ID[-1]] = number
+    return payload
+
+
+def _ledgered_refusals(database_url: str) -> list[tuple[str, str]]:
+    entries = [json.loads(row["entry"]) for row in query(database_url, "SELECT entry FROM ledger_entries ORDER BY idx")]
+    return [(e["code"], e.get("where")) for e in entries if e["kind"] == "refused"]
+
+
+WHERE = "/body/household/members/1/person/identity_documents/0/number"
+
+
+@pytest.mark.parametrize(
+    "number, code",
+    [
+        ("442000196207080047", "identity-check-digit-invalid"),  # the example's number, last character changed
+        ("442000194902300049", "identity-birth-date-invalid"),  # 30 February passes the schema's pattern
+        ("442000209901010018", "identity-birth-date-invalid"),  # born in 2099
+    ],
+)
+def test_an_identity_number_failing_its_published_check_is_refused_and_ledgered(database_url, example, test_key, number, code):
+    with running_hub(database_url) as hub:
+        answer = hub.post_message(sign_message(_referral(example, number), test_key(GD)))
+    assert_refused(answer, code)
+    assert answer.json()["where"] == WHERE and number not in answer.body.decode()
+    assert _ledgered_refusals(database_url) == [(code, WHERE)]
+
+
+def _accepted_referral(hub, example, test_key) -> dict:
+    submit = _referral(example)
+    assert hub.post_message(sign_message(submit, test_key(GD))).status == 202
+    accept = dict(example("referral.accept"), id=new_uuid7(), case=submit["case"], reply_to=submit["id"], created=format_timestamp(utc_now()))
+    assert hub.post_message(sign_message(accept, test_key(HK))).status == 202
+    return submit
+
+
+def _close(example, submit: dict, award_changes: dict) -> dict:
+    close = json.loads(json.dumps(example("referral.close")))
+    close.update(id=new_uuid7(), case=submit["case"], reply_to=None, created=format_timestamp(utc_now()))
+    close["body"]["awards"][0].update(award_changes)
+    return close
+
+
+def test_an_award_must_name_a_scheme_of_the_granting_jurisdiction(database_url, example, test_key):
+    with running_hub(database_url) as hub:
+        submit = _accepted_referral(hub, example, test_key)
+        unknown = hub.post_message(sign_message(_close(example, submit, {"scheme": "DIBAO"}), test_key(HK)))
+        assert_refused(unknown, "scheme-unknown")
+        assert unknown.json()["where"] == "/body/awards/0/scheme", "DIBAO is Guangdong's, not Hong Kong's"
+        cssa = schemes.HK.get("HK_CSSA")
+        good = hub.post_message(sign_message(_close(example, submit, {"scheme": cssa.code, "category": cssa.category}), test_key(HK)))
+        assert good.status == 202, good.body
+
+
+def test_hong_kong_receives_traditional_free_text_and_names_untouched(database_url, example, test_key, trust, schemas):
+    submit = _referral(example)
+    with running_hub(database_url) as hub:
+        hub.post_message(sign_message(submit, test_key(GD)))
+        deliveries, _ = Party(hub, test_key(HK)).deliveries()
+    delivery = parse_delivery(json.dumps(deliveries[0]).encode())
+    verified = verify_delivery(delivery, trust, schemas)
+    texts = {text.at: text for text in verified.local_view.texts}
+    simplified = [pointer for pointer in texts if _at(submit, pointer)["lang"].startswith("zh-Hans")]
+    assert simplified and all(texts[p].lang == "zh-Hant-HK" for p in simplified)
+    for pointer in simplified:
+        assert texts[pointer].text != _at(submit, pointer)["text"], "converted to Traditional"
+    assert not any("/names" in pointer for pointer in texts), "names are never converted"
+
+
+def _at(payload: dict, pointer: str):
+    value = payload
+    for part in pointer.strip("/").split("/"):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+@pytest.mark.parametrize("receiver", ["HK", "MO"])
+def test_personal_data_leaving_guangdong_needs_a_transfer_mechanism_on_the_default_routes(database_url, example, test_key, receiver):
+    """docs/data-protection.md: the shipped default configuration requires it (PIPL art. 38)."""
+    without = _referral(example)
+    without.update(to=receiver)
+    without["legal_basis"] = {key: value for key, value in without["legal_basis"].items() if key != "transfer_mechanism"}
+    with_it = _referral(example)
+    with_it.update(to=receiver)
+    with running_hub(database_url) as hub:
+        refused = hub.post_message(sign_message(without, test_key(GD)))
+        assert_refused(refused, "legal-basis-refused")
+        assert refused.json()["where"] == "/legal_basis/transfer_mechanism"
+        assert hub.post_message(sign_message(with_it, test_key(GD))).status == 202
+        keys = {"HK": "test-hk-message-1", "MO": "test-mo-message-1"}
+        delivered, _ = Party(hub, test_key(keys[receiver])).deliveries()
+    assert [json.loads(base64url.decode(d["message"].split(".")[1]))["id"] for d in delivered] == [with_it["id"]]
+    assert _ledgered_refusals(database_url) == [("legal-basis-refused", "/legal_basis/transfer_mechanism")]
