@@ -28,7 +28,7 @@ from gateway.adapters.identity import AREA_CODE_INVALID, check_identity_document
 from gateway.adapters.local_view import local_view_texts
 from gateway.adapters.schemes import SchemeList
 from gateway.protocol.errors import ProtocolError
-from gateway.protocol.statements import LocalView
+from gateway.protocol.statements import LocalView, SchemeName
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,20 @@ class JurisdictionAdapter:
                 code = "schema-violation" if fault.code == AREA_CODE_INVALID else fault.code
                 raise ProtocolError(code, fault.detail, where=f"{pointer}/number")
 
-    def local_view(self, payload: Mapping[str, Any]) -> LocalView:
-        return LocalView(local_view_texts(payload, self.lang))
+    def local_view(self, payload: Mapping[str, Any], sender_schemes: SchemeList | None = None) -> LocalView:
+        """Free text converted to this receiver's script; the schemes of an award (the sender's, named in this
+        receiver's language) and, for each needed category, this receiver's own schemes of it (§9.3)."""
+        names = []
+        body = payload.get("body")
+        for pointer, value in _walk(body, "/body"):
+            if pointer.rsplit("/", 2)[-2:-1] == ["needs"] and isinstance(value, str):
+                names += [SchemeName(pointer, scheme.code, self.schemes.name(scheme.code, self.lang), self.lang)
+                          for scheme in self.schemes.for_category(value)]
+        if sender_schemes is not None:
+            for pointer, award in _awards(body, "/body"):
+                if sender_schemes.get(award["scheme"]) is not None:
+                    names.append(SchemeName(f"{pointer}/scheme", award["scheme"], sender_schemes.name(award["scheme"], self.lang), self.lang))
+        return LocalView(local_view_texts(payload, self.lang), tuple(names))
 
 
 def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:

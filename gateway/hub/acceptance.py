@@ -174,7 +174,9 @@ class Hub:
         adapter = self._adapters.get(receiver)
         if adapter is None:
             return LocalView()
-        return adapter.local_view(strict_json.loads(base64url.decode(compact.split(b".")[1])))
+        payload = strict_json.loads(base64url.decode(compact.split(b".")[1]))
+        sender = self._adapters.get(payload.get("from"))
+        return adapter.local_view(payload, sender.schemes if sender is not None else None)
 
     async def _commit(self, connection: asyncpg.Connection, appender: LedgerAppender, message: Message) -> Any:
         accepted_at = self._clock()

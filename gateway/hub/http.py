@@ -253,10 +253,17 @@ async def _background(coroutine: Any, name: str) -> AsyncIterator[None]:
 
 
 async def _verify_continuously(pool: asyncpg.Pool, every_seconds: float, clock: Callable[[], Any], process_id: str) -> None:
-    """Verify the whole ledger every `every_seconds` and store the result (§13.6); the first run after one period."""
+    """Verify the whole ledger every `every_seconds` and store the result (§13.6); the first run after one period.
+
+    Every process runs this loop; one whose period comes while another process's verification is
+    younger than the period skips its turn, so N processes do not verify N times.
+    """
     while True:
         await asyncio.sleep(every_seconds)  # a period, not synchronisation
         try:
+            latest = await checkpoints.latest_verification(pool)
+            if latest is not None and (clock() - latest["started_at"]).total_seconds() < every_seconds * 0.9:
+                continue
             await verify_and_record(pool, clock, process_id)
         except Exception as error:  # noqa: BLE001 - the next period tries again
             _log.warning("ledger_verification_failed", error=type(error).__name__)

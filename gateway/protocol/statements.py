@@ -147,13 +147,28 @@ class ConvertedText:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemeName:
+    """A scheme named in the receiver's language (§9.3): for an award's scheme, or for a needed category."""
+
+    at: str
+    """JSON Pointer to the scheme code (an award's `scheme`) or the category (an item of `needs`) in the payload."""
+    code: str
+    name: str
+    lang: str
+
+    def to_document(self) -> dict[str, Any]:
+        return {"at": self.at, "code": self.code, "name": self.name, "lang": self.lang}
+
+
+@dataclass(frozen=True, slots=True)
 class LocalView:
     """The receiver's local view of a message (§9.3): a convenience, never the record (PROTO-9.3-2)."""
 
     texts: tuple[ConvertedText, ...] = ()
+    schemes: tuple[SchemeName, ...] = ()
 
     def to_document(self) -> dict[str, Any]:
-        return {"texts": [text.to_document() for text in self.texts]}
+        return {"texts": [text.to_document() for text in self.texts], "schemes": [item.to_document() for item in self.schemes]}
 
     @property
     def digest(self) -> str:
@@ -194,11 +209,13 @@ def parse_delivery(data: bytes) -> Delivery:
     message = _delivery_string(document, "message")
     attestation = _delivery_string(document, "attestation")
     view = document["local_view"]
-    _require_members(view, frozenset({"texts"}), "/local_view")
-    if not isinstance(view["texts"], list):
-        raise ProtocolError("schema-violation", "texts is an array", where="/local_view/texts")
+    _require_members(view, frozenset({"texts", "schemes"}), "/local_view")
+    for member in ("texts", "schemes"):
+        if not isinstance(view[member], list):
+            raise ProtocolError("schema-violation", f"{member} is an array", where=f"/local_view/{member}")
     texts = tuple(_converted_text(item, f"/local_view/texts/{index}") for index, item in enumerate(view["texts"]))
-    return Delivery(message, attestation, LocalView(texts))
+    schemes = tuple(_scheme_name(item, f"/local_view/schemes/{index}") for index, item in enumerate(view["schemes"]))
+    return Delivery(message, attestation, LocalView(texts, schemes))
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +373,23 @@ def _converted_text(item: Any, where: str) -> ConvertedText:
     if item["machine_converted"] is not True:
         raise ProtocolError("schema-violation", "machine_converted is true", where=f"{where}/machine_converted")
     return ConvertedText(item["at"], item["text"], item["lang"])
+
+
+_SCHEME_NAME_MEMBERS = frozenset({"at", "code", "name", "lang"})
+_SCHEME_CODE = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)*")
+
+
+def _scheme_name(item: Any, where: str) -> SchemeName:
+    _require_members(item, _SCHEME_NAME_MEMBERS, where)
+    if not isinstance(item["at"], str) or not _JSON_POINTER.fullmatch(item["at"]):
+        raise ProtocolError("schema-violation", "at is a JSON Pointer into the message payload", where=f"{where}/at")
+    if not isinstance(item["code"], str) or not _SCHEME_CODE.fullmatch(item["code"]):
+        raise ProtocolError("schema-violation", "code is a scheme code", where=f"{where}/code")
+    if not isinstance(item["name"], str) or not item["name"]:
+        raise ProtocolError("schema-violation", "name is a non-empty string", where=f"{where}/name")
+    if not isinstance(item["lang"], str) or not _LANGUAGE_TAG.fullmatch(item["lang"]):
+        raise ProtocolError("schema-violation", "lang is a language tag", where=f"{where}/lang")
+    return SchemeName(item["at"], item["code"], item["name"], item["lang"])
 
 
 def _require_match(attested: str, delivered: str, member: str) -> None:

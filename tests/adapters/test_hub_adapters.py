@@ -120,3 +120,41 @@ def test_personal_data_leaving_guangdong_needs_a_transfer_mechanism_on_the_defau
         delivered, _ = Party(hub, test_key(keys[receiver])).deliveries()
     assert [json.loads(base64url.decode(d["message"].split(".")[1]))["id"] for d in delivered] == [with_it["id"]]
     assert _ledgered_refusals(database_url) == [("legal-basis-refused", "/legal_basis/transfer_mechanism")]
+
+
+def test_each_receiver_sees_scheme_names_in_its_own_language(database_url, example, test_key, trust, schemas):
+    """HK sees its own schemes for the needed categories, in Traditional; CN-GD sees HK's awarded scheme in Simplified."""
+    with running_hub(database_url) as hub:
+        submit = _accepted_referral(hub, example, test_key)
+        hk_view = _view(Party(hub, test_key(HK)).deliveries()[0][0], trust, schemas)
+        cssa = schemes.HK.get("HK_CSSA")
+        close = _close(example, submit, {"scheme": cssa.code, "category": cssa.category})
+        assert hub.post_message(sign_message(close, test_key(HK))).status == 202
+        gd = Party(hub, test_key(GD))
+        views, cursor = [], -1
+        while not any(_payload_of(d)["type"] == "referral.close" for d, _ in views):
+            more, cursor = gd.deliveries(after=cursor)
+            assert more, "the close never reached Guangdong"
+            for delivery in more:
+                views.append((delivery, _view(delivery, trust, schemas)))
+                if _payload_of(delivery)["type"] != "receipt":
+                    gd.post_receipt(receipt_for(delivery["message"].encode(), test_key(GD), "CN-GD"))
+    needs = submit["body"]["needs"]
+    expected = {
+        (f"/body/needs/{index}", scheme.code, scheme.names["zh-Hant"])
+        for index, category in enumerate(needs) for scheme in schemes.HK.for_category(category)
+    }
+    assert expected and {(item.at, item.code, item.name) for item in hk_view.schemes} == expected
+    assert all(item.lang == "zh-Hant-HK" for item in hk_view.schemes)
+    gd_close_view = next(view for delivery, view in views if _payload_of(delivery)["type"] == "referral.close")
+    assert [(item.at, item.code, item.name, item.lang) for item in gd_close_view.schemes] == [
+        ("/body/awards/0/scheme", "HK_CSSA", cssa.names["zh-Hans"], "zh-Hans-CN")
+    ]
+
+
+def _payload_of(delivery: dict) -> dict:
+    return json.loads(base64url.decode(delivery["message"].split(".")[1]))
+
+
+def _view(delivery: dict, trust, schemas):
+    return verify_delivery(parse_delivery(json.dumps(delivery).encode()), trust, schemas).local_view
