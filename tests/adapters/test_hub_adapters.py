@@ -158,3 +158,20 @@ def _payload_of(delivery: dict) -> dict:
 
 def _view(delivery: dict, trust, schemas):
     return verify_delivery(parse_delivery(json.dumps(delivery).encode()), trust, schemas).local_view
+
+
+
+def test_feedback_carrying_a_member_outside_its_purpose_is_refused_and_ledgered(database_url, example, test_key):
+    """docs/data-protection.md: the schema is the minimisation profile; a referral.update for feedback carries no contact."""
+    with running_hub(database_url) as hub:
+        submit = _accepted_referral(hub, example, test_key)
+        update = dict(example("referral.update"), id=new_uuid7(), case=submit["case"], reply_to=None,
+                      created=format_timestamp(utc_now()), purpose="assistance_feedback", to="CN-GD")
+        update["from"] = "HK"
+        update["body"] = {"progress": "under_assessment", "contact": example("referral.submit")["body"]["contact"]}
+        refused = hub.post_message(sign_message(update, test_key(HK)))
+        assert_refused(refused, "schema-violation")
+        assert refused.json()["where"] == "/body/contact"
+        minimal = dict(update, id=new_uuid7(), body={"progress": "under_assessment"})
+        assert hub.post_message(sign_message(minimal, test_key(HK))).status == 202
+    assert ("schema-violation", "/body/contact") in _ledgered_refusals(database_url)
