@@ -67,6 +67,10 @@ def _contract_vocabulary() -> tuple[tuple[str, ...], Mapping[str, tuple[str, ...
 
 PURPOSES, PURPOSES_BY_TYPE, TRANSFER_MECHANISMS = _contract_vocabulary()
 """The purpose codes (§5.4), the purposes each type may carry, the transfer-mechanism kinds (§5.5)."""
+ASSISTANCE_CATEGORIES: tuple[str, ...] = tuple(
+    json.loads((contract_dir("schemas") / "defs.json").read_text("utf-8"))["$defs"]["assistance_category"]["enum"]
+)
+"""The canonical assistance categories (§6.1), for `consent_for_needs`."""
 
 
 class ConfigError(Exception):
@@ -202,6 +206,8 @@ class Route:
     require_consent: bool = False
     require_transfer_mechanism: bool = False
     transfer_mechanisms: tuple[str, ...] = TRANSFER_MECHANISMS
+    consent_for_needs: tuple[str, ...] = ()
+    """Assistance categories whose data is sensitive on this route: a message whose `needs` name one must rest on consent."""
 
     def covers_type(self, message_type: str) -> bool:
         return any(entry == message_type or message_type in TYPE_FAMILIES.get(entry, ()) for entry in self.types)
@@ -219,12 +225,15 @@ class Route:
             and self.covers_type(message_type)
         )
 
-    def legal_basis_refusal(self, legal_basis: Mapping[str, Any]) -> str | None:
+    def legal_basis_refusal(self, legal_basis: Mapping[str, Any], body: Mapping[str, Any] | None = None) -> str | None:
         """The JSON Pointer of the `legal_basis` member that fails this route's terms, or None (PROTO-5.5-2).
 
-        Requires a `legal_basis` that passed the schema (§5.5).
+        Requires a `legal_basis` that passed the schema (§5.5). `body` is the message's body, for
+        `consent_for_needs` (sensitive categories need consent, docs/data-protection.md).
         """
-        if self.require_consent and legal_basis.get("basis") != "consent":
+        needs = body.get("needs", ()) if isinstance(body, Mapping) else ()
+        sensitive = isinstance(needs, list) and any(need in self.consent_for_needs for need in needs)
+        if (self.require_consent or sensitive) and legal_basis.get("basis") != "consent":
             return "/legal_basis/basis"
         mechanism = legal_basis.get("transfer_mechanism")
         if mechanism is None:
@@ -349,6 +358,8 @@ def default_config(data_dir: Path) -> GatewayConfig:
                     sender, receiver, ("referral.*", "verification.*"),
                     tuple(purpose for purpose in PURPOSES if purpose != "delivery_receipt"),
                     require_transfer_mechanism=sender == "CN-GD",
+                    # Health is sensitive personal information (PIPL art. 28): separate consent (art. 29).
+                    consent_for_needs=("medical",) if sender == "CN-GD" else (),
                 ),
                 Route(sender, receiver, ("receipt",), ("delivery_receipt",)),
             )
@@ -586,6 +597,7 @@ class _Reader:
                 require_consent=table.take("require_consent", bool, False),
                 require_transfer_mechanism=table.take("require_transfer_mechanism", bool, False),
                 transfer_mechanisms=table.strings("transfer_mechanisms", list(TRANSFER_MECHANISMS)),
+                consent_for_needs=table.strings("consent_for_needs", []),
             )
             table.finish()
             result.append(route)
@@ -849,6 +861,10 @@ def _check_routes(routes: Sequence[Route], jurisdictions: Mapping[str, Jurisdict
             route.transfer_mechanisms, TRANSFER_MECHANISMS, f"{key}.transfer_mechanisms",
             "transfer mechanism kind (docs/protocol.md §5.5)", fail,
         )
+        if route.consent_for_needs:
+            _check_vocabulary(
+                route.consent_for_needs, ASSISTANCE_CATEGORIES, f"{key}.consent_for_needs", "assistance category (docs/protocol.md §6.1)", fail
+            )
         covered = route.message_types()
         for purpose in route.purposes:
             if not any(purpose in PURPOSES_BY_TYPE[t] for t in covered):

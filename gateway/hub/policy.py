@@ -45,6 +45,6 @@ class RoutePolicy:
         route = find_route(self._routes, message.sender, message.receiver, message.type, message.purpose)
         if route is None:
             raise ProtocolError("route-refused", where="/to")
-        where = route.legal_basis_refusal(message.legal_basis)
+        where = route.legal_basis_refusal(message.legal_basis, message.body)
         if where is not None:
             raise ProtocolError("legal-basis-refused", where=where)

@@ -175,3 +175,20 @@ def test_feedback_carrying_a_member_outside_its_purpose_is_refused_and_ledgered(
         minimal = dict(update, id=new_uuid7(), body={"progress": "under_assessment"})
         assert hub.post_message(sign_message(minimal, test_key(HK))).status == 202
     assert ("schema-violation", "/body/contact") in _ledgered_refusals(database_url)
+
+
+def test_a_health_need_leaving_guangdong_must_rest_on_consent(database_url, example, test_key):
+    """docs/data-protection.md: the shipped default names `medical` in consent_for_needs (PIPL arts. 28-29)."""
+    medical = _referral(example)
+    medical["body"]["needs"] = ["minimum_living_allowance", "medical"]
+    other_basis = {key: value for key, value in medical["legal_basis"].items() if key != "consent_ref"}
+    other_basis["basis"] = "public_interest"
+    without_consent = dict(medical, legal_basis=other_basis)
+    not_medical = dict(_referral(example), legal_basis=other_basis)
+    not_medical["body"] = dict(not_medical["body"], needs=["minimum_living_allowance"])
+    with running_hub(database_url) as hub:
+        refused = hub.post_message(sign_message(without_consent, test_key(GD)))
+        assert_refused(refused, "legal-basis-refused")
+        assert refused.json()["where"] == "/legal_basis/basis"
+        assert hub.post_message(sign_message(medical, test_key(GD))).status == 202, "with consent it passes"
+        assert hub.post_message(sign_message(not_medical, test_key(GD))).status == 202, "no sensitive need, no consent needed"
