@@ -208,6 +208,8 @@ class Route:
     transfer_mechanisms: tuple[str, ...] = TRANSFER_MECHANISMS
     consent_for_needs: tuple[str, ...] = ()
     """Assistance categories whose data is sensitive on this route: a message whose `needs` name one must rest on consent."""
+    retention_days: int = 2555
+    """How long the payloads of this route's messages are kept after their case ends (the purge is the security issue's)."""
 
     def covers_type(self, message_type: str) -> bool:
         return any(entry == message_type or message_type in TYPE_FAMILIES.get(entry, ()) for entry in self.types)
@@ -598,6 +600,7 @@ class _Reader:
                 require_transfer_mechanism=table.take("require_transfer_mechanism", bool, False),
                 transfer_mechanisms=table.strings("transfer_mechanisms", list(TRANSFER_MECHANISMS)),
                 consent_for_needs=table.strings("consent_for_needs", []),
+                retention_days=table.take("retention_days", int, 2555),
             )
             table.finish()
             result.append(route)
@@ -861,6 +864,8 @@ def _check_routes(routes: Sequence[Route], jurisdictions: Mapping[str, Jurisdict
             route.transfer_mechanisms, TRANSFER_MECHANISMS, f"{key}.transfer_mechanisms",
             "transfer mechanism kind (docs/protocol.md §5.5)", fail,
         )
+        if not 1 <= route.retention_days <= 36500:
+            raise fail(f"{key}.retention_days", f"must be between 1 and 36500 days, got {route.retention_days}")
         if route.consent_for_needs:
             _check_vocabulary(
                 route.consent_for_needs, ASSISTANCE_CATEGORIES, f"{key}.consent_for_needs", "assistance category (docs/protocol.md §6.1)", fail

@@ -817,3 +817,15 @@ def test_config_check_of_a_missing_file_exits_1(tmp_path):
 def test_purposes_and_transfer_mechanisms_are_read_from_the_shipped_contract():
     assert PURPOSES == ("referral", "assistance_feedback", "economic_verification", "delivery_receipt")
     assert "gba_standard_contract" in TRANSFER_MECHANISMS and len(TRANSFER_MECHANISMS) == 5
+
+
+def test_a_route_retention_outside_its_range_is_refused_naming_the_key(tmp_path):
+    text = (EXAMPLES / "gateway.toml").read_text("utf-8").replace("retention_days = 2555", "retention_days = 0", 1)
+    path = EXAMPLES / "gateway.retention.toml"
+    try:
+        path.write_text(text, "utf-8")
+        with pytest.raises(ConfigError, match=r"routes\[0\]\.retention_days: must be between 1 and 36500"):
+            load_config(path)
+    finally:
+        path.unlink()
+    assert load_config(EXAMPLES / "gateway.toml").routes[0].retention_days == 2555
