@@ -37,6 +37,7 @@ def test_the_demo_tells_the_whole_story_and_says_where_everything_is(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for expected in (
         "Referral CN-GD -> HK: submitted (ledger", "outcome granted",
+        "in zh-Hant-HK", "綜合社會保障援助", "Hong Kong time", "in Simplified Chinese",
         "Verification CN-GD -> HK: requested", "Verification CN-GD -> MO: requested",
         "refused 401 signature-invalid", "refused 403 route-refused", "replayed: True",
         "refused 422 message-stale", "refused 409 id-conflict", "verified intact",

@@ -8,8 +8,9 @@ A jurisdiction's adapter is data plus three checks and a view, all pure:
 - `check_received(message, today)`: what the hub checks before handing a message to the
   jurisdiction — every identity document's check digit and birth date where an
   algorithm is published (PROTO-6.1-3, PROTO-6.1-8);
-- `local_view(payload)`: the receiver's view of the free text (§9.3), converted to the
-  language its caseworkers read, never the names.
+- `local_view(payload)`: the receiver's view (§9.3): free text converted to the language
+  its caseworkers read (never the names), scheme names in that language, timestamps in
+  its time zone. Money stays in its original currency, with its code, as signed.
 
 The hub calls the sender's `check_sent` and the receiver's `check_received` in its
 pipeline (gateway/hub/acceptance.py) and the receiver's `local_view` at delivery
@@ -19,16 +20,22 @@ importable module named in the configuration) that defines `ADAPTER`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.adapters.identity import AREA_CODE_INVALID, check_identity_document
 from gateway.adapters.local_view import local_view_texts
 from gateway.adapters.schemes import SchemeList
 from gateway.protocol.errors import ProtocolError
-from gateway.protocol.statements import LocalView, SchemeName
+from gateway.protocol.statements import LocalTime, LocalView, SchemeName
+from gateway.protocol.timestamps import parse_timestamp
+
+
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,20 @@ class JurisdictionAdapter:
             for pointer, award in _awards(body, "/body"):
                 if sender_schemes.get(award["scheme"]) is not None:
                     names.append(SchemeName(f"{pointer}/scheme", award["scheme"], sender_schemes.name(award["scheme"], self.lang), self.lang))
-        return LocalView(local_view_texts(payload, self.lang), tuple(names))
+        return LocalView(local_view_texts(payload, self.lang), tuple(names), self._local_times(payload))
+
+    def _local_times(self, payload: Mapping[str, Any]) -> tuple[LocalTime, ...]:
+        """Every timestamp of the payload (§5.3 form) as the same instant in this receiver's zone."""
+        zone = ZoneInfo(self.zone)
+        times = []
+        for pointer, value in _walk(payload, ""):
+            if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+                try:
+                    moment = parse_timestamp(value)
+                except ValueError:
+                    continue
+                times.append(LocalTime(pointer, moment.astimezone(zone).isoformat(), self.zone))
+        return tuple(times)
 
 
 def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:

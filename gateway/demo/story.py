@@ -19,6 +19,7 @@ from datetime import timedelta
 import aiohttp
 
 from gateway.demo.exchange import Exchange, key_path
+from gateway.hub.http import HUB
 from gateway.keyfiles import read_private_key
 from gateway.ledger import notes
 from gateway.protocol import base64url
@@ -104,6 +105,26 @@ async def _referral(exchange: Exchange, story: Story) -> None:
         f"submitted (ledger {sent.ledger_index}), delivered, receipted by HK; HK answered {said}; outcome {view.outcome}",
         view.outcome is not None,
     )
+    _local_views(exchange, story, sent.compact, next((r.compact for r in replies if r.type == "referral.close"), None))
+
+
+def _local_views(exchange: Exchange, story: Story, submit: bytes, close: bytes | None) -> None:
+    """What each receiver's caseworkers read beside the signed original (§9.3): its script, its schemes, its zone."""
+    hub = exchange.app[HUB]
+    in_hk = hub.local_view("HK", submit)
+    sample = in_hk.texts[0].text[:16] if in_hk.texts else "-"
+    schemes = ", ".join(sorted({item.name for item in in_hk.schemes})) or "-"
+    created = next((item.local for item in in_hk.times if item.at == "/created"), "-")
+    story.add(
+        "Hong Kong's local view of the referral",
+        f"{len(in_hk.texts)} free texts in {in_hk.texts[0].lang if in_hk.texts else '-'} (\u300c{sample}…\u300d, machine-converted), "
+        f"needs as HK schemes: {schemes}; sent at {created} Hong Kong time; names as supplied",
+        bool(in_hk.texts) and bool(in_hk.schemes),
+    )
+    if close is not None:
+        in_gd = hub.local_view("CN-GD", close)
+        awarded = ", ".join(f"{item.code} = {item.name}" for item in in_gd.schemes) or "-"
+        story.add("Guangdong's local view of the closure", f"the award's scheme in Simplified Chinese: {awarded}", bool(in_gd.schemes))
 
 
 def _all_receipted(simulator, message_ids) -> bool:

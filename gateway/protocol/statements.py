@@ -161,14 +161,34 @@ class SchemeName:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalTime:
+    """A timestamp of the message in the receiver's time zone (§9.3)."""
+
+    at: str
+    """JSON Pointer to the timestamp (`created`, `respond_by`, ...) in the message payload."""
+    local: str
+    """The same instant as an RFC 3339 date-time with the zone's offset."""
+    zone: str
+    """The IANA time zone."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {"at": self.at, "local": self.local, "zone": self.zone}
+
+
+@dataclass(frozen=True, slots=True)
 class LocalView:
     """The receiver's local view of a message (§9.3): a convenience, never the record (PROTO-9.3-2)."""
 
     texts: tuple[ConvertedText, ...] = ()
     schemes: tuple[SchemeName, ...] = ()
+    times: tuple[LocalTime, ...] = ()
 
     def to_document(self) -> dict[str, Any]:
-        return {"texts": [text.to_document() for text in self.texts], "schemes": [item.to_document() for item in self.schemes]}
+        return {
+            "texts": [text.to_document() for text in self.texts],
+            "schemes": [item.to_document() for item in self.schemes],
+            "times": [item.to_document() for item in self.times],
+        }
 
     @property
     def digest(self) -> str:
@@ -209,13 +229,14 @@ def parse_delivery(data: bytes) -> Delivery:
     message = _delivery_string(document, "message")
     attestation = _delivery_string(document, "attestation")
     view = document["local_view"]
-    _require_members(view, frozenset({"texts", "schemes"}), "/local_view")
-    for member in ("texts", "schemes"):
+    _require_members(view, frozenset({"texts", "schemes", "times"}), "/local_view")
+    for member in ("texts", "schemes", "times"):
         if not isinstance(view[member], list):
             raise ProtocolError("schema-violation", f"{member} is an array", where=f"/local_view/{member}")
     texts = tuple(_converted_text(item, f"/local_view/texts/{index}") for index, item in enumerate(view["texts"]))
     schemes = tuple(_scheme_name(item, f"/local_view/schemes/{index}") for index, item in enumerate(view["schemes"]))
-    return Delivery(message, attestation, LocalView(texts, schemes))
+    times = tuple(_local_time(item, f"/local_view/times/{index}") for index, item in enumerate(view["times"]))
+    return Delivery(message, attestation, LocalView(texts, schemes, times))
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +411,22 @@ def _scheme_name(item: Any, where: str) -> SchemeName:
     if not isinstance(item["lang"], str) or not _LANGUAGE_TAG.fullmatch(item["lang"]):
         raise ProtocolError("schema-violation", "lang is a language tag", where=f"{where}/lang")
     return SchemeName(item["at"], item["code"], item["name"], item["lang"])
+
+
+_LOCAL_TIME_MEMBERS = frozenset({"at", "local", "zone"})
+_OFFSET_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?[+-][0-9]{2}:[0-9]{2}")
+_ZONE = re.compile(r"[A-Za-z_]+(/[A-Za-z0-9_+-]+)*")
+
+
+def _local_time(item: Any, where: str) -> LocalTime:
+    _require_members(item, _LOCAL_TIME_MEMBERS, where)
+    if not isinstance(item["at"], str) or not _JSON_POINTER.fullmatch(item["at"]):
+        raise ProtocolError("schema-violation", "at is a JSON Pointer into the message payload", where=f"{where}/at")
+    if not isinstance(item["local"], str) or not _OFFSET_DATE_TIME.fullmatch(item["local"]):
+        raise ProtocolError("schema-violation", "local is a date-time with an offset", where=f"{where}/local")
+    if not isinstance(item["zone"], str) or not _ZONE.fullmatch(item["zone"]):
+        raise ProtocolError("schema-violation", "zone is an IANA time zone name", where=f"{where}/zone")
+    return LocalTime(item["at"], item["local"], item["zone"])
 
 
 def _require_match(attested: str, delivered: str, member: str) -> None:

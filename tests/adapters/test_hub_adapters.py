@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 
@@ -11,7 +12,7 @@ from gateway.protocol import base64url
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
 from gateway.protocol.statements import parse_delivery, verify_delivery
-from gateway.protocol.timestamps import format_timestamp, utc_now
+from gateway.protocol.timestamps import format_timestamp, parse_timestamp, utc_now
 from tests.cli_runner import assert_refused
 from tests.hub.harness import query, running_hub
 from tests.hub.test_delivery_pull import Party, receipt_for
@@ -94,6 +95,9 @@ def test_hong_kong_receives_traditional_free_text_and_names_untouched(database_u
     for pointer in simplified:
         assert texts[pointer].text != _at(submit, pointer)["text"], "converted to Traditional"
     assert not any("/names" in pointer for pointer in texts), "names are never converted"
+    created = next(item for item in verified.local_view.times if item.at == "/created")
+    assert created.zone == "Asia/Hong_Kong" and created.local.endswith("+08:00")
+    assert datetime.fromisoformat(created.local) == parse_timestamp(submit["created"]), "the same instant"
 
 
 def _at(payload: dict, pointer: str):

@@ -25,7 +25,7 @@ def _at(payload: dict[str, Any], pointer: str) -> Any:
 def test_receiver_tags_are_language_tags_of_the_local_view():
     document = {"at": "/body/note", "text": "x", "lang": "", "machine_converted": True}
     for lang in RECEIVER_LANG.values():
-        delivery = {"message": "a", "attestation": "b", "local_view": {"texts": [{**document, "lang": lang}], "schemes": []}}
+        delivery = {"message": "a", "attestation": "b", "local_view": {"texts": [{**document, "lang": lang}], "schemes": [], "times": []}}
         assert parse_delivery(json.dumps(delivery).encode()).local_view.texts[0].lang == lang
 
 

@@ -44,8 +44,9 @@ def test_every_demo_flow_ends_as_the_protocol_requires(database_url, tmp_path, m
 
     story, messages, counts = asyncio.run(run())
     assert story.ok, [(step.label, step.happened) for step in story.steps if not step.ok]
-    assert [step.label for step in story.steps][:3] == [
-        "Referral CN-GD -> HK", "Verification CN-GD -> HK", "Verification CN-GD -> MO",
+    assert [step.label for step in story.steps][:5] == [
+        "Referral CN-GD -> HK", "Hong Kong's local view of the referral", "Guangdong's local view of the closure",
+        "Verification CN-GD -> HK", "Verification CN-GD -> MO",
     ]
     statuses = {(row["type"], row["status"]) for row in messages}
     assert statuses <= {(t, "receipted") for t in ("referral.submit", "referral.accept", "referral.close", "verification.request", "verification.response")} | {("receipt", "delivered")}, statuses

@@ -260,16 +260,16 @@ def test_a_delivery_reads_back_from_its_json():
 def test_the_local_view_digest_is_the_sha256_of_its_rfc_8785_form():
     canonical = (
         '{"schemes":[],"texts":[{"at":"/body/circumstances","lang":"zh-Hant","machine_converted":true,'
-        '"text":"申請人為香港永久性居民。"}]}'
+        '"text":"申請人為香港永久性居民。"}],"times":[]}'
     ).encode()
     assert LOCAL_VIEW.digest == hashlib.sha256(canonical).hexdigest()
-    assert LocalView().digest == hashlib.sha256(b'{"schemes":[],"texts":[]}').hexdigest()
+    assert LocalView().digest == hashlib.sha256(b'{"schemes":[],"texts":[],"times":[]}').hexdigest()
 
 
 def _delivery_document(**changes) -> dict:
     text = {"at": "/body/circumstances", "text": "文字", "lang": "zh-Hant", "machine_converted": True}
     text.update(changes.pop("text", {}))
-    document = {"message": "a.b.c", "attestation": "d.e.f", "local_view": {"texts": [text], "schemes": []}}
+    document = {"message": "a.b.c", "attestation": "d.e.f", "local_view": {"texts": [text], "schemes": [], "times": []}}
     document.update(changes)
     return document
 
@@ -282,10 +282,10 @@ def _delivery_document(**changes) -> dict:
         pytest.param({"message": "a.b.c", "attestation": "d.e.f"}, "", id="no local view"),
         pytest.param(_delivery_document(message=None), "/message", id="a message that is not a string"),
         pytest.param(_delivery_document(attestation={"jws": "d.e.f"}), "/attestation", id="an attestation that is not a string"),
-        pytest.param(_delivery_document(local_view={"texts": [], "schemes": [], "names": []}), "/local_view", id="an extra local view member"),
-        pytest.param(_delivery_document(local_view={"texts": {}, "schemes": []}), "/local_view/texts", id="texts not an array"),
-        pytest.param(_delivery_document(local_view={"texts": ["文字"], "schemes": []}), "/local_view/texts/0", id="a text that is not an object"),
-        pytest.param(_delivery_document(local_view={"texts": [], "schemes": [{"at": "/body/needs/0", "code": "hk cssa", "name": "x", "lang": "en"}]}),
+        pytest.param(_delivery_document(local_view={"texts": [], "schemes": [], "times": [], "names": []}), "/local_view", id="an extra local view member"),
+        pytest.param(_delivery_document(local_view={"texts": {}, "schemes": [], "times": []}), "/local_view/texts", id="texts not an array"),
+        pytest.param(_delivery_document(local_view={"texts": ["文字"], "schemes": [], "times": []}), "/local_view/texts/0", id="a text that is not an object"),
+        pytest.param(_delivery_document(local_view={"texts": [], "schemes": [{"at": "/body/needs/0", "code": "hk cssa", "name": "x", "lang": "en"}], "times": []}),
                      "/local_view/schemes/0/code", id="a scheme code not of the code form"),
         pytest.param(_delivery_document(text={"script": "Hant"}), "/local_view/texts/0", id="an extra text member"),
         pytest.param(_delivery_document(text={"machine_converted": False}), "/local_view/texts/0/machine_converted", id="not machine-converted"),
@@ -300,7 +300,7 @@ def test_a_delivery_without_exactly_the_members_of_9_3_is_a_schema_violation(doc
 
 
 def test_a_delivery_is_read_as_strict_json():
-    refusal = _refused(parse_delivery, b'{"message":"a.b.c","message":"a.b.c","attestation":"d.e.f","local_view":{"texts":[],"schemes":[]}}')
+    refusal = _refused(parse_delivery, b'{"message":"a.b.c","message":"a.b.c","attestation":"d.e.f","local_view":{"texts":[],"schemes":[],"times":[]}}')
     assert (refusal.code, refusal.where) == ("json-duplicate-key", "delivery")
 
 
