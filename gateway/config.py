@@ -357,11 +357,16 @@ def default_config(data_dir: Path) -> GatewayConfig:
                 # Personal data leaving the mainland needs a transfer mechanism (PIPL art. 38;
                 # docs/data-protection.md); receipts carry none and need nothing.
                 Route(
-                    sender, receiver, ("referral.*", "verification.*"),
-                    tuple(purpose for purpose in PURPOSES if purpose != "delivery_receipt"),
+                    sender, receiver, ("referral.*",), ("referral", "assistance_feedback"),
                     require_transfer_mechanism=sender == "CN-GD",
                     # Health is sensitive personal information (PIPL art. 28): separate consent (art. 29).
                     consent_for_needs=("medical",) if sender == "CN-GD" else (),
+                ),
+                # A household's deposits, property and benefits are financial information, sensitive
+                # under PIPL art. 28: verifications out of Guangdong rest on consent.
+                Route(
+                    sender, receiver, ("verification.*",), ("economic_verification",),
+                    require_transfer_mechanism=sender == "CN-GD", require_consent=sender == "CN-GD",
                 ),
                 Route(sender, receiver, ("receipt",), ("delivery_receipt",)),
             )

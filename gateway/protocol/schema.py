@@ -56,6 +56,12 @@ SCHEMA_BASE = "https://gba-case-gateway.example/schemas/v1/"
 PROTOCOL_VERSION = 1
 
 _SCHEMA_VIOLATION = "The message does not match the schema of its type."
+_IDENTITY_NUMBER = re.compile(r"/identity_documents/[0-9]+/number$")
+_IDENTITY_FORMAT = (
+    "The identity document number does not have the format of its kind (docs/protocol.md §6.1); for the Macao "
+    "resident ID, the Home Return Permit, the Exit-Entry Permit and foreign travel documents only the format is "
+    "checked: no check algorithm is published for them."
+)
 _TYPE_UNKNOWN = "The message type is not one of the registered types."
 _VERSION_UNSUPPORTED = "Only protocol version 1 is supported."
 _NOT_AN_OBJECT = "The message payload is not a JSON object."
@@ -113,7 +119,9 @@ class MessageSchemas:
             raise ProtocolError("type-unknown", _TYPE_UNKNOWN, where="/type")
         if validator.is_valid(message):
             return
-        raise ProtocolError("schema-violation", _SCHEMA_VIOLATION, where=self._first_failure(validator, message))
+        where = self._first_failure(validator, message)
+        detail = _IDENTITY_FORMAT if _IDENTITY_NUMBER.search(where) else _SCHEMA_VIOLATION
+        raise ProtocolError("schema-violation", detail, where=where)
 
     def reference_errors(self, message: Any) -> list[str]:
         """Every location python-jsonschema refuses under message.json, first location first.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -196,3 +196,17 @@ def test_a_health_need_leaving_guangdong_must_rest_on_consent(database_url, exam
         assert refused.json()["where"] == "/legal_basis/basis"
         assert hub.post_message(sign_message(medical, test_key(GD))).status == 202, "with consent it passes"
         assert hub.post_message(sign_message(not_medical, test_key(GD))).status == 202, "no sensitive need, no consent needed"
+
+
+def test_a_verification_leaving_guangdong_must_rest_on_consent(database_url, example, test_key):
+    """docs/data-protection.md: financial information is sensitive (PIPL art. 28); the default requires consent."""
+    request = dict(example("verification.request"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()), to="HK")
+    request["from"] = "CN-GD"
+    request["body"] = dict(request["body"], respond_by=format_timestamp(utc_now() + timedelta(hours=1)))
+    public_interest = {key: value for key, value in request["legal_basis"].items() if key != "consent_ref"}
+    public_interest["basis"] = "public_interest"
+    with running_hub(database_url) as hub:
+        refused = hub.post_message(sign_message(dict(request, legal_basis=public_interest), test_key(GD)))
+        assert_refused(refused, "legal-basis-refused")
+        assert refused.json()["where"] == "/legal_basis/basis"
+        assert hub.post_message(sign_message(request, test_key(GD))).status == 202

@@ -380,3 +380,11 @@ def test_hkid_check_character_closes_the_weighted_sum(prefix, serial):
 @given(st.text("0123456789", min_size=17, max_size=17))
 def test_mod11_2_matches_python_stdnum_formula(first17):
     assert mod11_2_check_character(first17) == _stdnum_mod11_2(first17)
+
+
+def test_a_number_without_its_kinds_format_says_that_only_the_format_is_checked(schemas, example):
+    """docs/data-protection.md: the kinds without a published algorithm are checked for format only — and the error says so."""
+    with pytest.raises(ProtocolError) as raised:
+        schemas.validate(_in_message(example, "mo_resident_id", "2234567(8)"))
+    assert raised.value.code == "schema-violation" and raised.value.where == f"{DOCUMENT_AT}/number"
+    assert "only the format is checked" in raised.value.detail and "2234567" not in raised.value.detail

@@ -19,6 +19,7 @@ import jsonschema
 import jsonschema_rs
 import pytest
 
+from gateway.protocol import schema as schema_module
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.schema import SCHEMA_BASE, MessageSchemas, _ecma_regex, load_message_schemas
 
@@ -563,6 +564,7 @@ def test_refusal_never_echoes_the_refused_value(refusal: Refusal) -> None:
         "The message does not match the schema of its type.",
         "The message type is not one of the registered types.",
         "Only protocol version 1 is supported.",
+        schema_module._IDENTITY_FORMAT,
     )
     said = problem["detail"] + " " + problem["where"]
     assert [value for value in _strings(message) if len(value) >= 4 and value in said] == []
