@@ -101,7 +101,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        "(default: the latest)")
     verify.add_argument("--record", action="store_true",
                         help="store the result for the console and /metrics, as the gateway's scheduled verification does")
-    ledger_checkpoints.register_verbs(verbs, _with_database)
+    ledger_checkpoints.register_verbs(verbs, _with_database, database_dsn)
     ledger_checkpoints.add_bundle_options(verify)
     for verb, run in ((verify, _verify), (proof, _proof)):
         verb.add_argument("--data-dir", type=Path, help=f"the gateway's data directory (default ./{DEFAULT_DATA_DIR})")
@@ -147,6 +147,11 @@ def _dsn(database: Database) -> str:
     if not (database.data_dir / PGDATA_NAME / "PG_VERSION").exists():
         raise _Unreadable(f"there is no gateway database in {database.data_dir} (no {PGDATA_NAME}/ in it)")
     return ensure_embedded_server(database.data_dir, notify=_say).dsn
+
+
+def database_dsn(arguments: argparse.Namespace) -> str:
+    """The DSN `_with_database` connects to, for work that needs a pool of its own."""
+    return _dsn(resolve_database(arguments.database_url, None, arguments.data_dir))
 
 
 def _with_database(arguments: argparse.Namespace, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:

@@ -33,14 +33,14 @@ from gateway.protocol.timestamps import utc_now
 DONE, FOUND, USAGE = 0, 1, 2
 
 
-def register_verbs(verbs: argparse._SubParsersAction, with_database: Any) -> None:
+def register_verbs(verbs: argparse._SubParsersAction, with_database: Any, dsn_of: Any) -> None:
     checkpoint = verbs.add_parser(
         "checkpoint", help="sign a checkpoint now and send it to the witnesses",
         description="Signs a C2SP checkpoint of the latest tree head with the hub's checkpoint key (if the ledger "
         "grew since the last one; never one that does not extend it), sends it to every configured witness with a "
         "consistency proof, and prints the checkpoint with the cosignatures gathered.",
     )
-    checkpoint.set_defaults(run=lambda arguments: _checkpoint(arguments, with_database))
+    checkpoint.set_defaults(run=lambda arguments: _checkpoint(arguments, with_database, dsn_of))
     export = verbs.add_parser(
         "export", help="write an offline bundle of the entries a party may see",
         description="Writes the entries [--from, --to) that --as may see (a jurisdiction's code, or auditor for all), "
@@ -117,14 +117,16 @@ def _load(arguments: argparse.Namespace) -> GatewayConfig | None:
     return config
 
 
-def _checkpoint(arguments: argparse.Namespace, with_database: Any) -> int:
+def _checkpoint(arguments: argparse.Namespace, with_database: Any, dsn_of: Any) -> int:
     config = _load(arguments)
     if config is None:
         return USAGE
 
+    where = _database_arguments(arguments, config)
+
     async def work(connection: asyncpg.Connection) -> int:
         # The witnesses are contacted at once, each with its own queries: a pool beside the one connection.
-        pool = await asyncpg.create_pool(**_connect_arguments(connection), min_size=0, max_size=len(config.witnesses) + 2)
+        pool = await asyncpg.create_pool(dsn_of(where), min_size=0, max_size=len(config.witnesses) + 2)
         try:
             checkpointer = _checkpointer(pool, config)
             latest = await checkpointer.checkpoint_now()
@@ -142,17 +144,7 @@ def _checkpoint(arguments: argparse.Namespace, with_database: Any) -> int:
               f"cosigned (quorum {config.quorum})", file=sys.stderr)
         return DONE
 
-    return with_database(_database_arguments(arguments, config), work)
-
-
-def _connect_arguments(connection: asyncpg.Connection) -> dict[str, Any]:
-    """What asyncpg needs to open more connections like `connection` (it keeps no public copy)."""
-    address, parameters = connection._addr, connection._params  # noqa: SLF001
-    host, port = (address, None) if isinstance(address, str) else address
-    if isinstance(address, str):  # a Unix socket path: asyncpg wants its folder and the port from its name
-        folder, _, name = address.rpartition("/")
-        host, port = folder, int(name.rsplit(".", 1)[-1])
-    return {"host": host, "port": port, "user": parameters.user, "database": parameters.database, "password": parameters.password}
+    return with_database(where, work)
 
 
 def _new_origin(arguments: argparse.Namespace, with_database: Any) -> int:
