@@ -102,7 +102,7 @@ def _dump(payload: dict[str, Any]) -> bytes:
 
 
 def craft(mutation: str, template: dict[str, Any], key: SigningKey, others: dict[str, SigningKey], sender: str,
-          receiver: str, now: datetime) -> Crafted:
+          receiver: str, now: datetime, splice: str | None = None) -> Crafted:
     """The request bodies for `mutation` of a message from `sender` to `receiver` (see conformance/cases/)."""
     header = {"alg": key.alg, "kid": key.kid, "typ": "gba-case+jws"}
     payload = payload_for(template, sender, receiver, now)
@@ -142,6 +142,12 @@ def craft(mutation: str, template: dict[str, Any], key: SigningKey, others: dict
         text = _dump(payload)
         duplicated = text[:-1] + b',"purpose":' + json.dumps(payload["purpose"]).encode() + b"}"
         return Crafted([compact(header, duplicated, key.sign)])
+    if mutation == "splice":
+        # Raw JSON text added as a last member: the JSON fault is the case, before any schema check.
+        assert splice is not None, "a splice case names the text it adds"
+        return Crafted([compact(header, _dump(payload)[:-1] + splice.encode("utf-8") + b"}", key.sign)])
+    if mutation == "typ-receipt":
+        return Crafted([signed(payload, dict(header, typ="gba-receipt+jws"))])
     if mutation == "stale":
         return Crafted([signed(dict(payload, created=timestamp(now - timedelta(minutes=10))))])
     if mutation == "future":

@@ -43,6 +43,7 @@ class Case:
     template: str
     mutation: str
     expect: dict[str, Any]
+    splice: str | None = None
 
 
 @dataclass
@@ -66,7 +67,7 @@ def load_cases(role: str = "hub") -> list[Case]:
             continue
         for item in document["cases"]:
             cases.append(Case(item["id"], item["title"], tuple(item["requirements"]), item["level"], tuple(item["tags"]),
-                              item["template"], item["mutation"], dict(item["expect"])))
+                              item["template"], item["mutation"], dict(item["expect"]), item.get("splice")))
     return cases
 
 
@@ -125,7 +126,7 @@ async def run_case(session: aiohttp.ClientSession, target: Target, case: Case) -
     receiver = "HK" if target.jurisdiction != "HK" else "CN-GD"
     try:
         crafted = craft(case.mutation, _template(case.template), target.key, _others(), target.jurisdiction, receiver,
-                        datetime.now(timezone.utc))
+                        datetime.now(timezone.utc), case.splice)
     except NotApplicable as reason:
         result.verdict, result.reason = "skip", str(reason)
         return result
