@@ -193,8 +193,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             registry = Registry(pool, settings.mode, process_id, listeners={OUTBOX_CHANNEL: wakeups.notified})
             resources.push_async_callback(registry.close)
             await registry.start()
-            sweeper = asyncio.get_running_loop().create_task(_forget_used_request_proofs(pool, clock), name="jti-sweeper")
-            resources.callback(sweeper.cancel)
+            await resources.enter_async_context(_background(_forget_used_request_proofs(pool, clock), "jti-sweeper"))
             receipt_key = read_private_key(settings.receipt_key_file)
             hub = Hub(
                 pool=pool,

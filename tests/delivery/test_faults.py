@@ -72,7 +72,7 @@ async def until(database_url: str, sql: str, *args, timeout: float = 60.0):
             if row is not None:
                 return row
             assert time.monotonic() < deadline, f"no row within {timeout} s for: {sql}"
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # a poll for a condition the hub writes, bounded by the deadline
     finally:
         await connection.close()
 

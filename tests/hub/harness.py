@@ -209,3 +209,16 @@ def query(database_url: str, sql: str, *args: Any) -> list[Any]:
             await connection.close()
 
     return asyncio.run(run())
+
+
+def wait_for_row(database_url: str, sql: str, *args: Any, timeout: float = 30.0) -> Any:
+    """The first row of `sql` once there is one: polls the database for a condition, bounded by `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = query(database_url, sql, *args)
+        if rows:
+            return rows[0]
+        assert time.monotonic() < deadline, f"no row within {timeout} s for: {sql}"
+        time.sleep(0.02)  # a poll for a condition in another process, bounded by the deadline

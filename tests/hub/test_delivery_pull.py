@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -22,7 +21,7 @@ from gateway.protocol.request_proof import make_request_proof
 from gateway.protocol.statements import parse_delivery, verify_delivery
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.cli_runner import assert_refused, run_cli
-from tests.hub.harness import Clock, query, running_hub
+from tests.hub.harness import Clock, query, running_hub, wait_for_row
 
 GD, HK = "test-cn-gd-message-1", "test-hk-message-1"
 
@@ -210,12 +209,7 @@ def test_a_long_poll_ends_empty_when_the_hub_shuts_down(database_url, test_key):
 
 def _wait_until_polling(database_url: str) -> None:
     """Until the hub has used the request proof of the long poll (it is then waiting, or about to)."""
-    import time
-
-    deadline = time.monotonic() + 30
-    while not query(database_url, "SELECT count(*) AS n FROM request_proof_ids")[0]["n"]:
-        assert time.monotonic() < deadline, "the long poll never reached the hub"
-        time.sleep(0.01)  # polls the database for a condition, bounded by the deadline
+    wait_for_row(database_url, "SELECT 1 FROM request_proof_ids")
 
 
 def test_receipts_come_only_from_the_caller_and_only_receipts(database_url, referral, test_key):
@@ -252,7 +246,7 @@ def test_an_unacknowledged_delivery_is_dead_lettered_after_the_window_and_an_ope
     with running_hub(database_url, clock=clock, delivery=policy) as hub:
         hub.post_message(compact)
         clock.offset = timedelta(hours=2)
-        _wait_for_row(database_url, "SELECT state FROM outbox WHERE state = 'dead'")
+        wait_for_row(database_url, "SELECT state FROM outbox WHERE state = 'dead'")
         metrics = hub.request("GET", "/metrics").body.decode()
         assert "gateway_dead_letters 1" in metrics and "gateway_outbox_depth 0" in metrics
         listed = run_cli("outbox", "list", "--state", "dead", "--database-url", database_url)
@@ -267,15 +261,6 @@ def test_an_unacknowledged_delivery_is_dead_lettered_after_the_window_and_an_ope
     assert kinds == [("dead-lettered", payload["id"]), ("retried", payload["id"])]
 
 
-def _wait_for_row(database_url: str, sql: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 30
-    while not query(database_url, sql):
-        assert time.monotonic() < deadline, f"no row for {sql}"
-        time.sleep(0.02)  # polls the database for a condition, bounded by the deadline
-
-
 def test_a_passed_verification_deadline_is_ledgered(database_url, example, test_key):
     clock = Clock()
     request = dict(example("verification.request"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))
@@ -283,10 +268,9 @@ def test_a_passed_verification_deadline_is_ledgered(database_url, example, test_
     with running_hub(database_url, clock=clock, delivery=DeliveryPolicy(sweep_seconds=0.05)) as hub:
         assert hub.post_message(sign_message(request, test_key("test-mo-message-1"))).status == 202
         clock.offset = timedelta(hours=2)
-        _wait_for_row(database_url, "SELECT state FROM cases WHERE state = 'expired'")
+        wait_for_row(database_url, "SELECT state FROM cases WHERE state = 'expired'")
     passed = [e for e in ledger_kinds(database_url) if e["kind"] == "deadline-passed"]
     assert [(e["case"], e["respond_by"]) for e in passed] == [(request["case"], request["body"]["respond_by"])]
-    assert uuid.UUID(request["case"])
 
 
 def test_a_cancellation_supersedes_the_queued_request_and_is_delivered_itself(database_url, example, test_key):

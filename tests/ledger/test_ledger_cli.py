@@ -17,7 +17,7 @@ from gateway.hub.witnessing import add_checkpoint_body
 from gateway.keyfiles import read_private_key
 from gateway.ledger import merkle, notes
 from tests.cli_runner import run_cli
-from tests.hub.harness import query, running_hub
+from tests.hub.harness import query, running_hub, wait_for_row
 from tests.ledger.test_witnessed_ledger import _pool, run, verification
 
 _KEYS = contract_dir("keys") / "test"
@@ -112,13 +112,8 @@ def test_verify_record_stores_the_result_and_metrics_show_the_first_bad_entry(da
 
 
 def test_the_gateway_verifies_the_ledger_on_its_schedule(database_url):
-    import time
-
     with running_hub(database_url, verify_interval_seconds=0.05):
-        deadline = time.monotonic() + 30
-        while not query(database_url, "SELECT 1 FROM ledger_verifications WHERE intact"):
-            assert time.monotonic() < deadline, "no scheduled verification was recorded"
-            time.sleep(0.02)  # polls the database for a condition, bounded by the deadline
+        assert wait_for_row(database_url, "SELECT intact FROM ledger_verifications WHERE intact")["intact"]
 
 
 def test_a_witness_refuses_a_fork_at_a_larger_size_over_http_and_keeps_its_state(database_url, tmp_path):
