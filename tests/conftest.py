@@ -16,7 +16,7 @@ from gateway.protocol.keys import PrivateKey
 from gateway.protocol.schema import load_message_schemas
 from gateway.protocol.trust import TrustList, load_trust_list
 
-pytest_plugins = ("tests.database", "tests.privacy")
+pytest_plugins = ("tests.database", "tests.privacy", "tests.browser")
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_KEYS = contract_dir("keys") / "test"

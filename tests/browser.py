@@ -1,0 +1,57 @@
+"""A real headless Chromium for the tests: Debian's /usr/bin/chromium driven by Playwright for Python.
+
+No browser is downloaded (this machine's network is closed): Playwright launches the
+system Chromium with the flags a root user on a closed network needs. Where no
+Chromium or no Playwright is installed the browser tests skip and say why, except under
+`CI=true`, where they fail (`.ci/run` installs Chromium with apt-get).
+
+Loaded as a plugin from tests/conftest.py; tests ask for the `browser` fixture (one
+Chromium per session) and open their own pages (`browser.new_page()`), closing them.
+Screenshots go to `screenshot_dir()`, which CI keeps as artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "tests" / "artifacts" / "screenshots"
+
+
+def screenshot_dir() -> Path:
+    """Where browser tests save their PNG screenshots (tests/artifacts/screenshots, ignored by git)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason + "; CI=true requires a browser (.ci/run installs Debian's chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (Playwright `Browser`), shared by the session's browser tests."""
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
