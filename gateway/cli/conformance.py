@@ -1,8 +1,9 @@
-"""`gateway conformance run`: the conformance suite against a hub (docs/conformance.md).
+"""`gateway conformance`: the conformance suite against a hub or an endpoint, and its offline vectors (docs/conformance.md).
 
-Exit status: 0 every case executed passed (skips allowed); 1 a case failed or erred;
-2 usage or preflight error (a set-up problem, not a failure of the target); 3 no case
-was executed (a filter that matched nothing is an error, never a pass).
+`run` exit status: 0 every case executed passed (skips allowed); 1 a case failed or
+erred; 2 usage or preflight error (a set-up problem, not a failure of the target); 3 no
+case was executed (a filter that matched nothing, or every case skipped, is an error,
+never a pass). `vectors` writes the offline vectors and the test keys (exit 0).
 """
 
 from __future__ import annotations
@@ -13,39 +14,76 @@ import sys
 from pathlib import Path
 
 from gateway.conformance.crafting import SigningKey
-from gateway.conformance.runner import PreflightError, Result, Target, load_cases, run, select, write_reports
+from gateway.conformance.reports import write_reports
+from gateway.conformance.cases import Result, load_cases, select
+from gateway.conformance.runner import run
+from gateway.conformance.target import PreflightError, Target, load_trust, ssl_context
 
 PASSED, FAILED, USAGE, NOTHING = 0, 1, 2, 3
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    conformance = commands.add_parser("conformance", help="run the conformance suite against a hub", description=__doc__,
-                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    conformance = commands.add_parser("conformance", help="run the conformance suite, or write its offline vectors",
+                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = conformance.add_subparsers(dest="verb", required=True, metavar="VERB")
-    runner = verbs.add_parser("run", help="run the cases against a target", description=__doc__,
+    runner = verbs.add_parser("run", help="run the cases against a hub or an endpoint", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    runner.add_argument("--target", required=True, help="the hub's base URL, e.g. http://127.0.0.1:8443")
-    runner.add_argument("--role", choices=("hub",), default="hub", help="the role under test (hub; endpoint comes later)")
-    runner.add_argument("--as", dest="jurisdiction", required=True, help="the jurisdiction the suite speaks for, e.g. CN-GD")
+    runner.add_argument("--target", required=True,
+                        help="hub: its base URL (http://127.0.0.1:8443); endpoint: its push URL (http://127.0.0.1:9101/v1/deliveries)")
+    runner.add_argument("--role", choices=("hub", "endpoint"), default="hub", help="the role under test (default hub)")
+    runner.add_argument("--as", dest="jurisdiction", required=True,
+                        help="the jurisdiction whose messages the suite sends (hub role: yours; endpoint role: the sender it plays)")
     runner.add_argument("--key", required=True, type=Path, help="that jurisdiction's private message key (JWK)")
+    runner.add_argument("--to", dest="peer", help="the counterpart: hub role, the receiver of the suite's messages "
+                        "(default HK, or CN-GD when --as HK); endpoint role, the endpoint's own jurisdiction (required)")
+    runner.add_argument("--hub-key", type=Path, help="endpoint role: the hub receipt key the suite signs attestations with "
+                        "(default the published test key keys/test/test-hub-receipt-1.key.jwk)")
+    runner.add_argument("--trust", type=Path, help="the trust list (JSON) the suite verifies signatures with "
+                        "(default the published test list keys/test/trust-list.json)")
+    runner.add_argument("--tls-ca", type=Path, help="CA bundle to verify an https target")
+    runner.add_argument("--tls-cert", type=Path, help="client certificate (PEM) for a target that asks for one")
+    runner.add_argument("--tls-key", type=Path, help="the client certificate's private key (PEM)")
+    runner.add_argument("--refused-route", metavar="TO:TYPE:PURPOSE",
+                        help="hub role: a route the hub's policy refuses for --as (e.g. MO:referral.submit:referral); "
+                             "without it the route-refused case is skipped")
     runner.add_argument("--case", action="append", default=[], metavar="ID", help="run only this case (repeatable)")
     runner.add_argument("-k", dest="pattern", metavar="PATTERN", help="run only cases whose id, title or tag matches")
-    runner.add_argument("--report-dir", type=Path, default=Path("conformance-report"), help="where the JSON and JUnit reports go")
-    runner.add_argument("--allow-production", action="store_true", help="run against a target whose /v1/about says production")
+    runner.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
+                        help="where conformance.json, junit.xml and report.html go (default ./conformance-report)")
+    runner.add_argument("--allow-production", action="store_true", help="run against a hub whose /v1/about says production")
     runner.set_defaults(run=_run)
+    vectors = verbs.add_parser("vectors", help="write the offline vectors and the test keys to a folder")
+    vectors.add_argument("--out", required=True, type=Path, help="the folder to write (created)")
+    vectors.set_defaults(run=_vectors)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"gateway: conformance: {message}", file=sys.stderr)
+    return status
 
 
 def _run(arguments: argparse.Namespace) -> int:
     cases = select(load_cases(arguments.role), arguments.case, arguments.pattern)
     if not cases:
-        print("gateway: conformance: no case matches the --case / -k filter: nothing was run (exit 3)", file=sys.stderr)
-        return NOTHING
+        return _fail("no case matches the --case / -k filter: nothing was run (exit 3)", NOTHING)
+    if arguments.role == "endpoint" and not arguments.peer:
+        return _fail("the endpoint role needs --to: the endpoint's own jurisdiction", USAGE)
+    if arguments.tls_key and not arguments.tls_cert:
+        return _fail("--tls-key needs --tls-cert", USAGE)
     try:
         key = SigningKey.load(arguments.key)
+        hub_key = SigningKey.load(arguments.hub_key) if arguments.hub_key else None
+        tls = ssl_context(arguments.tls_ca, arguments.tls_cert, arguments.tls_key)
+        trust = load_trust(arguments.trust)
+    except PreflightError as error:
+        return _fail(str(error), USAGE)
     except (OSError, ValueError, KeyError) as error:
-        print(f"gateway: conformance: cannot read the key {arguments.key}: {error}", file=sys.stderr)
-        return USAGE
-    target = Target(arguments.target.rstrip("/"), arguments.jurisdiction, key, arguments.allow_production)
+        return _fail(f"cannot read a key or certificate: {type(error).__name__}: {error}", USAGE)
+    refused_route = tuple(arguments.refused_route.split(":")) if arguments.refused_route else None
+    if refused_route is not None and len(refused_route) != 3:
+        return _fail("--refused-route is TO:TYPE:PURPOSE, e.g. MO:referral.submit:referral", USAGE)
+    target = Target(arguments.target.rstrip("/"), arguments.jurisdiction, key, trust, arguments.allow_production, tls,
+                    arguments.peer or "", hub_key, refused_route, client_certificate=arguments.tls_cert is not None)
 
     def progress(number: int, total: int, result: Result) -> None:
         line = f"[{number}/{total}] {result.verdict.upper():5} {result.case} {result.title}"
@@ -54,14 +92,19 @@ def _run(arguments: argparse.Namespace) -> int:
     try:
         about, results = asyncio.run(run(target, cases, progress))
     except PreflightError as error:
-        print(f"gateway: conformance: preflight: {error}", file=sys.stderr)
-        return USAGE
-    json_path, junit_path = write_reports(arguments.report_dir, target, about, results)
-    executed = [r for r in results if r.verdict != "skip"]
-    failed = [r for r in results if r.verdict in ("fail", "error")]
-    print(f"{len(results) - len(failed) - (len(results) - len(executed))} passed, {len(failed)} failed, "
-          f"{len(results) - len(executed)} skipped; reports: {json_path}, {junit_path}")
-    if not executed:
-        print("gateway: conformance: every selected case was skipped: nothing was executed (exit 3)", file=sys.stderr)
-        return NOTHING
-    return FAILED if failed else PASSED
+        return _fail(f"preflight: {error}", USAGE)
+    paths = write_reports(arguments.report_dir, target, arguments.role, about, results)
+    verdicts = [r.verdict for r in results]
+    print(f"{verdicts.count('pass')} passed, {verdicts.count('fail')} failed, {verdicts.count('error')} erred, "
+          f"{verdicts.count('skip')} skipped; reports: {paths['json']}, {paths['junit']}, {paths['html']}")
+    if verdicts.count("skip") == len(verdicts):
+        return _fail("every selected case was skipped: nothing was executed (exit 3)", NOTHING)
+    return FAILED if "fail" in verdicts or "error" in verdicts else PASSED
+
+
+def _vectors(arguments: argparse.Namespace) -> int:
+    from gateway.conformance.vectors import write_vectors
+
+    index = write_vectors(arguments.out)
+    print(f"{len(index['vectors'])} vectors and the test keys written to {arguments.out}")
+    return PASSED

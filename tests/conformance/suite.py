@@ -1,0 +1,44 @@
+"""Running the conformance suite from tests, as a user of `gateway conformance run` would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gateway.config import default_config
+from gateway.contract import contract_dir
+from tests.browser import in_thread
+from tests.cli_runner import CliResult, run_cli
+
+KEYS = contract_dir("keys") / "test"
+CN_GD_KEY = str(KEYS / "test-cn-gd-message-1.key.jwk")
+REFUSED_ROUTE = "MO:referral.submit:referral"
+
+KNOWN_HUB_DEFECTS: dict[str, str] = {}
+"""Cases our own hub fails today, each with why. Strict: a listed case that passes fails the test, so the list
+empties as soon as the hub is fixed."""
+
+
+def cli(*arguments: str) -> CliResult:
+    """`gateway ARGUMENTS...` (tests/cli_runner.py), in a worker thread."""
+    return in_thread(run_cli, *arguments)
+
+
+def routes_refusing_the_suites_route() -> tuple[Any, ...]:
+    """The demonstration's routes without Guangdong's referrals to Macao, so that the route-refused case applies."""
+    return tuple(route for route in default_config(Path("/nonexistent-unused")).routes
+                 if not (route.sender == "CN-GD" and route.receiver == "MO" and "referral.*" in route.types))
+
+
+def run_suite(target: str, report_dir: Path, *arguments: str, role: str = "hub") -> tuple[CliResult, dict[str, Any] | None]:
+    """`gateway conformance run` against `target` as CN-GD; the CLI result and the JSON report (None when none was written)."""
+    extra = ["--to", "HK"] if role == "endpoint" else ["--refused-route", REFUSED_ROUTE]
+    result = cli("conformance", "run", "--role", role, "--target", target, "--as", "CN-GD", "--key", CN_GD_KEY,
+                     "--report-dir", str(report_dir), *extra, *arguments)
+    path = report_dir / "conformance.json"
+    return result, (json.loads(path.read_text("utf-8")) if path.exists() else None)
+
+
+def verdicts(report: dict[str, Any], verdict: str) -> set[str]:
+    return {result["case"] for result in report["results"] if result["verdict"] == verdict}
