@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import os
 import re
 import ssl
 import tomllib
@@ -85,11 +86,20 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class TlsConfig:
-    """The server's certificate chain and key (PEM); with `client_ca`, clients must present a certificate it signed."""
+    """The server's certificate chain and key (PEM); with `client_ca`, mutual TLS (docs/protocol.md §12.8).
+
+    With `client_ca` every non-public request must come with a client certificate it
+    signed that names a jurisdiction. `outgoing_*` are what the hub uses when it calls
+    out (pushes, witnesses): its own client certificate (naming `urn:gba:hub`) and the
+    CA bundle that verifies the receivers' servers (else the system's store).
+    """
 
     certificate: Path
     private_key: Path
     client_ca: Path | None = None
+    outgoing_certificate: Path | None = None
+    outgoing_private_key: Path | None = None
+    outgoing_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,14 @@ class Limits:
     )
     max_request_bytes: int = field(default=1048576, metadata=_range(4096, 64 * 1024 * 1024))
     long_poll_seconds: int = field(default=30, metadata=_range(1, 300))
+    body_read_seconds: int = field(default=30, metadata=_range(1, 600, "a request body must arrive within this time (PROTO-12.8-5)"))
+    jurisdiction_rate_per_second: int = field(default=2000, metadata=_range(1, 1_000_000))
+    jurisdiction_burst: int = field(default=4000, metadata=_range(1, 1_000_000))
+    jurisdiction_in_flight: int = field(default=512, metadata=_range(1, 100_000))
+    address_rate_per_second: int = field(default=5000, metadata=_range(1, 1_000_000))
+    address_burst: int = field(default=10000, metadata=_range(1, 1_000_000))
+    address_in_flight: int = field(default=1024, metadata=_range(1, 100_000))
+    long_polls_per_jurisdiction: int = field(default=8, metadata=_range(1, 1000))
     freshness_seconds: int = field(
         default=300, init=False, metadata={"fixed": "fixed at 300 s by docs/protocol.md §8.4 (PROTO-8.4-1, -2)"}
     )
@@ -158,6 +176,21 @@ class LedgerSettings:
     """The jurisdiction that runs the hub; the default quorum is every other jurisdiction's witness."""
     quorum: int | None = None
     verify_interval_seconds: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The compliance officers' console under /console (docs/console.md)."""
+
+    enabled: bool = True
+    session_idle_minutes: int = 15
+    """A session unused this long ends; the officer signs in again."""
+    session_max_hours: int = 8
+    """A session ends this long after sign-in, used or not."""
+    blind_index_key: Path | None = None
+    """The key of the person blind index (32+ random bytes in a file outside the database); in test mode
+    DATA_DIR/console-blind-index.key by default, made at start if the data directory exists; in production, unset
+    means no find by person."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +287,18 @@ def find_route(routes: Sequence[Route], sender: str, receiver: str, message_type
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where the keys that seal personal data at rest live (gateway/store/payloads.py, docs/security.md)."""
+
+    payload_keys: Path | None = None
+    """A directory of `<key id>.key` files, outside the repository and outside the embedded database's
+    directory; None: `DATA_DIR/payload-keys` in test mode (made with a fresh key when missing), required in
+    production (or the variable GATEWAY_PAYLOAD_KEYS)."""
+    purge_interval_seconds: float = 3600.0
+    """How often the gateway deletes the payloads whose retention ended (gateway/hub/retention.py)."""
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything a gateway process reads from its configuration file, checked."""
 
@@ -276,6 +321,13 @@ class GatewayConfig:
     routes: tuple[Route, ...]
     ledger: LedgerSettings = LedgerSettings()
     witnesses: tuple[Witness, ...] = ()
+    console: ConsoleSettings = ConsoleSettings()
+    storage: StorageSettings = StorageSettings()
+
+    @property
+    def payload_keys_dir(self) -> Path:
+        """The payload key directory: configured, or `DATA_DIR/payload-keys`."""
+        return self.storage.payload_keys or self.data_dir / "payload-keys"
 
     @property
     def origin(self) -> str:
@@ -487,6 +539,8 @@ class _Reader:
         routes = self.routes(top)
         ledger = self.ledger(top.table("ledger"))
         witnesses = self.witnesses(top)
+        console = self.console(top.table("console"))
+        storage = self.storage(top.table("storage"))
         top.finish()
         assert data_dir is not None
         return GatewayConfig(
@@ -507,7 +561,31 @@ class _Reader:
             routes=routes,
             ledger=ledger,
             witnesses=witnesses,
+            console=console,
+            storage=storage,
         )
+
+    def storage(self, table: _Table | None) -> StorageSettings:
+        if table is None:
+            return StorageSettings()
+        settings = StorageSettings(
+            payload_keys=self.path(table, "payload_keys", None),
+            purge_interval_seconds=table.take("purge_interval_seconds", float, 3600.0),
+        )
+        table.finish()
+        return settings
+
+    def console(self, table: _Table | None) -> ConsoleSettings:
+        if table is None:
+            return ConsoleSettings()
+        settings = ConsoleSettings(
+            enabled=table.take("enabled", bool, True),
+            session_idle_minutes=table.take("session_idle_minutes", int, 15),
+            session_max_hours=table.take("session_max_hours", int, 8),
+            blind_index_key=self.path(table, "blind_index_key", None),
+        )
+        table.finish()
+        return settings
 
     def ledger(self, table: _Table | None) -> LedgerSettings:
         if table is None:
@@ -542,12 +620,15 @@ class _Reader:
         certificate = self.path(table, "certificate", None)
         private_key = self.path(table, "private_key", None)
         client_ca = self.path(table, "client_ca", None)
+        outgoing = {name: self.path(table, name, None) for name in ("outgoing_certificate", "outgoing_private_key", "outgoing_ca")}
         table.finish()
         for name, value in (("certificate", certificate), ("private_key", private_key)):
             if value is None:
                 raise table.error(name, "required: TLS needs both certificate and private_key")
+        if (outgoing["outgoing_certificate"] is None) != (outgoing["outgoing_private_key"] is None):
+            raise table.error("outgoing_private_key", "outgoing_certificate and outgoing_private_key go together")
         assert certificate is not None and private_key is not None
-        return TlsConfig(certificate, private_key, client_ca)
+        return TlsConfig(certificate, private_key, client_ca, **outgoing)
 
     def hub(self, table: _Table) -> HubKeys:
         receipt_key = self.path(table, "receipt_key")
@@ -663,6 +744,39 @@ def _check(config: GatewayConfig, file: Path | str) -> None:
         _check_jurisdiction(jurisdiction, config.insecure_development, fail)
     _check_routes(config.routes, config.jurisdictions, fail)
     _check_ledger(config, fail)
+    _check_console(config, fail)
+    _check_storage(config, production, fail)
+
+
+def _check_storage(config: GatewayConfig, production: bool, fail: _Fail) -> None:
+    """The payload keys live outside the embedded database's directory and, in production, outside any git checkout."""
+    if not 1 <= config.storage.purge_interval_seconds <= 86400:
+        raise fail("storage.purge_interval_seconds", "must be between 1 and 86400 seconds")
+    folder = config.storage.payload_keys
+    if folder is None:
+        if production and not os.environ.get("GATEWAY_PAYLOAD_KEYS"):
+            raise fail("storage.payload_keys", "required in production mode (or the variable GATEWAY_PAYLOAD_KEYS): "
+                       "the keys that seal personal data live outside the database")
+        return
+    if folder.exists() and not folder.is_dir():
+        raise fail("storage.payload_keys", f"{folder} is not a folder")
+    database_dir = config.data_dir / "postgres"
+    if folder == database_dir or database_dir in folder.parents:
+        raise fail("storage.payload_keys", f"{folder} is inside the embedded database's directory: a copy of the database would carry its keys")
+    if production and any((parent / ".git").exists() for parent in (folder, *folder.parents)):
+        raise fail("storage.payload_keys", f"{folder} is inside a git checkout: keys never live in a repository")
+
+
+def _check_console(config: GatewayConfig, fail: _Fail) -> None:
+    console = config.console
+    if not 1 <= console.session_idle_minutes <= 1440:
+        raise fail("console.session_idle_minutes", "must be between 1 and 1440 minutes")
+    if not 1 <= console.session_max_hours <= 24:
+        raise fail("console.session_max_hours", "must be between 1 and 24 hours")
+    if console.blind_index_key is not None:
+        problem = _file_problem(console.blind_index_key)
+        if problem:
+            raise fail("console.blind_index_key", problem)
 
 
 def _check_listen(config: GatewayConfig, fail: _Fail) -> None:
@@ -741,7 +855,7 @@ def _database_url_problem(url: str) -> str | None:
 
 
 def _check_tls(tls: TlsConfig, fail: _Fail) -> None:
-    for name in ("certificate", "private_key", "client_ca"):
+    for name in ("certificate", "private_key", "client_ca", "outgoing_certificate", "outgoing_private_key", "outgoing_ca"):
         path = getattr(tls, name)
         if path is not None:
             problem = _file_problem(path)
@@ -760,11 +874,19 @@ def _check_tls(tls: TlsConfig, fail: _Fail) -> None:
         context.load_cert_chain(tls.certificate, tls.private_key)
     except ssl.SSLError:
         raise fail("tls.private_key", "does not match tls.certificate") from None
-    if tls.client_ca is not None:
+    for name in ("client_ca", "outgoing_ca", "outgoing_certificate"):
+        path = getattr(tls, name)
+        if path is None:
+            continue
         try:
-            x509.load_pem_x509_certificates(tls.client_ca.read_bytes())
+            x509.load_pem_x509_certificates(path.read_bytes())
         except ValueError:
-            raise fail("tls.client_ca", f"{tls.client_ca} holds no PEM certificate") from None
+            raise fail(f"tls.{name}", f"{path} holds no PEM certificate") from None
+    if tls.outgoing_certificate is not None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tls.outgoing_certificate, tls.outgoing_private_key)
+        except ssl.SSLError:
+            raise fail("tls.outgoing_private_key", "does not match tls.outgoing_certificate") from None
 
 
 def _file_problem(path: Path) -> str | None:

@@ -6,15 +6,16 @@ Chromium or no Playwright is installed the browser tests skip and say why, excep
 `CI=true`, where they fail (`.ci/run` installs Chromium with apt-get).
 
 Loaded as a plugin from tests/conftest.py; tests ask for the `browser` fixture (one
-Chromium per session) and open their own pages (`browser.new_page()`), closing them.
+Chromium per test module) and open their own pages (`browser.new_page()`), closing them.
 Screenshots go to `screenshot_dir()`, which CI keeps as artifacts.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,13 @@ CHROMIUM_FLAGS = [
     "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "tests" / "artifacts" / "screenshots"
+
+
+def in_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` in a worker thread: asyncio work (`asyncio.run`) while a module's browser
+    holds the main thread's event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        return worker.submit(function, *args, **kwargs).result()
 
 
 def screenshot_dir() -> Path:
@@ -40,9 +48,13 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Playwright `Browser`), shared by the session's browser tests."""
+    """A headless Chromium (Playwright `Browser`), shared by one module's browser tests.
+
+    Per module, not per session: while Playwright's synchronous API is running it holds an
+    event loop in the main thread, and `asyncio.run` in any later test would refuse to start.
+    """
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
         _unavailable(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     try:

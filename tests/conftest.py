@@ -62,3 +62,17 @@ def example() -> Callable[[str], dict[str, Any]]:
         return json.loads(json.dumps(document["examples"][0]))
 
     return load
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `after_everything` run last, so that they see what the whole session left behind."""
+    items.sort(key=lambda item: item.get_closest_marker("after_everything") is not None)
+
+
+passed_tests: set[str] = set()
+"""Node ids of the tests that passed so far in this session (tests/test_security_doc.py reads it)."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        passed_tests.add(report.nodeid)

@@ -13,6 +13,7 @@ Loaded as a plugin from tests/conftest.py: `pytest_plugins = ("tests.database",)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -51,18 +52,25 @@ class DatabaseServer:
     def fresh_database(self) -> Iterator[str]:
         """A new empty database for the duration of the block; yields its URL."""
         name = TEST_DATABASE_PREFIX + secrets.token_hex(6)
-        asyncio.run(self._execute(f'CREATE DATABASE "{name}"'))
+        self._execute(f'CREATE DATABASE "{name}"')
         try:
             yield with_database_name(self.admin_url, name)
         finally:
-            asyncio.run(self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    async def _execute(self, statement: str) -> None:
-        connection = await asyncpg.connect(self.admin_url, timeout=10)
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
+    def _execute(self, statement: str) -> None:
+        """Run one statement on the admin database, in a worker thread: a module's Playwright browser
+        (tests/browser.py) may hold the main thread's event loop, where `asyncio.run` cannot start."""
+
+        async def run() -> None:
+            connection = await asyncpg.connect(self.admin_url, timeout=10)
+            try:
+                await connection.execute(statement)
+            finally:
+                await connection.close()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as worker:
+            worker.submit(asyncio.run, run()).result()
 
 
 @contextlib.contextmanager

@@ -27,6 +27,8 @@ from gateway.config import (
     Jurisdiction,
     Limits,
     Route,
+    ConsoleSettings,
+    StorageSettings,
     TlsConfig,
     default_config,
     find_route,
@@ -121,12 +123,12 @@ def test_the_minimal_example_is_accepted_and_takes_the_documented_defaults():
     assert config.jurisdictions["CN-GD"] == Jurisdiction("CN-GD", "pull", None, "cn_gd")
 
 
-_TABLES = ("source", "tls", "hub", "limits", "commit", "delivery", "jurisdictions", "routes", "ledger", "witnesses")
+_TABLES = ("source", "tls", "hub", "limits", "commit", "delivery", "jurisdictions", "routes", "ledger", "witnesses", "storage", "console")
 
 
 def _documented_keys() -> list[str]:
     top = [f.name for f in dataclasses.fields(GatewayConfig) if f.name not in _TABLES]
-    tables = [TlsConfig, HubKeys, Limits, CommitSettings, DeliverySettings, Jurisdiction, Route, LedgerSettings, Witness]
+    tables = [TlsConfig, HubKeys, Limits, CommitSettings, DeliverySettings, Jurisdiction, Route, LedgerSettings, Witness, StorageSettings, ConsoleSettings]
     return top + [f.name for cls in tables for f in dataclasses.fields(cls) if f.name != "code"]
 
 
@@ -507,6 +509,7 @@ _PRODUCTION = {
     'mode = "test"': 'mode = "production"',
     f"{TEST_KEYS}/test-hub-receipt-1.key.jwk": "hub-receipt.key.jwk",
     f"{TEST_KEYS}/trust-list.json": "production-trust-list.json",
+    "[jurisdictions.CN-GD]": '[storage]\npayload_keys = "payload-keys"\n\n[jurisdictions.CN-GD]',
 }
 
 
@@ -829,3 +832,15 @@ def test_a_route_retention_outside_its_range_is_refused_naming_the_key(tmp_path)
     finally:
         path.unlink()
     assert load_config(EXAMPLES / "gateway.toml").routes[0].retention_days == 2555
+
+
+def test_production_needs_payload_keys_outside_a_checkout_and_outside_the_database(tmp_path, monkeypatch):
+    monkeypatch.delenv("GATEWAY_PAYLOAD_KEYS", raising=False)
+    _production_material(tmp_path)
+    without = {old: new for old, new in _PRODUCTION.items() if old != "[jurisdictions.CN-GD]"}
+    _assert_refused(_refusal(tmp_path, replace=without), "storage.payload_keys", "required in production mode")
+    (tmp_path / ".git").mkdir()
+    _assert_refused(_refusal(tmp_path, replace=_PRODUCTION), "storage.payload_keys", "inside a git checkout")
+    inside = {'mode = "test"': 'mode = "test"\ndata_dir = "data"',
+              "[jurisdictions.CN-GD]": '[storage]\npayload_keys = "data/postgres/keys"\n\n[jurisdictions.CN-GD]'}
+    _assert_refused(_refusal(tmp_path, replace=inside), "storage.payload_keys", "inside the embedded database's directory")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
@@ -87,7 +86,7 @@ async def _story(dsn: str, data_dir: Path, delivery: dict[str, str], keep_runnin
                 _say(f"  case {case}: {name}")
         _say(f"Checkpoint: {exchange.hub_url}/v1/ledger/checkpoint (C2SP signed note with the witnesses' cosignatures)")
         _say(f"API: {exchange.hub_url}/v1/about, {exchange.hub_url}/openapi.json, {exchange.hub_url}/metrics")
-        _say("Console: not in this version yet (docs/operations.md).")
+        _say(f"Console: {exchange.hub_url}/console/ (the test officer: docs/console.md; with --keep-running)")
         _say(f"Logs (JSON lines, no personal data): {log_path}")
         ok = story.ok and intact
         _say("Done: every step ended as docs/protocol.md requires." if ok else "Some steps did not end as required.")

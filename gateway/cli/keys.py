@@ -228,6 +228,20 @@ async def connect_migrated(dsn: str) -> asyncpg.Connection:
     return connection
 
 
+def on_migrated_connection(arguments: argparse.Namespace, work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
+    """`await work(connection)` on a migrated connection to the database the options name (see `storage_target`)."""
+    target = storage_target(arguments)
+
+    async def main() -> Any:
+        connection = await connect_migrated(target.dsn)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
+    return asyncio.run(main())
+
+
 def _change(target: StorageTarget, change: Change, wait: float) -> tuple[Any, registry.Acknowledgement]:
     """Apply `change` (one transaction), then wait for every live gateway process to acknowledge it."""
 

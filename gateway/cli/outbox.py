@@ -9,14 +9,13 @@ else the embedded server in --data-dir.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.keys import connect_migrated, storage_command, storage_target
+from gateway.cli.keys import on_migrated_connection, storage_command
 from gateway.hub import outbox
 from gateway.hub.delivery import retried_entry
 from gateway.ledger.append import LedgerAppender
@@ -62,17 +61,7 @@ def _message_id(text: str) -> str:
         raise argparse.ArgumentTypeError("a message id is a UUID") from None
 
 
-def _run(arguments: argparse.Namespace, work: Any) -> Any:
-    target = storage_target(arguments)
-
-    async def main() -> Any:
-        connection = await connect_migrated(target.dsn)
-        try:
-            return await work(connection)
-        finally:
-            await connection.close()
-
-    return asyncio.run(main())
+_run = on_migrated_connection
 
 
 def _document(row: outbox.OutboxRow) -> dict[str, Any]:

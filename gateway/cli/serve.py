@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import ssl
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from aiohttp import web
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
 from gateway.hub.http import build_app, settings_for
+from gateway.hub.transport import server_context
 from gateway.logs import configure_logging
 from gateway.store.database import resolve_database
 from gateway.store.embedded import ensure_embedded_server
@@ -58,9 +58,7 @@ async def _run(app: web.Application, config: GatewayConfig, port: int) -> int:
     await runner.setup()
     context = None
     if config.tls is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(config.tls.certificate, config.tls.private_key)
+        context = server_context(config.tls.certificate, config.tls.private_key, config.tls.client_ca)
     site = web.TCPSite(runner, config.listen_host, port, ssl_context=context)
     await site.start()
     scheme = "https" if context else "http"

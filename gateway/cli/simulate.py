@@ -14,6 +14,7 @@ import ssl
 import sys
 from pathlib import Path
 
+from gateway.hub.transport import client_context, server_context
 from gateway.keyfiles import read_private_key
 from gateway.ledger import notes
 from gateway.logs import configure_logging
@@ -37,7 +38,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     simulate.add_argument("--trust-list", type=Path, help="the anchor trust list JSON (default: the shipped test list)")
     simulate.add_argument("--tls-certificate", type=Path, help="serve HTTPS with this PEM certificate chain")
     simulate.add_argument("--tls-private-key", type=Path, help="the PEM private key of --tls-certificate")
+    simulate.add_argument("--tls-client-ca", type=Path,
+                          help="require client certificates issued by this PEM CA on the push endpoint (mutual TLS; the hub presents urn:gba:hub)")
     simulate.add_argument("--hub-ca", type=Path, help="PEM CA bundle to verify an https hub")
+    simulate.add_argument("--hub-client-certificate", type=Path,
+                          help="present this PEM client certificate to the hub (mutual TLS; it names urn:gba:jurisdiction:<CODE>)")
+    simulate.add_argument("--hub-client-key", type=Path, help="the PEM private key of --hub-client-certificate")
     simulate.add_argument("--witness-key", type=Path, help="also be a witness of the hub's ledger, cosigning with this Ed25519 witness key (JWK)")
     simulate.add_argument("--witness-name", help="the witness's name in its cosignatures (default: witness.<code>.gba.example)")
     simulate.add_argument(
@@ -51,12 +57,20 @@ def _simulate(arguments: argparse.Namespace) -> int:
     if (arguments.tls_certificate is None) != (arguments.tls_private_key is None):
         print("gateway: simulate: --tls-certificate and --tls-private-key go together", file=sys.stderr)
         return 1
+    if (arguments.hub_client_certificate is None) != (arguments.hub_client_key is None):
+        print("gateway: simulate: --hub-client-certificate and --hub-client-key go together", file=sys.stderr)
+        return 1
+    if arguments.tls_client_ca is not None and arguments.tls_certificate is None:
+        print("gateway: simulate: --tls-client-ca needs --tls-certificate (client certificates only exist on TLS)", file=sys.stderr)
+        return 1
     try:
         key = read_private_key(arguments.key)
         rules = load_rules(arguments.rules) if arguments.rules else Rules()
         anchor = load_trust_list(arguments.trust_list.read_bytes()) if arguments.trust_list else None
-        server_context = _server_context(arguments.tls_certificate, arguments.tls_private_key)
-        hub_context = ssl.create_default_context(cafile=str(arguments.hub_ca)) if arguments.hub_ca else None
+        server_context = _server_context(arguments.tls_certificate, arguments.tls_private_key, arguments.tls_client_ca)
+        hub_context = None
+        if arguments.hub_ca or arguments.hub_client_certificate:
+            hub_context = client_context(arguments.hub_ca, arguments.hub_client_certificate, arguments.hub_client_key)
         witness_key = read_private_key(arguments.witness_key) if arguments.witness_key else None
         logs = {log.name: log for log in map(notes.parse_vkey, arguments.log)}
         if witness_key is not None and not logs:
@@ -87,12 +101,13 @@ def _simulate(arguments: argparse.Namespace) -> int:
     return asyncio.run(_run(simulator))
 
 
-def _server_context(certificate: Path | None, private_key: Path | None) -> ssl.SSLContext | None:
+def _server_context(certificate: Path | None, private_key: Path | None, client_ca: Path | None) -> ssl.SSLContext | None:
+    """The push endpoint's TLS; with `client_ca`, only holders of its certificates get through the handshake."""
     if certificate is None or private_key is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certificate, private_key)
+    context = server_context(certificate, private_key, client_ca)
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
 
 

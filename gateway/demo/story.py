@@ -4,6 +4,7 @@
 2. Guangdong asks Hong Kong and Macao to verify a household's economic status; both answer.
 3. What the hub refuses: a forged message, a misrouted one, a stale one, and the same id
    with other bytes; and what it answers without accepting twice: an identical resend.
+4. The ledger's checkpoint, cosigned by the witnesses; in test mode, the console's test officer.
 
 Every step states what docs/protocol.md requires and what happened; `tell` returns them
 all, and the demo passes only if every step ended as required.
@@ -18,6 +19,7 @@ from datetime import timedelta
 
 import aiohttp
 
+from gateway.demo.console import TEST_OFFICER, enrol_test_officer
 from gateway.demo.exchange import Exchange, key_path
 from gateway.hub.http import HUB
 from gateway.keyfiles import read_private_key
@@ -59,7 +61,20 @@ async def tell(exchange: Exchange, clock: Callable = utc_now) -> Story:
     async with aiohttp.ClientSession() as session:
         await _refusals(exchange, story, session, clock)
         await _checkpoint(exchange, story, session)
+    if exchange.config.mode == "test":
+        await _console(exchange, story)
     return story
+
+
+async def _console(exchange: Exchange, story: Story) -> None:
+    """The compliance officers' console, with the published test officer (test mode only; docs/console.md)."""
+    officer = await enrol_test_officer(exchange)
+    story.add(
+        "The compliance console",
+        f"{exchange.hub_url}/console/ — test officer {officer.name} ({officer.role}), password {TEST_OFFICER.password}, "
+        f"TOTP secret {TEST_OFFICER.totp_secret} (published test material, test mode only; docs/console.md)",
+        True,
+    )
 
 
 async def _checkpoint(exchange: Exchange, story: Story, session: aiohttp.ClientSession) -> None:

@@ -18,10 +18,11 @@ the rate-limited security log (the caller's job).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ContextManager
 
 import asyncpg
 import structlog
@@ -41,6 +42,7 @@ from gateway.protocol import base64url, strict_json
 from gateway.protocol.statements import HubReceipt, LocalView, sign_hub_receipt
 from gateway.protocol.timestamps import format_timestamp
 from gateway.protocol.trust import TrustList, sign_trust_list
+from gateway.store.payloads import PayloadKeys
 
 _log = structlog.get_logger(__name__)
 
@@ -79,6 +81,7 @@ class Hub:
         clock: Callable[[], datetime],
         freshness_seconds: int = 300,
         adapters: Mapping[str, JurisdictionAdapter] | None = None,
+        payload_keys: PayloadKeys,
     ) -> None:
         self._pool = pool
         self._committer = committer
@@ -91,6 +94,8 @@ class Hub:
         self._security_log = SecurityLog(clock)
         self._signed_trust_list: tuple[TrustList, bytes] | None = None
         self._adapters = dict(adapters or {})
+        self.payload_keys = payload_keys
+        """Seals every stored message and opens it for delivery (gateway/store/payloads.py)."""
 
     def now(self) -> datetime:
         """The hub's clock."""
@@ -112,11 +117,22 @@ class Hub:
             self._signed_trust_list = (trust, sign_trust_list(trust, self._receipt_key))
         return self._signed_trust_list[1]
 
-    async def accept(self, compact: bytes, *, receipt_from: str | None = None) -> Acceptance:
+    async def accept(
+        self,
+        compact: bytes,
+        *,
+        receipt_from: str | None = None,
+        sent_by: str | None = None,
+        admit: Callable[[str], ContextManager[None]] | None = None,
+    ) -> Acceptance:
         """Accept `compact` or raise ProtocolError; durable before it returns.
 
         With `receipt_from`, only a receipt signed by that jurisdiction is taken
-        (`POST /v1/receipts` and push answers, PROTO-12.5-2, PROTO-12.6-3).
+        (`POST /v1/receipts` and push answers, PROTO-12.5-2, PROTO-12.6-3). With
+        `sent_by` (the jurisdiction a client certificate names, §12.8), the signer must
+        be that jurisdiction. `admit(signer)` holds the caller's place under the abuse
+        limits once the signature holds (gateway/hub/limits.py), so that an unsigned
+        header cannot spend another jurisdiction's budget.
         """
         now = self._clock()
         trust = self._trust()
@@ -125,7 +141,15 @@ class Hub:
         except ProtocolError as refusal:
             self._security_log.refused(refusal.code)
             raise
+        with admit(signed.key.owner) if admit is not None else contextlib.nullcontext():
+            return await self._accept_signed(signed, trust, now, receipt_from, sent_by)
+
+    async def _accept_signed(
+        self, signed: SignedMessage, trust: TrustList, now: datetime, receipt_from: str | None, sent_by: str | None
+    ) -> Acceptance:
         try:
+            if sent_by is not None and signed.key.owner != sent_by:
+                raise ProtocolError("client-certificate-mismatch", where="kid")
             if receipt_from is not None and signed.key.owner != receipt_from:
                 raise ProtocolError("sender-mismatch", "The receipt is not signed by the caller", where="kid")
             stored = await store.receipt_by_digest(self._pool, signed.jws.digest)
@@ -199,7 +223,10 @@ class Hub:
                     HubReceipt(message_id=message.id, message_digest=message.digest, ledger_index=index, accepted_at=accepted_at),
                     self._receipt_key,
                 )
-                await store.insert_message(connection, message, accepted_at, index, receipt)
+                await store.insert_message(
+                    connection, message, accepted_at, index, receipt, self.payload_keys.seal(message.id, message.compact),
+                    self._policy.retention_days(message),
+                )
                 await appender.add(_accepted_entry(message, accepted_at))
                 if superseded is not None:
                     await appender.add(_ending_entry(message, superseded, accepted_at))

@@ -76,6 +76,9 @@ async def _check_reply_to(connection: asyncpg.Connection, message: Message) -> N
     # second receipt with other bytes cannot replace the first (identical bytes are a resend, §8.2).
     if is_receipt and (replied.type == machine.RECEIPT or replied.receipted):
         raise ProtocolError("receipt-target-invalid", where="/reply_to")
+    # A receipt acknowledges exact bytes (PROTO-6.11-1): the digest it names must be the delivered message's.
+    if is_receipt and message.body.get("message_digest") != replied.digest:
+        raise ProtocolError("receipt-target-invalid", where="/body/message_digest")
     expected = _REPLY_TYPES.get(message.type)
     if expected is not None and replied.type != expected:
         raise ProtocolError("reply-to-invalid", where="/reply_to")

@@ -150,6 +150,7 @@ class Deliverer:
         wakeups: Wakeups,
         kill_point: KillPoint | None = None,
         idle_poll_seconds: float = 1.0,
+        ssl_context: Any = None,
     ) -> None:
         self._pool = pool
         self._committer = committer
@@ -164,13 +165,15 @@ class Deliverer:
         self._idle_poll = idle_poll_seconds
         self._in_flight: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl_context if ssl_context is not None else True
 
     async def run(self) -> None:
         """Claim and push until cancelled."""
         if not self._endpoints:
             return
         timeout = aiohttp.ClientTimeout(total=self._policy.push_timeout_seconds, connect=min(10.0, self._policy.push_timeout_seconds))
-        async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        connector = aiohttp.TCPConnector(ssl=self._ssl)
+        async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False, connector=connector) as session:
             self._session = session
             try:
                 while not self._wakeups.closing:
@@ -179,7 +182,8 @@ class Deliverer:
                     if free > 0:
                         try:
                             claimed = await outbox.claim_for_push(
-                                self._pool, list(self._endpoints), self._process_id, self._clock(), self._policy.lease_seconds, free
+                                self._pool, list(self._endpoints), self._process_id, self._clock(), self._policy.lease_seconds, free,
+                                self._hub.payload_keys,
                             )
                         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                             _log.warning("outbox_claim_failed", error=type(error).__name__)

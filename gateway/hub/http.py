@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import secrets
 from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,19 +25,24 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.hub.acceptance import Hub
+from gateway.hub.authorization import API_ROUTES, Access, access_of
 from gateway.hub.committer import CommitFailed, GroupCommitter
 from gateway.adapters.registry import load_adapters
 from gateway.config import GatewayConfig
+from gateway.console.settings import console_settings
 from gateway.hub.delivery import OUTBOX_CHANNEL, Deliverer, DeliveryPolicy, Sweeper, Wakeups, delivered_entry, delivery_of, push_endpoints
 from gateway.hub.faults import delivery_kill_point
+from gateway.hub.limits import CallerLimit, CallerLimits
+from gateway.hub.transport import HUB_PARTY, peer_party
 from gateway.hub.witnessing import Checkpointer, WitnessEndpoint, published_note
 from gateway.ledger import checkpoints, notes, scope
-from gateway.ledger.tree import NotAHead, TreeError, consistency_proof, inclusion_proof
+from gateway.ledger.tree import NotAHead, consistency_proof, inclusion_proof
 from gateway.ledger.verify import verify_ledger
 from gateway.hub import outbox
 from gateway.hub.metrics import Metrics
 from gateway.hub.openapi import OPENAPI_PATH, document_bytes
 from gateway.hub.policy import RoutePolicy
+from gateway.hub.retention import purge_continuously
 from gateway.hub.registry import APPLICATION_PREFIX, Registry, import_trust_list, read_trust_list
 from gateway.hub import store
 from gateway.keyfiles import read_private_key
@@ -48,6 +54,7 @@ from gateway.protocol.schema import load_message_schemas
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from gateway.protocol.trust import load_trust_list
 from gateway.store.migrate import migrate
+from gateway.store.payloads import KEYS_VARIABLE, PayloadKeys, generate_key, load_keys
 
 JOSE = "application/jose"
 PROBLEM = "application/problem+json"
@@ -85,6 +92,22 @@ class HubSettings:
     verify_interval_seconds: float = 3600.0
     adapters: Mapping[str, str] = field(default_factory=lambda: {"CN-GD": "cn_gd", "HK": "hk", "MO": "mo"})
     """Jurisdiction code -> its adapter module (gateway/adapters/registry.py)."""
+    body_read_seconds: float = 30.0
+    caller_limit: CallerLimit = CallerLimit(rate_per_second=2000, burst=4000, in_flight=512)
+    """Per authenticated caller (gateway/hub/limits.py, PROTO-12.8-4)."""
+    address_limit: CallerLimit = CallerLimit(rate_per_second=5000, burst=10000, in_flight=1024)
+    """Per network address, before authentication."""
+    long_polls_per_jurisdiction: int = 8
+    client_certificates: bool = False
+    """Mutual TLS: non-public requests need a client certificate naming their jurisdiction (PROTO-12.8-2)."""
+    outgoing_ssl: Any = None
+    """The `ssl.SSLContext` for the hub's own calls (pushes, witnesses); None: the system's defaults."""
+    payload_keys: PayloadKeys | None = None
+    """Seal stored messages (gateway/store/payloads.py); required to serve."""
+    purge_interval_seconds: float = 3600.0
+    """How often payloads whose retention ended are deleted (gateway/hub/retention.py)."""
+    console: Any = None
+    """The console's settings (gateway/console/settings.py); None: no console."""
 
 
 HUB = web.AppKey("hub", Hub)
@@ -96,11 +119,24 @@ COMMITTER = web.AppKey("committer", GroupCommitter)
 WAKEUPS = web.AppKey("wakeups", Wakeups)
 PROCESS_ID = web.AppKey("process_id", str)
 CHECKPOINTER = web.AppKey("checkpointer", Checkpointer)
+CALLER_LIMITS = web.AppKey("caller_limits", CallerLimits)
+ADDRESS_LIMITS = web.AppKey("address_limits", CallerLimits)
+LONG_POLLS = web.AppKey("long_polls", CallerLimits)
+ROUTE_ACCESS = web.AppKey("route_access", dict)
+"""(method, canonical path) -> Access: the authorisation matrix's routes (gateway/hub/authorization.py)."""
+CALLER = web.RequestKey("caller", VerifiedProof)
+"""The request's authenticated jurisdiction, set before a jurisdiction route's handler runs."""
 
 
-def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
-    """The hub's settings from a checked configuration and the database it uses."""
+def settings_for(config: GatewayConfig, dsn: str, payload_keys: PayloadKeys | None = None) -> HubSettings:
+    """The hub's settings from a checked configuration and the database it uses.
+
+    The payload keys are `payload_keys`, else the configuration's: in test mode a missing key directory is
+    made with a fresh key (the demo needs no set-up); in production the keys must exist (docs/operations.md).
+    """
     return HubSettings(
+        payload_keys=payload_keys or payload_keys_for(config),
+        purge_interval_seconds=config.storage.purge_interval_seconds,
         dsn=dsn,
         mode=config.mode,
         public_base_url=config.public_base_url,
@@ -132,13 +168,18 @@ def settings_for(config: GatewayConfig, dsn: str) -> HubSettings:
         checkpoint_interval_seconds=config.ledger.checkpoint_interval_seconds,
         verify_interval_seconds=config.ledger.verify_interval_seconds,
         adapters={code: jurisdiction.adapter for code, jurisdiction in config.jurisdictions.items()},
+        console=console_settings(config),
     )
 
 
 def build_app(
     settings: HubSettings, clock: Callable[[], Any] = utc_now, before_commit: Any = None, after_commit: Any = None
 ) -> web.Application:
-    app = web.Application(middlewares=[_problems], client_max_size=settings.max_message_bytes + 1)
+    app = web.Application(middlewares=[_problems, _address_limits, _authorize], client_max_size=settings.max_message_bytes + 1)
+    app[ROUTE_ACCESS] = dict(API_ROUTES)
+    app[CALLER_LIMITS] = CallerLimits(settings.caller_limit)
+    app[ADDRESS_LIMITS] = CallerLimits(settings.address_limit)
+    app[LONG_POLLS] = CallerLimits(CallerLimit(rate_per_second=1e9, burst=10**9, in_flight=settings.long_polls_per_jurisdiction))
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[WAKEUPS] = Wakeups()
@@ -158,6 +199,10 @@ def build_app(
     app.router.add_get("/readyz", get_ready)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get(OPENAPI_PATH, get_openapi)
+    if settings.console is not None:
+        from gateway.console.app import mount_console  # the console's handlers read this module's app keys
+
+        mount_console(app, clock)  # it adds its rows to app[ROUTE_ACCESS]
     return app
 
 
@@ -183,6 +228,9 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 applied = await migrate(connection)
                 if applied:
                     _log.info("migrations_applied", names=applied)
+            if settings.payload_keys is None:
+                raise ValueError("no payload keys: the hub seals every stored message (settings.payload_keys)")
+            await _seal_clear_payloads(pool, settings.payload_keys)
             committer = GroupCommitter(
                 pool, settings.max_batch, settings.max_wait_ms, before_commit=before_commit, after_commit=after_commit
             )
@@ -205,6 +253,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 clock=clock,
                 freshness_seconds=settings.freshness_seconds,
                 adapters=load_adapters(settings.adapters),
+                payload_keys=settings.payload_keys,
             )
             app[POOL] = pool
             app[REGISTRY] = registry
@@ -214,7 +263,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             deliverer = Deliverer(
                 pool=pool, committer=committer, hub=hub, receipt_key=receipt_key, endpoints=dict(settings.push_endpoints),
                 policy=settings.delivery, process_id=process_id, clock=clock, wakeups=wakeups,
-                kill_point=settings.delivery_kill_point,
+                kill_point=settings.delivery_kill_point, ssl_context=settings.outgoing_ssl,
             )
             await resources.enter_async_context(_background(deliverer.run(), "deliverer"))
             await resources.enter_async_context(
@@ -224,15 +273,37 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 checkpointer = Checkpointer(
                     pool=pool, origin=settings.origin, key=read_private_key(settings.checkpoint_key_file),
                     witnesses=settings.witnesses, interval_seconds=settings.checkpoint_interval_seconds, clock=clock,
+                    ssl_context=settings.outgoing_ssl,
                 )
                 app[CHECKPOINTER] = checkpointer
                 await resources.enter_async_context(_background(checkpointer.run(), "checkpointer"))
+            await resources.enter_async_context(
+                _background(purge_continuously(committer, clock, settings.purge_interval_seconds), "retention")
+            )
             await resources.enter_async_context(
                 _background(_verify_continuously(pool, settings.verify_interval_seconds, clock, process_id), "verifier")
             )
             yield
 
     return context
+
+
+def payload_keys_for(config: GatewayConfig) -> PayloadKeys:
+    """The configuration's payload key ring; in test mode, a missing or empty key directory gets a fresh key."""
+    folder = config.payload_keys_dir
+    if config.mode == "test" and not os.environ.get(KEYS_VARIABLE) and not any(folder.glob("*.key")):
+        key_id = generate_key(folder)
+        _log.info("payload_key_generated", key_id=key_id, folder=str(folder))
+    return load_keys(folder)
+
+
+async def _seal_clear_payloads(pool: asyncpg.Pool, keys: PayloadKeys) -> None:
+    """Seal rows stored in clear before payload encryption, then rewrite the table so that their old tuples are gone."""
+    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM messages WHERE payload_key IS NULL AND compact IS NOT NULL)"):
+        return
+    sealed = await store.reseal_messages(pool, keys, clear_only=True)
+    await pool.execute("VACUUM FULL messages")
+    _log.info("clear_payloads_sealed", messages=sealed)
 
 
 @contextlib.asynccontextmanager
@@ -331,7 +402,10 @@ async def _problems(request: web.Request, handler: Callable[[web.Request], Await
         response = await handler(request)
     except ProtocolError as refusal:
         metrics.refused(refusal.code)
-        return problem_response(refusal, request.path)
+        response = problem_response(refusal, request.path)
+        if refusal.code in _UNREAD_BODY:
+            response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge:
         metrics.refused("message-too-large")
         return problem_response(ProtocolError("message-too-large"), request.path)
@@ -343,8 +417,38 @@ async def _problems(request: web.Request, handler: Callable[[web.Request], Await
         code = "unavailable" if database_unavailable(error) else "internal-error"
         _log.error(code.replace("-", "_"), path=request.path, error=type(error).__name__)
         metrics.refused(code)
-        return problem_response(ProtocolError(code), request.path)
+        return problem_response(ProtocolError(code, retry_after_seconds=1 if code == "unavailable" else None), request.path)
     return response
+
+
+@web.middleware
+async def _authorize(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Enforce the authorisation matrix before any handler runs: a route it does not name does not exist."""
+    resource = request.match_info.route.resource
+    if resource is None:  # no route matched: the router's own not-found or method-not-allowed
+        return await handler(request)
+    access = access_of(request.app[ROUTE_ACCESS], request.method, resource.canonical)
+    if access is None:
+        raise ProtocolError("not-found", "No such resource for this caller")
+    if access is Access.JURISDICTION:
+        body = None
+        if request.method == "POST":
+            if request.content_type != JOSE:
+                raise ProtocolError("media-type-unsupported", f"Send the compact JWS as {JOSE}")
+            body = await read_body(request)
+        request[CALLER] = await authenticate(request, body)
+    return await handler(request)
+
+
+_UNREAD_BODY = frozenset({"message-too-large", "request-timeout"})
+"""Refusals answered before the whole body was read: the connection is closed after the answer."""
+
+
+@web.middleware
+async def _address_limits(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every request spends its network address's budget first (PROTO-12.8-4)."""
+    with request.app[ADDRESS_LIMITS].admit(f"address:{request.remote}"):
+        return await handler(request)
 
 
 # SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
@@ -364,19 +468,54 @@ def database_unavailable(error: BaseException) -> bool:
 
 
 def problem_response(refusal: ProtocolError, instance: str) -> web.Response:
-    return web.Response(
+    response = web.Response(
         status=refusal.entry.status,
         body=json.dumps(refusal.problem(instance=instance)).encode(),
         content_type=PROBLEM,
     )
+    if refusal.retry_after_seconds is not None:
+        response.headers["Retry-After"] = str(refusal.retry_after_seconds)
+    return response
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body: refused before reading when its declared length is over the limit (PROTO-12.2-1),
+    and when it does not arrive within the body deadline (PROTO-12.8-5)."""
+    settings = request.app[SETTINGS]
+    if request.content_length is not None and request.content_length > settings.max_message_bytes:
+        raise ProtocolError("message-too-large")
+    try:
+        return await asyncio.wait_for(request.read(), settings.body_read_seconds)
+    except TimeoutError:
+        raise ProtocolError("request-timeout", where="body") from None
+
+
+def transport_party(request: web.Request) -> str | None:
+    """With mutual TLS on, the jurisdiction the client certificate names (PROTO-12.8-2); None when it is off."""
+    if not request.app[SETTINGS].client_certificates:
+        return None
+    party = peer_party(request.transport)
+    if party is None or party == HUB_PARTY:
+        raise ProtocolError("client-certificate-required")
+    return party
+
+
+def _caller(party: str | None, owner: str, request: web.Request) -> str:
+    """Whose budget an authenticated request spends: the certificate's jurisdiction, else the signer at its address
+    (so that a receiver replaying another jurisdiction's signed bytes spends only its own address's budget)."""
+    return party if party is not None else f"{owner}@{request.remote}"
 
 
 async def post_message(request: web.Request) -> web.Response:
     """POST /v1/messages: a compact JWS in, 202 and the hub receipt out (§12)."""
     if request.content_type != JOSE:
         raise ProtocolError("media-type-unsupported", f"Send the compact JWS as {JOSE}")
-    body = await request.read()
-    acceptance = await request.app[HUB].accept(body)
+    party = transport_party(request)
+    body = await read_body(request)
+    limits = request.app[CALLER_LIMITS]
+    acceptance = await request.app[HUB].accept(
+        body, sent_by=party, admit=lambda owner: limits.admit(_caller(party, owner, request))
+    )
     request.app[METRICS].accepted(acceptance.replayed)
     return web.json_response(
         {"message_id": acceptance.message_id, "hub_receipt": acceptance.hub_receipt.decode("ascii"), "replayed": acceptance.replayed},
@@ -388,8 +527,13 @@ REQUEST_PROOF_HEADER = "GBA-Request-Proof"
 
 
 async def authenticate(request: web.Request, body: bytes | None = None) -> VerifiedProof:
-    """The caller of a non-public request, from its request proof (§9.5); its `jti` is used up here."""
+    """The caller of a non-public request, from its request proof (§9.5); its `jti` is used up here.
+
+    With mutual TLS the proof's signer must be the certificate's jurisdiction (PROTO-12.8-3); the
+    request spends the caller's budget (PROTO-12.8-4).
+    """
     hub, settings = request.app[HUB], request.app[SETTINGS]
+    party = transport_party(request)
     now = hub.now()
     proof = check_request_proof(
         request.headers.get(REQUEST_PROOF_HEADER),
@@ -400,6 +544,9 @@ async def authenticate(request: web.Request, body: bytes | None = None) -> Verif
         public_base_url=settings.public_base_url,
         now=now,
     )
+    if party is not None and proof.owner != party:
+        raise ProtocolError("client-certificate-mismatch", where="kid")
+    request.app[CALLER_LIMITS].take(_caller(party, proof.owner, request))
     expires = datetime.fromtimestamp(proof.iat, timezone.utc) + timedelta(seconds=2 * WINDOW_SECONDS)
     if not await store.remember_request_proof(request.app[POOL], proof.jti, proof.kid, expires):
         raise ProtocolError("request-proof-replayed", where="/jti")
@@ -408,7 +555,7 @@ async def authenticate(request: web.Request, body: bytes | None = None) -> Verif
 
 async def get_message(request: web.Request) -> web.Response:
     """GET /v1/messages/{id}: the sender's view of its own message; anyone else gets 404 (§12)."""
-    caller = await authenticate(request)
+    caller = request[CALLER]
     message_id = request.match_info["message_id"]
     stored = await store.message_by_id(request.app[POOL], message_id) if UUID7.fullmatch(message_id) else None
     if stored is None or stored.sender != caller.owner:
@@ -434,7 +581,7 @@ _INBOX_LIMIT = 500
 
 async def get_inbox(request: web.Request) -> web.Response:
     """GET /v1/inbox: the caller's ready deliveries, long-polled, and its cursor (§12.6)."""
-    caller = await authenticate(request)
+    caller = request[CALLER]
     settings, hub = request.app[SETTINGS], request.app[HUB]
     after = _query_integer(request, "after", -1, -1, 2**62)
     wait = _query_integer(request, "wait", 0, 0, settings.long_poll_seconds)
@@ -443,14 +590,15 @@ async def get_inbox(request: web.Request) -> web.Response:
     if after >= 0 and await outbox.receipts_to_acknowledge(pool, caller.owner, after):
         await request.app[COMMITTER].run(lambda connection, appender: _acknowledge_receipts(connection, appender, caller.owner, after, hub.now()))
     deadline = asyncio.get_running_loop().time() + wait
-    while True:
-        claimed = await outbox.claim_for_inbox(
-            pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit
-        )
-        remaining = deadline - asyncio.get_running_loop().time()
-        if claimed or remaining <= 0 or wakeups.closing:
-            break
-        await wakeups.for_receiver(caller.owner, min(remaining, 1.0))
+    with request.app[LONG_POLLS].admit(caller.owner):
+        while True:
+            claimed = await outbox.claim_for_inbox(
+                pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
+            )
+            remaining = deadline - asyncio.get_running_loop().time()
+            if claimed or remaining <= 0 or wakeups.closing:
+                break
+            await wakeups.for_receiver(caller.owner, min(remaining, 1.0))
     deliveries = [delivery_of(item, hub.receipt_key, hub.local_view(item.receiver, item.compact)).to_document() for item in claimed]
     cursor = max((item.ledger_index for item in claimed), default=after)
     return web.json_response({"deliveries": deliveries, "cursor": cursor})
@@ -472,10 +620,7 @@ def _query_integer(request: web.Request, name: str, default: int, low: int, high
 
 async def post_receipt(request: web.Request) -> web.Response:
     """POST /v1/receipts: a pulling receiver's receipt (§12.6); answered as POST /v1/messages."""
-    if request.content_type != JOSE:
-        raise ProtocolError("media-type-unsupported", f"Send the receipt's compact JWS as {JOSE}")
-    body = await request.read()
-    caller = await authenticate(request, body)
+    body, caller = await request.read(), request[CALLER]  # read, checked and authenticated by `_authorize`
     acceptance = await request.app[HUB].accept(body, receipt_from=caller.owner)
     request.app[METRICS].accepted(acceptance.replayed)
     return web.json_response(
@@ -550,7 +695,7 @@ async def get_consistency_proof(request: web.Request) -> web.Response:
 
 async def get_entries(request: web.Request) -> web.Response:
     """GET /v1/ledger/entries?start=I&limit=N: the entries from index I the caller is a party to (§13.6)."""
-    caller = await authenticate(request)
+    caller = request[CALLER]
     start = _query_integer(request, "start", 0, 0, 2**62)
     limit = _query_integer(request, "limit", 100, 1, 1000)
     pool = request.app[POOL]
@@ -567,7 +712,7 @@ async def get_entries(request: web.Request) -> web.Response:
 
 async def get_inclusion_proof(request: web.Request) -> web.Response:
     """GET /v1/ledger/proof/inclusion?index=I&size=N: an entry the caller is a party to and its proof (§13.6)."""
-    caller = await authenticate(request)
+    caller = request[CALLER]
     index = _query_integer(request, "index", -1, 0, 2**62)
     size = _query_integer(request, "size", -1, 1, 2**62)
     if index < 0 or size <= index:

@@ -60,6 +60,12 @@ _FAILURE = ("12.1-5",)
 """Every resource may fail (internal-error)."""
 _DATABASE = ("12.1-4",)
 """A resource that reads the database answers unavailable when it cannot."""
+_LIMITED = ("12.8-4",)
+"""Every request spends its address's budget (rate-limited)."""
+_CALLER = ("12.8-2", "12.8-3", "12.8-4")
+"""A request that names its caller: mutual TLS checks it, and it spends the caller's budget."""
+_BODY = ("12.8-5",)
+"""A request with a body: the body deadline, and its declared length checked before reading."""
 
 UNROUTED = ("12.1-2", "12.1-3")
 """Codes for requests that match no operation: a path the hub does not have, a method a path does not have."""
@@ -130,7 +136,7 @@ def _operations() -> tuple[Operation, ...]:
                 "with `replayed` true (§8.2). Any refusal is a problem (§11)."
             ),
             public=True,
-            answers=("2", *_JWS_AND_KEY, "5", "6", "7", "8", "9.4", "12.2", "14", *_DATABASE, *_FAILURE),
+            answers=("2", *_JWS_AND_KEY, "5", "6", "7", "8", "9.4", "12.2", "14", *_CALLER, *_BODY, *_DATABASE, *_FAILURE),
             success=(202, JSON, "Accepted (or a resend of an accepted message): the hub receipt.", {"$ref": _REF + "Acceptance"}),
             example_path="/v1/messages",
         ),
@@ -147,7 +153,7 @@ def _operations() -> tuple[Operation, ...]:
                 "party's message is never revealed (PROTO-12.1-2)."
             ),
             public=False,
-            answers=(*_JWS_AND_KEY, "9.5", "12.1-2", *_DATABASE, *_FAILURE),
+            answers=(*_JWS_AND_KEY, "9.5", "12.1-2", *_CALLER, *_DATABASE, *_FAILURE),
             success=(200, JSON, "The sender's view of its message.", {"$ref": _REF + "MessageView"}),
             example_path=f"/v1/messages/{_MESSAGE_ID_EXAMPLE}",
         ),
@@ -165,7 +171,7 @@ def _operations() -> tuple[Operation, ...]:
                 "the wait ends or the hub shuts down."
             ),
             public=False,
-            answers=(*_JWS_AND_KEY, "9.5", "12.6-4", *_DATABASE, *_FAILURE),
+            answers=(*_JWS_AND_KEY, "9.5", "12.6-4", *_CALLER, *_DATABASE, *_FAILURE),
             success=(200, JSON, "Deliveries and the new cursor.", {"$ref": _REF + "Inbox"}),
             example_path="/v1/inbox",
         ),
@@ -181,7 +187,7 @@ def _operations() -> tuple[Operation, ...]:
                 "`202` with its hub receipt; the identical bytes again get the same answer with `replayed` true."
             ),
             public=False,
-            answers=(*_JWS_AND_KEY, "5", "6", "7", "8", "9.4", "9.5", "12.2", "12.6-3", "14", *_DATABASE, *_FAILURE),
+            answers=(*_JWS_AND_KEY, "5", "6", "7", "8", "9.4", "9.5", "12.2", "12.6-3", "14", *_CALLER, *_BODY, *_DATABASE, *_FAILURE),
             success=(202, JSON, "Accepted (or a resend of an accepted receipt): the hub receipt.", {"$ref": _REF + "Acceptance"}),
             example_path="/v1/receipts",
         ),
@@ -197,7 +203,7 @@ def _operations() -> tuple[Operation, ...]:
                 "`?size=N` for an earlier one. Verify it with keys from your own configuration (PROTO-13.5-3)."
             ),
             public=True,
-            answers=("12.1-2", "12.6-4", *_DATABASE, *_FAILURE),
+            answers=("12.1-2", "12.6-4", *_LIMITED, *_DATABASE, *_FAILURE),
             success=(200, "text/plain", "The signed note, cosignature lines appended.", {"type": "string"}),
             example_path="/v1/ledger/checkpoint",
         ),
@@ -209,7 +215,7 @@ def _operations() -> tuple[Operation, ...]:
             summary="An RFC 9162 consistency proof between two tree heads",
             description="Public. `from` and `to` are tree sizes of stored heads, 1 <= from <= to (§13.6).",
             public=True,
-            answers=("12.1-2", "12.6-4", *_DATABASE, *_FAILURE),
+            answers=("12.1-2", "12.6-4", *_LIMITED, *_DATABASE, *_FAILURE),
             success=(200, JSON, "The proof, hashes in base64.", {"type": "object"}),
             example_path="/v1/ledger/proof/consistency",
         ),
@@ -224,7 +230,7 @@ def _operations() -> tuple[Operation, ...]:
                 "returned, with their canonical bytes in base64 and the index to continue from (PROTO-13.6-1)."
             ),
             public=False,
-            answers=(*_JWS_AND_KEY, "9.5", "12.6-4", *_DATABASE, *_FAILURE),
+            answers=(*_JWS_AND_KEY, "9.5", "12.6-4", *_CALLER, *_DATABASE, *_FAILURE),
             success=(200, JSON, "Entries and the next index.", {"type": "object"}),
             example_path="/v1/ledger/entries",
         ),
@@ -239,7 +245,7 @@ def _operations() -> tuple[Operation, ...]:
                 "`not-found` when the caller is not a party to the entry (PROTO-13.6-1)."
             ),
             public=False,
-            answers=(*_JWS_AND_KEY, "9.5", "12.1-2", "12.6-4", *_DATABASE, *_FAILURE),
+            answers=(*_JWS_AND_KEY, "9.5", "12.1-2", "12.6-4", *_CALLER, *_DATABASE, *_FAILURE),
             success=(200, JSON, "The entry, the root and the proof, in base64.", {"type": "object"}),
             example_path="/v1/ledger/proof/inclusion",
         ),
@@ -251,7 +257,7 @@ def _operations() -> tuple[Operation, ...]:
             summary="What this hub is",
             description="The implementation's name and version, the protocol version and the hub's mode (`test` or `production`, §10.5).",
             public=True,
-            answers=_FAILURE,
+            answers=(*_LIMITED, *_FAILURE),
             success=(200, JSON, "The hub's name, version, protocol version and mode.", {"$ref": _REF + "About"}),
             example_path="/v1/about",
         ),
@@ -267,7 +273,7 @@ def _operations() -> tuple[Operation, ...]:
                 "install a new one only if it verifies with the list they hold (PROTO-10.3-3)."
             ),
             public=True,
-            answers=_FAILURE,
+            answers=(*_LIMITED, *_FAILURE),
             success=(200, "application/jose", "The signed trust list (compact JWS).", {"type": "string"}),
             example_path="/v1/trust-list",
         ),
@@ -279,7 +285,7 @@ def _operations() -> tuple[Operation, ...]:
             summary="Liveness: the process runs",
             description="Answers `200` while the process runs; it does not touch the database.",
             public=True,
-            answers=_FAILURE,
+            answers=(*_LIMITED, *_FAILURE),
             success=(200, JSON, "The process runs.", {"$ref": _REF + "Health"}),
             example_path="/healthz",
         ),
@@ -291,7 +297,7 @@ def _operations() -> tuple[Operation, ...]:
             summary="Readiness: the process can reach its database",
             description="Answers `200` when the process can reach its database, `unavailable` (`503`) when it cannot.",
             public=True,
-            answers=(*_DATABASE, *_FAILURE),
+            answers=(*_LIMITED, *_DATABASE, *_FAILURE),
             success=(200, JSON, "The database answers.", {"$ref": _REF + "Ready"}),
             example_path="/readyz",
         ),
@@ -307,7 +313,7 @@ def _operations() -> tuple[Operation, ...]:
                 "operators restrict it at the network edge (§12.1)."
             ),
             public=True,
-            answers=(*_DATABASE, *_FAILURE),
+            answers=(*_LIMITED, *_DATABASE, *_FAILURE),
             success=(200, "text/plain", "Prometheus text exposition format (version 0.0.4).", {"type": "string"}),
             example_path="/metrics",
         ),
@@ -319,7 +325,7 @@ def _operations() -> tuple[Operation, ...]:
             summary="This document",
             description="The OpenAPI 3.1 description of the hub's HTTP binding, with this hub's public base URL as its server.",
             public=True,
-            answers=_FAILURE,
+            answers=(*_LIMITED, *_FAILURE),
             success=(200, JSON, "An OpenAPI 3.1 document.", {"type": "object"}),
             example_path=OPENAPI_PATH,
         ),

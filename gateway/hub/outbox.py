@@ -20,6 +20,8 @@ from typing import Literal
 
 import asyncpg
 
+from gateway.store.payloads import PayloadKeys
+
 Executor = asyncpg.Connection | asyncpg.Pool
 
 State = Literal["queued", "dead"]
@@ -72,18 +74,20 @@ _READY = (
 )
 
 _CLAIMED = (
-    " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.digest, m.type, m.sender,"
+    " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
     " m.case_id, m.ledger_index, m.accepted_at"
 )
 
 
-def _claimed(row: asyncpg.Record) -> ClaimedDelivery:
+def _claimed(row: asyncpg.Record, keys: PayloadKeys) -> ClaimedDelivery:
+    message_id = str(row["message_id"])
+    compact = row["compact"] if row["payload_key"] is None else keys.open(message_id, row["payload_key"], row["compact"])
     return ClaimedDelivery(
-        message_id=str(row["message_id"]),
+        message_id=message_id,
         receiver=row["receiver"],
         attempts=row["attempts"],
         queued_at=row["queued_at"],
-        compact=row["compact"],
+        compact=compact,
         digest=row["digest"].hex(),
         type=row["type"],
         sender=row["sender"],
@@ -94,9 +98,10 @@ def _claimed(row: asyncpg.Record) -> ClaimedDelivery:
 
 
 async def claim_for_push(
-    executor: Executor, receivers: list[str], process_id: str, now: datetime, lease_seconds: float, limit: int
+    executor: Executor, receivers: list[str], process_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` ready rows for the push `receivers` whose retry time has come (PROTO-12.4-3)."""
+    """Lease up to `limit` ready rows for the push `receivers` whose retry time has come (PROTO-12.4-3);
+    their messages opened with `keys`."""
     rows = await executor.fetch(
         "WITH pick AS (SELECT c.message_id FROM outbox c WHERE c.receiver = ANY($2::text[]) AND c.due_at <= $1 AND "
         + _READY
@@ -106,11 +111,11 @@ async def claim_for_push(
         + _CLAIMED,
         now, receivers, process_id, float(lease_seconds), limit,
     )
-    return [_claimed(row) for row in rows]
+    return [_claimed(row, keys) for row in rows]
 
 
 async def claim_for_inbox(
-    executor: Executor, receiver: str, caller_id: str, now: datetime, lease_seconds: float, limit: int
+    executor: Executor, receiver: str, caller_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` ready rows for a pulling receiver, in ledger order (PROTO-12.6-1).
 
@@ -125,12 +130,12 @@ async def claim_for_inbox(
         " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at),"
         " seen AS (UPDATE messages m SET status = 'delivered' FROM leased"
         " WHERE m.id = leased.message_id AND m.status = 'accepted' AND m.type <> 'receipt')"
-        " SELECT o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.digest, m.type, m.sender,"
+        " SELECT o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
         " m.case_id, m.ledger_index, m.accepted_at FROM leased o JOIN messages m ON m.id = o.message_id"
         " ORDER BY m.ledger_index",
         now, receiver, caller_id, float(lease_seconds), limit,
     )
-    return [_claimed(row) for row in rows]
+    return [_claimed(row, keys) for row in rows]
 
 
 async def receipts_to_acknowledge(executor: Executor, receiver: str, cursor: int) -> bool:

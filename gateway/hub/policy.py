@@ -41,6 +41,11 @@ class RoutePolicy:
     def __init__(self, routes: Sequence[Route]) -> None:
         self._routes = tuple(routes)
 
+    def retention_days(self, message: Message) -> int | None:
+        """How long the route of an accepted `message` keeps its payload after the case ends (docs/data-protection.md)."""
+        route = find_route(self._routes, message.sender, message.receiver, message.type, message.purpose)
+        return route.retention_days if route is not None else None
+
     def check(self, message: Message) -> None:
         route = find_route(self._routes, message.sender, message.receiver, message.type, message.purpose)
         if route is None:

@@ -14,6 +14,7 @@ import asyncpg
 
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.message import Message
+from gateway.store.payloads import PayloadKeys
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -107,25 +108,35 @@ class RepliedMessage:
     type: str
     receiver: str
     receipted: bool
+    digest: str
 
 
 async def replied_message(connection: asyncpg.Connection, message_id: str) -> RepliedMessage | None:
     """What `reply_to` checks need of an accepted message (§5.2, §9.4)."""
     row = await connection.fetchrow(
-        "SELECT case_id, type, receiver, receiver_receipt IS NOT NULL AS receipted FROM messages WHERE id = $1",
+        "SELECT case_id, type, receiver, receiver_receipt IS NOT NULL AS receipted, digest FROM messages WHERE id = $1",
         uuid.UUID(message_id),
     )
-    return RepliedMessage(str(row["case_id"]), row["type"], row["receiver"], row["receipted"]) if row else None
+    return RepliedMessage(str(row["case_id"]), row["type"], row["receiver"], row["receipted"], bytes(row["digest"]).hex()) if row else None
 
 
 async def insert_message(
-    connection: asyncpg.Connection, message: Message, accepted_at: datetime, ledger_index: int, hub_receipt: bytes
+    connection: asyncpg.Connection,
+    message: Message,
+    accepted_at: datetime,
+    ledger_index: int,
+    hub_receipt: bytes,
+    sealed: tuple[str, bytes],
+    retention_days: int | None,
 ) -> None:
-    """Record an accepted message and queue it for delivery to its receiver (one statement)."""
+    """Record an accepted message, its bytes `sealed` as (payload key id, sealed bytes) by
+    gateway/store/payloads.py and its route's retention, and queue it for delivery to its receiver (one statement)."""
+    payload_key, sealed_bytes = sealed
     await connection.fetchval(
         "WITH stored AS ("
         " INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
-        " accepted_at, ledger_index, hub_receipt) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " accepted_at, ledger_index, hub_receipt, payload_key, retention_days)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " RETURNING id, receiver, case_id, accepted_at, ledger_index, type),"
         " queued AS (INSERT INTO outbox (message_id, receiver, case_id, due_at, queued_at, ledger_index, is_receipt)"
         " SELECT id, receiver, case_id, accepted_at, accepted_at, ledger_index, type = 'receipt' FROM stored RETURNING receiver)"
@@ -134,7 +145,7 @@ async def insert_message(
         " SELECT pg_notify('gateway_outbox', receiver) FROM queued",
         uuid.UUID(message.id),
         bytes.fromhex(message.digest),
-        message.compact,
+        sealed_bytes,
         message.type,
         message.sender,
         message.receiver,
@@ -145,6 +156,8 @@ async def insert_message(
         accepted_at,
         ledger_index,
         hub_receipt,
+        payload_key,
+        retention_days,
     )
 
 
@@ -181,3 +194,39 @@ async def recheck_in_batch(connection: asyncpg.Connection, message_id: str, kid:
     if row["not_after"] <= at:
         raise ProtocolError("key-expired", where="kid")
     return row["digest"].hex() if row["digest"] is not None else None
+
+
+async def reseal_messages(pool: asyncpg.Pool, keys: PayloadKeys, *, clear_only: bool = False, batch: int = 500) -> int:
+    """Seal every message stored in clear (rows from before payload encryption) and, unless `clear_only`, every
+    one sealed under a key other than the current one, with the current key, in batches of `batch` rows; how
+    many rows were resealed.
+
+    Each batch is one transaction that locks its rows (SKIP LOCKED: several processes may run it at once). The
+    old bytes stay in the table's dead tuples and in the WAL until PostgreSQL reuses the space: callers that
+    changed any row run `VACUUM FULL messages` (docs/security.md, "Payloads at rest").
+    """
+    resealed = 0
+    while True:
+        async with pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(
+                "SELECT id, compact, payload_key FROM messages"
+                " WHERE compact IS NOT NULL AND (payload_key IS NULL OR (NOT $3 AND payload_key <> $1))"
+                " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                keys.current, batch, clear_only,
+            )
+            if not rows:
+                return resealed
+            updates = []
+            for row in rows:
+                message_id = str(row["id"])
+                plain = row["compact"] if row["payload_key"] is None else keys.open(message_id, row["payload_key"], row["compact"])
+                key_id, sealed = keys.seal(message_id, plain)
+                updates.append((row["id"], sealed, key_id))
+            await connection.executemany("UPDATE messages SET compact = $2, payload_key = $3 WHERE id = $1", updates)
+            resealed += len(updates)
+
+
+async def payload_key_use(executor: Executor) -> dict[str | None, int]:
+    """How many stored payloads each payload key seals (None: stored in clear); purged ones are not counted."""
+    rows = await executor.fetch("SELECT payload_key, count(*) AS n FROM messages WHERE compact IS NOT NULL GROUP BY payload_key")
+    return {row["payload_key"]: row["n"] for row in rows}

@@ -21,6 +21,7 @@ import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -66,8 +67,10 @@ class Checkpointer:
         interval_seconds: float,
         clock: Callable[[], datetime],
         timeout_seconds: float = 10.0,
+        ssl_context: Any = None,
     ) -> None:
         self._pool = pool
+        self._ssl = ssl_context if ssl_context is not None else True
         self.origin = origin
         self._key = key
         self._witnesses = tuple(witnesses)
@@ -119,7 +122,8 @@ class Checkpointer:
         """Bring every witness up to `latest`; how many of them answered at all."""
         if not any(witness.url for witness in self._witnesses):
             return 0
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session:
+        connector = aiohttp.TCPConnector(ssl=self._ssl)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout), connector=connector) as session:
             answered = await asyncio.gather(*(self._witness(session, witness, latest) for witness in self._witnesses if witness.url))
         return sum(answered)
 

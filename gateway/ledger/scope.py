@@ -11,6 +11,8 @@ itself the parties' business. A jurisdiction sees an entry when it is a party to
 | `withdrawn`, `cancelled`, `deadline-passed` | the case's two parties |
 | `key-added`, `key-rotated`, `key-revoked` | the key's owner; a hub key's entries concern every jurisdiction |
 | `trust-list-imported` | every jurisdiction |
+| `payload-viewed`, `payload-purged` | the sender and receiver of the message whose payload an officer viewed, or that was purged |
+| `person-searched`, `officer-changed` | nobody but auditors (the console's own oversight) |
 
 Auditors see every entry. Checkpoints and consistency proofs are public.
 """
@@ -25,7 +27,8 @@ from typing import Any
 EVERYONE = "*"
 AUDITOR = "auditor"
 
-_MESSAGE_KINDS = frozenset({"delivered", "receipt-received", "dead-lettered", "retried"})
+_MESSAGE_KINDS = frozenset({"delivered", "receipt-received", "dead-lettered", "retried", "payload-viewed", "payload-purged"})
+_AUDITOR_KINDS = frozenset({"person-searched", "officer-changed"})
 _CASE_KINDS = frozenset({"withdrawn", "cancelled", "deadline-passed"})
 _KEY_KINDS = frozenset({"key-added", "key-rotated", "key-revoked"})
 
@@ -41,6 +44,8 @@ def _direct_parties(entry: dict[str, Any]) -> set[str] | None:
         return {EVERYONE} if entry.get("owner") == "hub" else {entry["owner"]}
     if kind == "trust-list-imported":
         return {EVERYONE}
+    if kind in _AUDITOR_KINDS:
+        return set()
     return None
 
 

@@ -103,6 +103,11 @@ CATALOGUE: dict[str, Code] = _catalogue(
     Code("method-not-allowed", 405, "The resource does not allow this method", "PROTO-12.1-3"),
     Code("unavailable", 503, "The hub cannot record anything now; retry the identical request later", "PROTO-12.1-4"),
     Code("internal-error", 500, "The hub failed to answer; retry the identical request", "PROTO-12.1-5"),
+    # §12.8 transport security and abuse limits
+    Code("client-certificate-required", 401, "This resource needs a client certificate that names a jurisdiction", "PROTO-12.8-2"),
+    Code("client-certificate-mismatch", 403, "The client certificate names another jurisdiction than the signer", "PROTO-12.8-3"),
+    Code("rate-limited", 429, "Too many requests from this caller; retry after the time given", "PROTO-12.8-4"),
+    Code("request-timeout", 408, "The request body did not arrive in time", "PROTO-12.8-5"),
 )
 
 
@@ -114,7 +119,11 @@ class ProtocolError(Exception):
     never built from input.
     """
 
-    def __init__(self, code: str, detail: str | None = None, where: str | None = None) -> None:
+    retry_after_seconds: int | None = None
+    """Set on refusals the caller should retry later (`rate-limited`, `unavailable`): the `Retry-After` header."""
+
+    def __init__(self, code: str, detail: str | None = None, where: str | None = None, *, retry_after_seconds: int | None = None) -> None:
+        self.retry_after_seconds = retry_after_seconds
         if code not in CATALOGUE:
             raise KeyError(f"{code!r} is not in the error catalogue")
         self.entry = CATALOGUE[code]

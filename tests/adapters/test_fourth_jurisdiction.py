@@ -8,11 +8,10 @@ schemes, and Guangdong gets everything back — over HTTP, on a real database.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.config import Route, load_config
+from gateway.config import load_config
 from gateway.contract import contract_dir
 from gateway.hub.http import settings_for
 from gateway.protocol.ids import new_uuid7

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import http.client
 import json
+import secrets
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +32,7 @@ from gateway.contract import contract_dir
 from gateway.config import default_config
 from gateway.hub.http import HubSettings, build_app, settings_for
 from gateway.protocol.timestamps import utc_now
+from gateway.store.payloads import PayloadKeys
 from tests.privacy import leaks_in
 
 
@@ -54,10 +57,15 @@ class Answer:
 class RunningHub:
     base_url: str
     settings: HubSettings
+    client_tls: Any = None
+    """For an https hub: the client's `ssl.SSLContext` (with a client certificate for mutual TLS)."""
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
         parts = urlsplit(self.base_url)
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        if parts.scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=30, context=self.client_tls)
+        else:
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         try:
             connection.request(method, path, body=body, headers=headers or {})
             response = connection.getresponse()
@@ -69,15 +77,25 @@ class RunningHub:
         return self.request("POST", "/v1/messages", compact, {"Content-Type": content_type})
 
 
+TEST_PAYLOAD_KEYS = PayloadKeys({"ptest": secrets.token_bytes(32)}, "the test session's payload key")
+"""One throwaway payload key for the hubs of a test session (gateway/store/payloads.py)."""
+
+
+HUB_DATA_DIR = Path(tempfile.mkdtemp(prefix="gba-test-hubs-"))
+"""The data directory of the test session's in-process hubs (the console keeps its test blind index key there)."""
+
+
 def hub_settings(database_url: str, **changes: Any) -> HubSettings:
-    config = default_config(Path("/nonexistent-unused"))
-    return replace(settings_for(config, database_url), **changes)
+    config = default_config(HUB_DATA_DIR)
+    return replace(settings_for(config, database_url, changes.pop("payload_keys", TEST_PAYLOAD_KEYS)), **changes)
 
 
 @contextlib.contextmanager
 def running_hub(database_url: str, **changes: Any) -> Iterator[RunningHub]:
-    """Serve a hub on 127.0.0.1 (a free port) until the block ends."""
+    """Serve a hub on 127.0.0.1 (a free port) until the block ends; over TLS with `server_tls` (an `ssl.SSLContext`)."""
     before_commit = changes.pop("before_commit", None)
+    server_tls = changes.pop("server_tls", None)
+    listen_port = changes.pop("port", 0)
     clock = changes.pop("clock", utc_now)
     settings = hub_settings(database_url, **changes)
     loop = asyncio.new_event_loop()
@@ -88,10 +106,10 @@ def running_hub(database_url: str, **changes: Any) -> Iterator[RunningHub]:
         app = build_app(settings, clock=clock, before_commit=before_commit)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", listen_port, ssl_context=server_tls)
         await site.start()
         host, port = runner.addresses[0][:2]
-        state["url"] = f"http://{host}:{port}"
+        state["url"] = f"{'https' if server_tls else 'http'}://{host}:{port}"
         state["stop"] = asyncio.Event()
         started.set()
         await state["stop"].wait()

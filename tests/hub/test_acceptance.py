@@ -13,7 +13,7 @@ from gateway.protocol.message import sign_message
 from gateway.protocol.statements import verify_hub_receipt
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.cli_runner import assert_refused
-from tests.hub.harness import Clock, query, running_hub
+from tests.hub.harness import TEST_PAYLOAD_KEYS, Clock, query, running_hub
 from tests.privacy import leaks_in
 from tests.jws_forge import forge, message_header
 
@@ -43,8 +43,9 @@ def test_an_accepted_message_gets_a_verifiable_hub_receipt_and_is_stored(databas
     receipt = verify_hub_receipt(answer.json()["hub_receipt"].encode(), trust)
     assert receipt.message_id == referral["id"]
     assert receipt.message_digest == digest(compact)
-    (row,) = query(database_url, "SELECT compact, ledger_index, status FROM messages")
-    assert row["compact"] == compact and row["ledger_index"] == receipt.ledger_index
+    (row,) = query(database_url, "SELECT compact, payload_key, ledger_index, status FROM messages")
+    assert TEST_PAYLOAD_KEYS.open(referral["id"], row["payload_key"], row["compact"]) == compact, "stored sealed, as received"
+    assert row["ledger_index"] == receipt.ledger_index
     entry = ledger_kinds(database_url)[receipt.ledger_index]
     assert entry["kind"] == "accepted" and entry["message_id"] == referral["id"]
     (outbox,) = query(database_url, "SELECT receiver FROM outbox")

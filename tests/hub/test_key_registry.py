@@ -8,6 +8,8 @@ next request to either hub already sees the change.
 
 from __future__ import annotations
 
+import hashlib
+
 import asyncio
 import contextlib
 import json
@@ -214,7 +216,7 @@ def test_a_rotation_keeps_the_old_key_so_messages_accepted_before_still_verify(d
 
     (old,) = query(database_url, "SELECT not_after FROM keys WHERE kid = $1", GD)
     assert old["not_after"] == parse_timestamp(successor["not_before"]) + timedelta(days=7)
-    (accepted,) = query(database_url, "SELECT accepted_at FROM messages WHERE compact = $1", before)
+    (accepted,) = query(database_url, "SELECT accepted_at FROM messages WHERE digest = $1", hashlib.sha256(before).digest())
     at_acceptance = verify_with_registry(database_url, tmp_path, before, accepted["accepted_at"])
     assert at_acceptance.status == 0, at_acceptance.stderr
     after_retirement = verify_with_registry(database_url, tmp_path, before, old["not_after"] + timedelta(seconds=1))

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from pathlib import Path
 
-import aiohttp
-import pytest
 
 from gateway.contract import contract_dir
 from gateway.demo.exchange import key_path

@@ -216,7 +216,7 @@ ROOT = base64.b64encode(bytes(32)).decode()
         (f"Log\n123\n{ROOT[:-1]}\n", "unpadded base64"),
         ("Log\n123\nYR==\n", "non-zero trailing bits"),
         (f"Log\n123\n{ROOT}\r\n", "carriage return"),
-        (f"Log\n123\n\n", "empty root"),
+        ("Log\n123\n\n", "empty root"),
     ],
 )
 def test_checkpoint_text_is_read_strictly(text, why):

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 from gateway.demo.exchange import key_path, running_exchange
@@ -18,7 +17,6 @@ from gateway.keyfiles import read_private_key
 from gateway.ledger import merkle, notes
 from gateway.ledger.bundle import BundleError, build_bundle, verify_bundle
 from gateway.ledger import checkpoints
-from gateway.hub.witnessing import published_note
 from gateway.protocol.keys import generate
 from gateway.protocol.request_proof import make_request_proof
 from gateway.protocol.timestamps import utc_now
@@ -147,7 +145,7 @@ def bundle_material(database_server, tmp_path_factory):
 
     async def scenario(exchange, session):
         await verification(exchange, "HK")
-        older = await exchange.checkpointer.checkpoint_now()
+        await exchange.checkpointer.checkpoint_now()
         older_note = await published(exchange, session)
         await verification(exchange, "MO")
         latest = await exchange.checkpointer.checkpoint_now()

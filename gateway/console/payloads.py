@@ -1,0 +1,32 @@
+"""The one place the console reads a message's payload (docs/console.md, "Payloads").
+
+Stored messages may be sealed at rest (gateway/store/payloads.py: the row names its
+payload key; a row without one is in clear). Whatever the storage does next, only
+`read_payload` changes. Callers must have checked the officer's right and ledgered the
+view first (the person indexer reads only to index, and shows nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from gateway.protocol import base64url
+
+
+async def read_payload(executor: Any, message_id: str, keys: Any = None) -> dict[str, Any] | None:
+    """The decoded payload of an accepted message (its JWS payload as JSON), or None if there is none.
+
+    `keys` opens a sealed row (an object with `open(message_id, key_id, sealed)`, the hub's payload key ring).
+    """
+    row = await executor.fetchrow("SELECT * FROM messages WHERE id = $1", uuid.UUID(message_id))
+    if row is None:
+        return None
+    compact = bytes(row["compact"])
+    key_id = row.get("payload_key")
+    if key_id is not None:
+        if keys is None:
+            raise LookupError(f"message {message_id} is sealed under payload key {key_id} and no key ring was given")
+        compact = keys.open(message_id, key_id, compact)
+    return json.loads(base64url.decode(compact.split(b".")[1]))

@@ -1,0 +1,140 @@
+"""Find by person: a keyed blind index of identity numbers (docs/console.md, "Find by person").
+
+`console_person_index` holds HMAC-SHA256(key, normalised number) for every identity
+document named in a `referral.submit` or `verification.request`, and the message that
+names it. The key lives in a file outside the database (`[console] blind_index_key`),
+so a copy of the database alone tells nobody whose records it holds, and nobody can
+test a guessed number without the key.
+
+The index is written by `index_new_messages`, which the console runs in every gateway
+process after acceptance (not in the accepting transaction): it follows `messages` by
+ledger index from a cursor kept in the same transaction as the rows it writes, so no
+message is skipped or indexed twice, and the hub's acceptance path neither reads the
+key nor waits for it. A message is findable within about a second of its acceptance.
+Payloads are read through `gateway.console.payloads.read_payload` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.console.payloads import read_payload
+from gateway.console.settings import ConsoleRuntime
+
+_log = structlog.get_logger(__name__)
+
+INDEXED_TYPES = ("referral.submit", "verification.request")
+KEY_BYTES = 32
+_SEPARATORS = re.compile(r"[\s\-()/.]")
+_NUMBER = re.compile(r"[A-Z0-9]{4,40}")
+_CURSOR_LOCK = 0x6762615F706978  # "gba_pix": one indexer at a time across processes
+
+
+def normalise(number: str) -> str | None:
+    """The canonical form of an identity number: upper case, without spaces, hyphens, brackets, slashes or dots.
+
+    "a123456(7)" and "A1234567" are the same HKID. None for anything that is not 4-40 letters and digits then.
+    """
+    value = _SEPARATORS.sub("", number).upper()
+    return value if _NUMBER.fullmatch(value) else None
+
+
+def blind(key: bytes, normalised: str) -> bytes:
+    return hmac.new(key, normalised.encode("ascii"), hashlib.sha256).digest()
+
+
+def load_key(runtime: ConsoleRuntime) -> bytes | None:
+    """The blind index key from its file; None when none is configured.
+
+    In test mode without a configured key the file is made (mode 0600) in the data directory
+    when that directory exists; the console never creates directories of its own.
+    """
+    path = runtime.blind_index_key
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists() and runtime.create_blind_index_key and path.parent.is_dir():
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(secrets.token_bytes(KEY_BYTES))
+    key = path.read_bytes()
+    if len(key) < KEY_BYTES:
+        raise ValueError(f"the blind index key in {path} has {len(key)} bytes, want at least {KEY_BYTES}")
+    return key
+
+
+def identity_numbers(payload: Any) -> Iterator[str]:
+    """Every normalised number under an `identity_documents` member anywhere in the payload's body."""
+    if isinstance(payload, dict):
+        for name, value in payload.items():
+            if name == "identity_documents" and isinstance(value, list):
+                for document in value:
+                    number = normalise(str(document.get("number", ""))) if isinstance(document, dict) else None
+                    if number:
+                        yield number
+            else:
+                yield from identity_numbers(value)
+    elif isinstance(payload, list):
+        for value in payload:
+            yield from identity_numbers(value)
+
+
+async def index_new_messages(pool: Any, key: bytes, payload_keys: Any, batch: int = 500) -> int:
+    """Index the persons of messages accepted since the cursor; the number of messages looked at."""
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)
+        cursor = await connection.fetchval("SELECT coalesce(max(ledger_index), -1) FROM console_person_cursor")
+        rows = await connection.fetch(
+            "SELECT id, ledger_index FROM messages WHERE ledger_index > $1 AND type = ANY($2::text[]) ORDER BY ledger_index LIMIT $3",
+            cursor, list(INDEXED_TYPES), batch,
+        )
+        for row in rows:
+            payload = await read_payload(connection, str(row["id"]), payload_keys)
+            blinds = {blind(key, number) for number in identity_numbers(payload.get("body") if payload else None)}
+            if blinds:
+                await connection.executemany(
+                    "INSERT INTO console_person_index (blind, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    [(value, row["id"]) for value in blinds],
+                )
+        if rows:
+            await connection.execute("DELETE FROM console_person_cursor")
+            await connection.execute("INSERT INTO console_person_cursor (ledger_index) VALUES ($1)", rows[-1]["ledger_index"])
+        return len(rows)
+
+
+async def keep_indexing(pool: Any, runtime: ConsoleRuntime, payload_keys: Any, every_seconds: float = 1.0) -> None:
+    """Index new messages for ever, once a second (a period, not synchronisation)."""
+    try:
+        key = load_key(runtime)
+    except (OSError, ValueError) as error:
+        _log.warning("person_index_unavailable", error=type(error).__name__)
+        return
+    if key is None:
+        return
+    while True:
+        try:
+            while await index_new_messages(pool, key, payload_keys):
+                pass
+        except Exception as error:  # noqa: BLE001 - the next period tries again
+            _log.warning("person_index_failed", error=type(error).__name__)
+        await asyncio.sleep(every_seconds)
+
+
+async def messages_of(executor: Any, blinded: bytes) -> list[str]:
+    rows = await executor.fetch("SELECT message_id FROM console_person_index WHERE blind = $1 ORDER BY message_id", blinded)
+    return [str(row["message_id"]) for row in rows]
+

@@ -1,0 +1,134 @@
+"""Server-side sessions, CSRF tokens and sign-in throttling for the console (docs/console.md).
+
+- A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie (Secure
+  over HTTPS); the database keeps only its SHA-256, so a database reader cannot sign in.
+  It ends after `session_idle_seconds` unused or `session_max_seconds` after sign-in,
+  both measured with the app's (injectable) clock, and at sign-out.
+- CSRF: a synchroniser token per session, required in every POST form; before sign-in
+  the login form carries a double-submit token (cookie and field must match).
+- Throttling counts failed sign-ins per source address and per (account, address), and
+  answers with a growing wait once a threshold is passed. There is no account-wide lock:
+  failures from one address never stop the officer signing in from another, so an
+  attacker cannot lock an officer out. Guessing from many addresses still needs the TOTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.console.accounts import Officer, officer_by_name
+
+ADDRESS_THRESHOLD = 10
+"""Failures from one address (any account) before it has to wait."""
+PAIR_THRESHOLD = 5
+"""Failures for one account from one address before that pair has to wait."""
+MAX_WAIT_SECONDS = 900
+FORGET_AFTER = timedelta(hours=1)
+"""A scope with no failure for this long starts again from zero."""
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+def same_token(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and secrets.compare_digest(str(expected), str(given))
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    officer: Officer
+    csrf: str
+    language: str
+    token_hash: bytes
+
+
+async def create_session(executor: Any, officer: str, language: str, now: datetime) -> tuple[str, str]:
+    """A new session for `officer`; returns (cookie token, CSRF token)."""
+    token, csrf = new_token(), new_token()
+    await executor.execute(
+        "INSERT INTO console_sessions (token_hash, officer, csrf, language, created_at, seen_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        token_hash(token), officer, csrf, language, now,
+    )
+    return token, csrf
+
+
+async def load_session(executor: Any, token: str | None, now: datetime, idle_seconds: int, max_seconds: int) -> Session | None:
+    """The live session of `token`, its use recorded; None (and the row gone) when unknown, expired or disabled."""
+    if not token:
+        return None
+    digest = token_hash(token)
+    row = await executor.fetchrow(
+        "SELECT s.officer, s.csrf, s.language, s.created_at, s.seen_at, o.disabled_at IS NOT NULL AS disabled"
+        " FROM console_sessions s JOIN console_officers o ON o.name = s.officer WHERE s.token_hash = $1",
+        digest,
+    )
+    if row is None:
+        return None
+    if row["disabled"] or now - row["seen_at"] > timedelta(seconds=idle_seconds) or now - row["created_at"] > timedelta(seconds=max_seconds):
+        await executor.execute("DELETE FROM console_sessions WHERE token_hash = $1", digest)
+        return None
+    await executor.execute("UPDATE console_sessions SET seen_at = $2 WHERE token_hash = $1", digest, now)
+    officer = await officer_by_name(executor, row["officer"])
+    assert officer is not None
+    return Session(officer, row["csrf"], row["language"], digest)
+
+
+async def set_language(executor: Any, session: Session, language: str) -> None:
+    await executor.execute("UPDATE console_sessions SET language = $2 WHERE token_hash = $1", session.token_hash, language)
+
+
+async def end_session(executor: Any, session: Session) -> None:
+    await executor.execute("DELETE FROM console_sessions WHERE token_hash = $1", session.token_hash)
+
+
+# --- throttling ------------------------------------------------------------------------
+
+
+def _scopes(name: str, address: str) -> list[tuple[str, int]]:
+    return [(f"address:{address}", ADDRESS_THRESHOLD), (f"account:{name}|{address}", PAIR_THRESHOLD)]
+
+
+async def seconds_to_wait(executor: Any, name: str, address: str, now: datetime) -> int:
+    """How long this address must wait before trying `name` again (0: it may try now)."""
+    rows = await executor.fetch(
+        "SELECT blocked_until FROM console_throttle WHERE scope = ANY($1::text[]) AND blocked_until > $2",
+        [scope for scope, _ in _scopes(name, address)], now,
+    )
+    return max((int((row["blocked_until"] - now).total_seconds()) + 1 for row in rows), default=0)
+
+
+def wait_after(failures: int, threshold: int) -> int:
+    """Seconds to wait after `failures` failures: none below the threshold, then 2, 4, 8 ... up to MAX_WAIT_SECONDS."""
+    if failures < threshold:
+        return 0
+    return min(2 ** (failures - threshold + 1), MAX_WAIT_SECONDS)
+
+
+async def record_failure(executor: Any, name: str, address: str, now: datetime) -> None:
+    for scope, threshold in _scopes(name, address):
+        failures = await executor.fetchval(
+            "INSERT INTO console_throttle (scope, failures, updated_at) VALUES ($1, 1, $2)"
+            " ON CONFLICT (scope) DO UPDATE SET failures = CASE WHEN console_throttle.updated_at < $3 THEN 1"
+            " ELSE console_throttle.failures + 1 END, updated_at = $2 RETURNING failures",
+            scope, now, now - FORGET_AFTER,
+        )
+        wait = wait_after(failures, threshold)
+        if wait:
+            await executor.execute(
+                "UPDATE console_throttle SET blocked_until = $2 WHERE scope = $1", scope, now + timedelta(seconds=wait)
+            )
+
+
+async def record_success(executor: Any, name: str, address: str) -> None:
+    """Forget this account's failures from this address (the address's own count stays: one valid account must not
+    wipe the count of guesses against others)."""
+    await executor.execute("DELETE FROM console_throttle WHERE scope = $1", f"account:{name}|{address}")

@@ -1,0 +1,89 @@
+"""Retention: the one owner of deleting payloads when their route's retention ends (docs/data-protection.md).
+
+A message's payload (its sealed compact JWS) is deleted `retention_days` after its case
+ended (the route's setting at acceptance; rows from before it was recorded get
+DEFAULT_RETENTION_DAYS). What stays for good:
+the id, the digest, the hub receipt and the receiver's receipt, so that an identical
+resend still gets its stored receipt (§8.2) and the ledger still verifies — its entries
+hold no personal data and are never touched. Each purge is one ledger entry,
+`payload-purged`, in the transaction that deletes the payload. A delivery still queued
+or dead-lettered when its retention ends is dropped with it and the entry says
+`undelivered: true`: the law that ends the retention does not make an exception for a
+receiver that never fetched its mail, and the sender sees the purge in the ledger.
+
+The gateway runs `purge_due` every `interval_seconds`; `gateway retention run` runs it
+once by hand. Several processes may run it at once (rows are taken SKIP LOCKED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from gateway.hub.committer import GroupCommitter
+from gateway.ledger.append import LedgerAppender
+from gateway.ledger.entries import LedgerEntry
+from gateway.protocol.cases import TERMINAL_STATES
+from gateway.protocol.timestamps import format_timestamp
+
+DEFAULT_RETENTION_DAYS = 2555
+"""Seven years: the route default (gateway/config.py), for rows accepted before routes' retention was recorded."""
+_ENDED = sorted({state for states in TERMINAL_STATES.values() for state in states})
+_BATCH = 500
+FIRST_RUN_SECONDS = 300.0
+
+_log = structlog.get_logger(__name__)
+
+
+def purged_entry(message_id: str, digest: str, reason: str, undelivered: bool, at: datetime) -> LedgerEntry:
+    """The ledger's record of a payload deleted for `reason` (`retention` or `subject-request`)."""
+    fields = {"message_id": message_id, "message_digest": digest, "reason": reason, "undelivered": undelivered}
+    return LedgerEntry("payload-purged", format_timestamp(at), fields)
+
+
+async def purge_due(connection: asyncpg.Connection, appender: LedgerAppender, now: datetime, limit: int = _BATCH) -> int:
+    """Delete up to `limit` payloads whose retention ended by `now`, each with its `payload-purged` entry; how many.
+
+    Runs inside the caller's transaction, with `appender` reserved in it.
+    """
+    rows = await connection.fetch(
+        "WITH due AS (SELECT m.id FROM messages m JOIN cases c ON c.id = m.case_id"
+        " WHERE m.compact IS NOT NULL AND c.state = ANY($2::text[])"
+        " AND c.updated_at + make_interval(days => coalesce(m.retention_days, $3)) <= $1"
+        " ORDER BY m.ledger_index LIMIT $4 FOR UPDATE OF m SKIP LOCKED),"
+        " dropped AS (DELETE FROM outbox o USING due WHERE o.message_id = due.id RETURNING o.message_id)"
+        " UPDATE messages m SET compact = NULL, payload_key = NULL, purged_at = $1 FROM due WHERE m.id = due.id"
+        " RETURNING m.id, m.digest, m.ledger_index, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
+        now, _ENDED, DEFAULT_RETENTION_DAYS, limit,
+    )
+    for row in sorted(rows, key=lambda row: row["ledger_index"]):
+        await appender.add(purged_entry(str(row["id"]), row["digest"].hex(), "retention", row["undelivered"], now))
+    return len(rows)
+
+
+async def purge_all_due(committer: GroupCommitter, clock: Callable[[], datetime]) -> int:
+    """Run `purge_due` in batches until nothing more is due; how many payloads were deleted."""
+    total = 0
+    while True:
+        purged = await committer.run(lambda connection, appender: purge_due(connection, appender, clock()))
+        total += purged
+        if purged < _BATCH:
+            return total
+
+
+async def purge_continuously(committer: GroupCommitter, clock: Callable[[], datetime], interval_seconds: float) -> None:
+    """Purge what is due every `interval_seconds` for the life of the gateway; the first run after
+    FIRST_RUN_SECONDS at most, so that a gateway restarted often still purges."""
+    await asyncio.sleep(min(interval_seconds, FIRST_RUN_SECONDS))  # a period, not synchronisation
+    while True:
+        try:
+            purged = await purge_all_due(committer, clock)
+            if purged:
+                _log.info("payloads_purged", count=purged, reason="retention")
+        except Exception as error:  # noqa: BLE001 - the next period tries again
+            _log.warning("retention_purge_failed", error=type(error).__name__)
+        await asyncio.sleep(interval_seconds)  # a period, not synchronisation
