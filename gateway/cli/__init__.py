@@ -9,14 +9,14 @@ import argparse
 import sys
 
 from gateway import __version__
-from gateway.cli import config, conformance, db, delivery, demo, keys, ledger, message, officers, outbox, payload_keys, retention, serve, simulate, trust_list
+from gateway.cli import config, conformance, db, delivery, demo, keys, ledger, message, officers, outbox, payload_keys, retention, serve, simulate, subject, trust_list
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description="GBA Case Gateway")
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (keys, payload_keys, retention, message, trust_list, delivery, config, db, ledger, outbox, serve, simulate, demo, conformance, officers):
+    for module in (keys, payload_keys, retention, subject, message, trust_list, delivery, config, db, ledger, outbox, serve, simulate, demo, conformance, officers):
         module.register(commands)
     return parser
 

@@ -67,6 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         verb.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
         verb.add_argument("--log-key", metavar="VKEY", help="the log's checkpoint key to pin (default: from the configuration)")
         verb.add_argument("--witness", action="append", default=None, metavar="VKEY", help="a witness key to pin (repeat; default: configured)")
+        verb.add_argument("--quorum", type=int, metavar="N", help="the fewest witness cosignatures to pin (default: the configuration's)")
 
 
 def _say(message: str) -> None:
@@ -88,9 +89,15 @@ def _keys_to_pin(arguments: argparse.Namespace) -> tuple[str, ...]:
             raise ValueError(f"witness key {key.name} is not a cosignature/v1 key (type 0x04)")
     if log_key is None:
         raise ValueError("no checkpoint key to pin: give --log-key VKEY or a --config with hub.checkpoint_key")
+    if arguments.witness is not None and arguments.quorum is None:
+        raise ValueError("with --witness keys, give --quorum too: how many of them must cosign")
+    quorum = arguments.quorum if arguments.quorum is not None else config.quorum
+    if not 0 <= quorum <= len(witnesses):
+        raise ValueError(f"a quorum of {quorum} cannot be met by {len(witnesses)} witness keys")
     for key in [log_key, *witnesses]:
         _say(f"pinned {key.vkey()}\n         fingerprint {accounts.fingerprint(key.vkey())}")
-    return accounts.key_fingerprints(log_key, witnesses)
+    _say(f"pinned quorum {quorum}: the pages accept no checkpoint with fewer witness cosignatures")
+    return accounts.key_fingerprints(log_key, witnesses, quorum)
 
 
 def _password(arguments: argparse.Namespace) -> tuple[str, bool]:

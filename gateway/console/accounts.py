@@ -98,8 +98,14 @@ def totp_uri(name: str, secret: str) -> str:
     return pyotp.TOTP(secret, interval=TOTP_STEP_SECONDS).provisioning_uri(name=name, issuer_name="GBA Case Gateway console")
 
 
-def key_fingerprints(log_key: notes.NoteKey | None, witness_keys: Sequence[notes.NoteKey]) -> tuple[str, ...]:
-    return tuple(fingerprint(key.vkey()) for key in ([log_key] if log_key else []) + list(witness_keys))
+QUORUM_PIN = "quorum:"
+"""A pinned item `quorum:N`: the fewest witness cosignatures the officer's pages accept, whatever the server says."""
+
+
+def key_fingerprints(log_key: notes.NoteKey | None, witness_keys: Sequence[notes.NoteKey], quorum: int) -> tuple[str, ...]:
+    """What an officer pins at enrolment: each key's fingerprint, and the quorum (so a server cannot lower it)."""
+    keys = tuple(fingerprint(key.vkey()) for key in ([log_key] if log_key else []) + list(witness_keys))
+    return (*keys, f"{QUORUM_PIN}{quorum}")
 
 
 # --- SQL -------------------------------------------------------------------------------

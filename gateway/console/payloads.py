@@ -16,12 +16,13 @@ from gateway.protocol import base64url
 
 
 async def read_payload(executor: Any, message_id: str, keys: Any = None) -> dict[str, Any] | None:
-    """The decoded payload of an accepted message (its JWS payload as JSON), or None if there is none.
+    """The decoded payload of an accepted message (its JWS payload as JSON), or None if there is none
+    (no such message, or its payload was purged: gateway/hub/retention.py).
 
     `keys` opens a sealed row (an object with `open(message_id, key_id, sealed)`, the hub's payload key ring).
     """
     row = await executor.fetchrow("SELECT * FROM messages WHERE id = $1", uuid.UUID(message_id))
-    if row is None:
+    if row is None or row["compact"] is None:
         return None
     compact = bytes(row["compact"])
     key_id = row.get("payload_key")

@@ -33,7 +33,7 @@ async def enrol_test_officer(exchange: Exchange) -> accounts.Officer:
     """Enrol TEST_OFFICER on the exchange's hub, pinning the exchange's log and witness keys. Refused outside test mode."""
     if exchange.config.mode != "test":
         raise RuntimeError("the published test officer exists only in test mode")
-    pinned = accounts.key_fingerprints(exchange.log_key(), exchange.witness_keys())
+    pinned = accounts.key_fingerprints(exchange.log_key(), exchange.witness_keys(), exchange.settings.quorum)
     officer = TEST_OFFICER
     return await exchange.app[COMMITTER].run(lambda connection, appender: accounts.add_officer(
         connection, appender, name=officer.name, role=officer.role, jurisdictions=(), payload_right=officer.payload_right,

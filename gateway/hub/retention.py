@@ -18,6 +18,7 @@ once by hand. Several processes may run it at once (rows are taken SKIP LOCKED).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -50,18 +51,30 @@ async def purge_due(connection: asyncpg.Connection, appender: LedgerAppender, no
 
     Runs inside the caller's transaction, with `appender` reserved in it.
     """
-    rows = await connection.fetch(
-        "WITH due AS (SELECT m.id FROM messages m JOIN cases c ON c.id = m.case_id"
+    due = await connection.fetch(
+        "SELECT m.id FROM messages m JOIN cases c ON c.id = m.case_id"
         " WHERE m.compact IS NOT NULL AND c.state = ANY($2::text[])"
         " AND c.updated_at + make_interval(days => coalesce(m.retention_days, $3)) <= $1"
-        " ORDER BY m.ledger_index LIMIT $4 FOR UPDATE OF m SKIP LOCKED),"
-        " dropped AS (DELETE FROM outbox o USING due WHERE o.message_id = due.id RETURNING o.message_id)"
-        " UPDATE messages m SET compact = NULL, payload_key = NULL, purged_at = $1 FROM due WHERE m.id = due.id"
-        " RETURNING m.id, m.digest, m.ledger_index, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
+        " ORDER BY m.ledger_index LIMIT $4 FOR UPDATE OF m SKIP LOCKED",
         now, _ENDED, DEFAULT_RETENTION_DAYS, limit,
     )
+    return await purge_messages(connection, appender, [str(row["id"]) for row in due], "retention", now)
+
+
+async def purge_messages(
+    connection: asyncpg.Connection, appender: LedgerAppender, message_ids: list[str], reason: str, now: datetime
+) -> int:
+    """Delete the payloads of `message_ids` (those not yet purged) for `reason`, dropping what is still queued for
+    delivery, each with its `payload-purged` entry; how many. Inside the caller's transaction, `appender` reserved."""
+    rows = await connection.fetch(
+        "WITH chosen AS (SELECT id FROM messages WHERE id = ANY($1::uuid[]) AND compact IS NOT NULL FOR UPDATE),"
+        " dropped AS (DELETE FROM outbox o USING chosen WHERE o.message_id = chosen.id RETURNING o.message_id)"
+        " UPDATE messages m SET compact = NULL, payload_key = NULL, purged_at = $2 FROM chosen WHERE m.id = chosen.id"
+        " RETURNING m.id, m.digest, m.ledger_index, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
+        [uuid.UUID(message_id) for message_id in message_ids], now,
+    )
     for row in sorted(rows, key=lambda row: row["ledger_index"]):
-        await appender.add(purged_entry(str(row["id"]), row["digest"].hex(), "retention", row["undelivered"], now))
+        await appender.add(purged_entry(str(row["id"]), row["digest"].hex(), reason, row["undelivered"], now))
     return len(rows)
 
 

@@ -35,6 +35,7 @@ EntryKind = Literal[
     "payload-viewed",
     "person-searched",
     "officer-changed",
+    "subject-exported",
 ]
 
 

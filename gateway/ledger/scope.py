@@ -12,7 +12,7 @@ itself the parties' business. A jurisdiction sees an entry when it is a party to
 | `key-added`, `key-rotated`, `key-revoked` | the key's owner; a hub key's entries concern every jurisdiction |
 | `trust-list-imported` | every jurisdiction |
 | `payload-viewed`, `payload-purged` | the sender and receiver of the message whose payload an officer viewed, or that was purged |
-| `person-searched`, `officer-changed` | nobody but auditors (the console's own oversight) |
+| `person-searched`, `officer-changed`, `subject-exported` | nobody but auditors (the console's and operators' own oversight) |
 
 Auditors see every entry. Checkpoints and consistency proofs are public.
 """
@@ -28,7 +28,7 @@ EVERYONE = "*"
 AUDITOR = "auditor"
 
 _MESSAGE_KINDS = frozenset({"delivered", "receipt-received", "dead-lettered", "retried", "payload-viewed", "payload-purged"})
-_AUDITOR_KINDS = frozenset({"person-searched", "officer-changed"})
+_AUDITOR_KINDS = frozenset({"person-searched", "officer-changed", "subject-exported"})
 _CASE_KINDS = frozenset({"withdrawn", "cancelled", "deadline-passed"})
 _KEY_KINDS = frozenset({"key-added", "key-rotated", "key-revoked"})
 

@@ -106,6 +106,7 @@ def enrol(database_url: str, name: str, role: str, *jurisdictions: str, payload_
         arguments += ["--log-key", site.exchange.log_key().vkey()]
         for key in site.exchange.witness_keys():
             arguments += ["--witness", key.vkey()]
+        arguments += ["--quorum", str(site.exchange.settings.quorum)]
     result = cli(*arguments, stdin=(PASSWORD + "\n").encode())
     assert result.status == 0, result.stderr
     return re.search(r"^totp secret: ([A-Z2-7]+)$", result.stdout, re.MULTILINE).group(1)

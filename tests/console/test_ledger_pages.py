@@ -140,3 +140,23 @@ def test_the_page_verifies_entries_at_every_shape_of_proof_and_refuses_one_not_y
             assert "not in a signed checkpoint yet" in page.inner_text("#check-root")
         finally:
             page.close()
+
+
+def test_a_quorum_lowered_on_the_server_fails_the_officers_pinned_quorum(database_url, tmp_path, browser):
+    with story_exchange(database_url, tmp_path / "exchange") as site:
+        secret = enrol(database_url, "quorum-pinned", "auditor", site=site)
+        index, _ = _accepted(database_url, "CN-GD", "HK", "referral.submit")
+        settings = site.exchange.settings
+        assert settings.quorum == 2
+    # The server now claims that no witness need cosign (its own signature alone would do).
+    no_urls = tuple(type(w)(w.name, w.jurisdiction, w.key, None) for w in settings.witnesses)
+    with running_hub(database_url, checkpoint_key_file=settings.checkpoint_key_file, witnesses=no_urls, quorum=0, origin=settings.origin) as hub:
+        page = browser.new_page()
+        try:
+            sign_in(page, hub.base_url, "quorum-pinned", PASSWORD, pyotp.TOTP(secret).at(utc_now().timestamp() + 30))
+            page.goto(f"{hub.base_url}/console/entries/{index}")
+            assert verdict(page) == "failed"
+            assert check(page, "pins") == "false", "the server's quorum 0 is below the pinned 2"
+            screenshot(page, "entry-lowered-quorum")
+        finally:
+            page.close()

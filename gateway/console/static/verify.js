@@ -129,9 +129,13 @@
       cell.className = pinned ? "ok" : "bad";
     }
 
+    const quorumPins = doc.pinned.filter((item) => item.startsWith("quorum:")).map((item) => Number(item.slice(7)));
+    const pinnedQuorum = Math.max(0, ...quorumPins);
+    const quorumPinned = quorumPins.length === 1 && doc.quorum >= pinnedQuorum;
+
     if (!doc.checkpoint) {
       for (const id of ["check-root", "check-log", "check-quorum"]) record(id, false, section.dataset.notCheckpointed);
-      record("check-pins", allPinned, "");
+      record("check-pins", allPinned && quorumPinned, "");
       return results.every(Boolean);
     }
     const link = document.getElementById("bundle-link");
@@ -168,10 +172,12 @@
         if (await verifyEd25519(witness.key, sig.data.slice(8), message)) counted.add(witness.name);
       }
     }
-    record("check-quorum", counted.size >= doc.quorum, `${counted.size} / ${doc.quorum}: ${[...counted].join(", ")}`);
+    // The quorum pinned at enrolment is a floor the server cannot lower.
+    const quorum = Math.max(doc.quorum, pinnedQuorum);
+    record("check-quorum", counted.size >= quorum, `${counted.size} / ${quorum}: ${[...counted].join(", ")}`);
 
-    // 5. The keys are the ones pinned at enrolment.
-    record("check-pins", allPinned, "");
+    // 5. The keys and the quorum are the ones pinned at enrolment.
+    record("check-pins", allPinned && quorumPinned, quorumPinned ? "" : `quorum ${doc.quorum} < ${pinnedQuorum}`);
     return results.every(Boolean);
   }
 
