@@ -176,6 +176,9 @@ class LedgerSettings:
     """The jurisdiction that runs the hub; the default quorum is every other jurisdiction's witness."""
     quorum: int | None = None
     verify_interval_seconds: float = 3600.0
+    previous_log_keys: tuple[str, ...] = ()
+    """The checkpoint keys of earlier origins of this ledger, as C2SP vkeys (each named by its origin): a verifier
+    checks checkpoints signed before a checkpoint key rotation with them (docs/operations.md, "Rotating keys")."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,9 @@ class Witness:
     """The witness's cosignature key as a C2SP vkey (`name+keyid+base64(0x04||key)`); its name is the witness's name."""
     url: str | None = None
     """Where the hub POSTs `add-checkpoint` (the URL prefix); None: the hub does not contact it."""
+    previous_vkeys: tuple[str, ...] = ()
+    """Keys this witness cosigned with before it rotated to `vkey` (same name): they still count for the
+    checkpoints they cosigned (docs/operations.md, "Rotating keys")."""
 
     @property
     def name(self) -> str:
@@ -596,6 +602,7 @@ class _Reader:
             operator=table.take("operator", str, "CN-GD"),
             quorum=table.take("quorum", int, None),
             verify_interval_seconds=table.take("verify_interval_seconds", float, 3600.0),
+            previous_log_keys=table.strings("previous_log_keys", ()),
         )
         table.finish()
         return settings
@@ -608,7 +615,8 @@ class _Reader:
                 raise top.error(f"witnesses[{index}]", f"expected a table ([[witnesses]]), got {_kind_of(entry)}")
             table = _Table(self.file, entry, f"witnesses[{index}]")
             witness = Witness(
-                jurisdiction=table.take("jurisdiction", str), vkey=table.take("vkey", str), url=table.take("url", str, None)
+                jurisdiction=table.take("jurisdiction", str), vkey=table.take("vkey", str), url=table.take("url", str, None),
+                previous_vkeys=table.strings("previous_vkeys", ()),
             )
             table.finish()
             result.append(witness)
@@ -1071,6 +1079,14 @@ def _check_ledger(config: GatewayConfig, fail: _Fail) -> None:
         if parsed.name in names:
             raise fail(f"{key}.vkey", f"witness name {parsed.name!r} appears twice")
         names.add(parsed.name)
+        for position, vkey in enumerate(witness.previous_vkeys):
+            where = f"{key}.previous_vkeys[{position}]"
+            try:
+                previous = parse_vkey(vkey)
+            except NoteError as error:
+                raise fail(where, f"not a C2SP vkey: {error}") from None
+            if previous.kind != 0x04 or previous.name != parsed.name or previous.public == parsed.public:
+                raise fail(where, f"an earlier cosignature key (type 0x04) of {parsed.name!r}, other than its vkey")
         if sum(1 for other in config.witnesses if other.jurisdiction == witness.jurisdiction) > 1:
             raise fail(f"{key}.jurisdiction", f"one witness per jurisdiction: {witness.jurisdiction} has more (a quorum counts jurisdictions)")
         if witness.url is not None:
@@ -1078,6 +1094,14 @@ def _check_ledger(config: GatewayConfig, fail: _Fail) -> None:
             problem = problem or _secure_enough(parts, config.insecure_development)  # type: ignore[arg-type]
             if problem:
                 raise fail(f"{key}.url", problem)
+    for position, vkey in enumerate(ledger.previous_log_keys):
+        try:
+            previous = parse_vkey(vkey)
+        except NoteError as error:
+            raise fail(f"ledger.previous_log_keys[{position}]", f"not a C2SP vkey: {error}") from None
+        if previous.kind != 0x01 or previous.name == config.origin:
+            raise fail(f"ledger.previous_log_keys[{position}]",
+                       "a checkpoint key (type 0x01) of an earlier origin, named by that origin (not ledger.origin)")
     if not 0 <= config.quorum <= len(config.witnesses):
         raise fail("ledger.quorum", f"must be between 0 and the number of witnesses ({len(config.witnesses)}), got {config.quorum}")
     if config.witnesses and config.hub.checkpoint_key is None:

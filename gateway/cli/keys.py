@@ -58,6 +58,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     make.add_argument("--alg", choices=ALGORITHMS, default="Ed25519")
     make.add_argument("--kid", help="key id (default: OWNER-USE-DATE-RANDOM)")
     make.add_argument("--valid-days", type=int, default=730, help="validity window in days (default 730)")
+    make.add_argument(
+        "--not-before", type=timestamp_argument, metavar="TIME",
+        help="start of validity, RFC 3339 UTC (default: now). A successor hub receipt key starts no later than the "
+        "acceptance of the oldest message still to be delivered: attestations are judged at the message's "
+        "accepted_at (docs/operations.md, \"Rotating keys\")",
+    )
     make.add_argument("--test-key", action="store_true", help="mark the key test-only (refused in production)")
     make.set_defaults(run=_generate)
     _register_registry_verbs(verbs)
@@ -76,6 +82,7 @@ def _generate(arguments: argparse.Namespace) -> int:
         raise ValueError("checkpoint and witness keys are Ed25519 keys (docs/protocol.md PROTO-10.2-4)")
     if arguments.valid_days < 1:
         raise ValueError("--valid-days must be at least 1")
+    not_before = (arguments.not_before or now).replace(microsecond=0)
     key = generate(arguments.alg, kid)
     arguments.out.mkdir(parents=True, exist_ok=True)
     private_path = arguments.out / f"{kid}.key.jwk"
@@ -91,8 +98,8 @@ def _generate(arguments: argparse.Namespace) -> int:
         "use": arguments.use,
         "alg": key.alg,
         "jwk": key.public().to_jwk(),
-        "not_before": format_timestamp(now),
-        "not_after": format_timestamp(now + timedelta(days=arguments.valid_days)),
+        "not_before": format_timestamp(not_before),
+        "not_after": format_timestamp(not_before + timedelta(days=arguments.valid_days)),
         "status": "active",
         "test_key": arguments.test_key,
     }

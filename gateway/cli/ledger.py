@@ -217,6 +217,8 @@ class _ProgressLine:
 def _verify(arguments: argparse.Namespace) -> int:
     if arguments.bundle is not None:
         return ledger_checkpoints.verify_bundle_command(arguments)
+    if arguments.handover is not None:
+        return ledger_checkpoints.verify_handover_command(arguments)
     checkpoint = None
     if arguments.trusted_checkpoint is not None:
         try:
@@ -249,8 +251,8 @@ def _trusted_checkpoint(arguments: argparse.Namespace) -> Checkpoint:
     data = arguments.trusted_checkpoint.read_bytes() if arguments.trusted_checkpoint.exists() else b""
     if data.lstrip().startswith(b"{") or not data:
         return Checkpoint.load(arguments.trusted_checkpoint)
-    log_key, witnesses, quorum = ledger_checkpoints.verifier_keys(arguments)
-    verified = notes.verify_checkpoint(data, log_key, witnesses, quorum)
+    log_keys, witnesses, quorum = ledger_checkpoints.verifier_keys(arguments)
+    verified = ledger_checkpoints.verify_signed_checkpoint(data, log_keys, witnesses, quorum)
     return Checkpoint(verified.checkpoint.size, verified.checkpoint.root)
 
 

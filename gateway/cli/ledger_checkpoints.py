@@ -4,9 +4,9 @@
   every configured witness up to it; print the checkpoint with its cosignatures.
 - `export --from I --to J --as CODE|auditor --out FILE --config FILE`: the entries [I, J)
   that party may see, with inclusion proofs against the latest checkpoint, in one file.
-- `new-origin --origin NEW --config FILE`: after a rollback (§13.8), the signed hand-over
-  from the configured origin to a new one.
-- `verify --bundle FILE (--config FILE | --log-key VKEY [--witness VKEY]... [--quorum N])`:
+- `new-origin --origin NEW --config FILE [--checkpoint-key NEW-KEY]`: after a rollback (§13.8),
+  or to rotate the checkpoint key, the signed hand-over from the configured origin to a new one.
+- `verify --bundle FILE (--config FILE | --log-key VKEY... [--witness VKEY]... [--quorum N])`:
   check a bundle offline with keys from the verifier's own configuration.
 
 Exit status: 0 done (verify --bundle: the bundle verifies); 1 refused or a finding; 2 usage;
@@ -60,6 +60,10 @@ def register_verbs(verbs: argparse._SubParsersAction, with_database: Any, dsn_of
         "printed on stderr), and restart the gateway.",
     )
     new_origin.add_argument("--origin", required=True, help="the new origin, unique to the new log")
+    new_origin.add_argument(
+        "--checkpoint-key", type=Path, metavar="FILE",
+        help="the new log's checkpoint key (private JWK), when the hand-over rotates the key; default: the configured one",
+    )
     new_origin.set_defaults(run=lambda arguments: _new_origin(arguments, with_database))
     for verb in (checkpoint, export, new_origin):
         verb.add_argument("--config", required=True, type=Path, help="the gateway's TOML configuration (origin, keys, witnesses)")
@@ -76,9 +80,17 @@ def add_bundle_options(verify: argparse.ArgumentParser) -> None:
         "proof are checked; no database is read.",
     )
     group.add_argument("--bundle", type=Path, metavar="FILE", help="a bundle written by `gateway ledger export`")
+    group.add_argument(
+        "--handover", type=Path, metavar="FILE",
+        help="a hand-over note (`gateway ledger new-origin`): check it with the log key of the origin it ends and print "
+        "the new log's key (vkey) on stdout, for a witness or verifier to add; no database is read",
+    )
     group.add_argument("--config", type=Path, help="take the log key, witnesses and quorum from this gateway configuration")
-    group.add_argument("--log-key", metavar="VKEY", help="the log's checkpoint key as a C2SP vkey (its name is the origin)")
-    group.add_argument("--witness", action="append", default=[], metavar="VKEY", help="a witness's cosignature key (repeatable)")
+    group.add_argument("--log-key", action="append", metavar="VKEY",
+                       help="the log's checkpoint key as a C2SP vkey (its name is the origin); repeat it for the keys "
+                       "of earlier origins")
+    group.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                       help="a witness's cosignature key (repeatable; a witness's earlier keys under the same name too)")
     group.add_argument("--quorum", type=int, help="cosignatures required (default: the configuration's, or every witness given)")
 
 
@@ -153,17 +165,25 @@ def _new_origin(arguments: argparse.Namespace, with_database: Any) -> int:
         return USAGE
     assert config.hub.checkpoint_key is not None
     key = read_private_key(config.hub.checkpoint_key)
+    try:
+        new_key = read_private_key(arguments.checkpoint_key) if arguments.checkpoint_key is not None else key
+    except (OSError, ValueError) as error:
+        print(f"gateway: --checkpoint-key: {error}", file=sys.stderr)
+        return USAGE
+    if new_key.alg != "Ed25519":
+        print("gateway: --checkpoint-key: checkpoint keys are Ed25519 keys (docs/protocol.md PROTO-10.2-4)", file=sys.stderr)
+        return USAGE
 
     async def work(connection: asyncpg.Connection) -> int:
         try:
-            note = await checkpoints.hand_over(connection, config.origin, arguments.origin, key, utc_now())
+            note = await checkpoints.hand_over(connection, config.origin, arguments.origin, key, utc_now(), new_key)
         except (ValueError, asyncpg.UniqueViolationError) as error:
             reason = "a hand-over from or to one of these origins exists already" if isinstance(error, asyncpg.UniqueViolationError) else str(error)
             print(f"gateway: refused: {reason}", file=sys.stderr)
             return FOUND
         sys.stdout.write(note)
         print(f"gateway: handed over from {config.origin} to {arguments.origin}; the new log's key for the witnesses: "
-              f"{notes.note_key(arguments.origin, key.public()).vkey()}", file=sys.stderr)
+              f"{notes.note_key(arguments.origin, new_key.public()).vkey()}", file=sys.stderr)
         return DONE
 
     return with_database(_database_arguments(arguments, config), work)
@@ -201,22 +221,60 @@ class NoVerifierKeys(ValueError):
     """Neither --config nor --log-key was given: there is nothing to verify a checkpoint with."""
 
 
-def verifier_keys(arguments: argparse.Namespace) -> tuple[notes.NoteKey, list[notes.NoteKey], int]:
-    """(log key, witness keys, quorum) from the verifier's own configuration or options (PROTO-13.5-3)."""
+def verifier_keys(arguments: argparse.Namespace) -> tuple[list[notes.NoteKey], list[notes.NoteKey], int]:
+    """(log keys, witness keys, quorum) from the verifier's own configuration or options (PROTO-13.5-3).
+
+    The log keys are the current origin's and those of earlier origins (`ledger.previous_log_keys`); the witness
+    keys include each witness's earlier keys (`previous_vkeys`), under the same name.
+    """
     if arguments.config is not None:
         config = load_config(arguments.config)
         quorum = config.quorum if arguments.quorum is None else arguments.quorum
-        return log_note_key(config), [notes.parse_vkey(w.vkey) for w in config.witnesses], quorum
-    if arguments.log_key is not None:
+        log_keys = [log_note_key(config), *(notes.parse_vkey(vkey) for vkey in config.ledger.previous_log_keys)]
+        witnesses = [notes.parse_vkey(vkey) for w in config.witnesses for vkey in (w.vkey, *w.previous_vkeys)]
+        return log_keys, witnesses, quorum
+    if arguments.log_key:
         witnesses = [notes.parse_vkey(vkey) for vkey in arguments.witness]
-        return notes.parse_vkey(arguments.log_key), witnesses, len(witnesses) if arguments.quorum is None else arguments.quorum
+        quorum = len({key.name for key in witnesses}) if arguments.quorum is None else arguments.quorum
+        return [notes.parse_vkey(vkey) for vkey in arguments.log_key], witnesses, quorum
     raise NoVerifierKeys("give --config FILE, or --log-key VKEY with the witnesses' keys (--witness VKEY ...)")
+
+
+def verify_signed_checkpoint(note: bytes | str, log_keys: list[notes.NoteKey], witnesses: list[notes.NoteKey], quorum: int) -> notes.VerifiedCheckpoint:
+    """Verify a checkpoint with the configured log key named by its origin (the current or an earlier one)."""
+    text = note.decode("utf-8", "replace") if isinstance(note, bytes) else note
+    origin = text.split("\n", 1)[0]
+    key = next((key for key in log_keys if key.name == origin), log_keys[0])
+    return notes.verify_checkpoint(note, key, witnesses, quorum)
+
+
+def verify_handover_command(arguments: argparse.Namespace) -> int:
+    """`ledger verify --handover FILE`: the new log's key, if a configured key of the old origin signed the hand-over."""
+    try:
+        log_keys, _, _ = verifier_keys(arguments)
+        note = arguments.handover.read_text("utf-8")
+    except (ConfigError, notes.NoteError, OSError, ValueError, NoVerifierKeys) as error:
+        print(f"gateway: {error}", file=sys.stderr)
+        return USAGE
+    ended = note.split("\n", 2)[1].removeprefix("old ") if note.count("\n") >= 2 else ""
+    key = next((key for key in log_keys if key.name == ended), None)
+    if key is None:
+        print(f"gateway: the hand-over does not verify: no configured log key for origin {ended!r}", file=sys.stderr)
+        return FOUND
+    try:
+        handover = checkpoints.read_handover(note, key)
+    except notes.CheckpointRefused as error:
+        print(f"gateway: the hand-over does not verify: {error}", file=sys.stderr)
+        return FOUND
+    print(handover.new_key.vkey())
+    print(f"gateway: {handover.old_origin} handed over at size {handover.size} to {handover.new_origin}", file=sys.stderr)
+    return DONE
 
 
 def verify_bundle_command(arguments: argparse.Namespace) -> int:
     try:
-        log_key, witnesses, quorum = verifier_keys(arguments)
-        report = verify_bundle(read_bundle(arguments.bundle.read_bytes()), log_key, witnesses, quorum)
+        log_keys, witnesses, quorum = verifier_keys(arguments)
+        report = verify_bundle(read_bundle(arguments.bundle.read_bytes()), log_keys, witnesses, quorum)
     except (ConfigError, notes.NoteError, OSError, NoVerifierKeys) as error:
         print(f"gateway: {error}", file=sys.stderr)
         return USAGE
@@ -226,10 +284,12 @@ def verify_bundle_command(arguments: argparse.Namespace) -> int:
     if arguments.json:
         print(json.dumps({"ok": report.ok, "origin": report.origin, "size": report.size, "viewer": report.viewer,
                           "entries": report.entries, "cosigned_by": [list(pair) for pair in report.cosigned_by],
-                          "problems": report.problems}))
+                          "handed_over_from": list(report.handed_over_from), "problems": report.problems}))
     else:
         witnesses_said = ", ".join(name for name, _ in report.cosigned_by) or "none"
         print(f"checkpoint {report.size} of {report.origin}: log signature and quorum {quorum} verified (cosigned by {witnesses_said})")
+        if report.handed_over_from:
+            print(f"its key was handed over from {' -> '.join(report.handed_over_from)}, and it extends each tree handed over")
         print(f"{report.entries} entries for {report.viewer}: " + ("every one included and intact" if report.ok else f"{len(report.problems)} problems"))
         for problem in report.problems:
             print(f"  {problem}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from gateway.hub.witnessing import Checkpointer
 from gateway.ledger import notes
 from gateway.keyfiles import read_private_key
 from gateway.protocol.timestamps import utc_now
+from gateway.protocol.trust import TrustList
 from gateway.simulator import Rules, Simulator
 from gateway.simulator.endpoint import WITNESS_PATH
 
@@ -54,10 +55,12 @@ class Exchange:
 
     def log_key(self) -> notes.NoteKey:
         """The hub's checkpoint key as the witnesses and verifiers configure it."""
-        return notes.note_key(self.config.origin, read_private_key(key_path("hub-checkpoint")).public())
+        assert self.config.hub.checkpoint_key is not None
+        return notes.note_key(self.config.origin, read_private_key(self.config.hub.checkpoint_key).public())
 
     def witness_keys(self) -> list[notes.NoteKey]:
-        return [notes.parse_vkey(witness.vkey) for witness in self.config.witnesses]
+        """Every witness's key, and the keys it rotated from (same name), as verifiers configure them."""
+        return [notes.parse_vkey(vkey) for witness in self.config.witnesses for vkey in (witness.vkey, *witness.previous_vkeys)]
 
     def __getitem__(self, code: str) -> Simulator:
         return self.simulators[code]
@@ -89,8 +92,9 @@ def demo_routes(config: GatewayConfig) -> tuple[Route, ...]:
 
 
 def key_path(code: str) -> Path:
-    """The test key of a jurisdiction's messages (CN-GD, HK, MO), or `hub-checkpoint`, or `witness:CODE`."""
-    name = "test-hub-checkpoint-1" if code == "hub-checkpoint" else WITNESS_KEYS[code[8:]] if code.startswith("witness:") else KEYS[code]
+    """The test key of a jurisdiction's messages (CN-GD, HK, MO), or `hub-checkpoint`, `hub-receipt`, or `witness:CODE`."""
+    hub = {"hub-checkpoint": "test-hub-checkpoint-1", "hub-receipt": "test-hub-receipt-1"}
+    name = hub[code] if code in hub else WITNESS_KEYS[code[8:]] if code.startswith("witness:") else KEYS[code]
     return contract_dir("keys") / "test" / f"{name}.key.jwk"
 
 
@@ -109,8 +113,25 @@ async def running_exchange(
     hub_changes: Mapping[str, Any] | None = None,
     poll_wait_seconds: int = 5,
     origin: str | None = None,
+    key_files: Mapping[str, Path] | None = None,
+    earlier_witness_keys: Mapping[str, Sequence[Path]] | None = None,
+    earlier_logs: Mapping[str, notes.NoteKey] | None = None,
+    anchors: Mapping[str, TrustList] | None = None,
 ) -> AsyncIterator[Exchange]:
-    """Serve the hub and start a simulator for each code of `delivery` ("push" or "pull") until the block ends."""
+    """Serve the hub and start a simulator for each code of `delivery` ("push" or "pull") until the block ends.
+
+    For key rotations (tests/hub/test_key_lifecycle.py): `key_files` replaces the key file of a `key_path` code
+    (CN-GD, HK, MO, `witness:CODE`, `hub-checkpoint`, `hub-receipt`); `earlier_witness_keys` lists, per code, the
+    witness keys it rotated from (the hub's `previous_vkeys`); `earlier_logs` are more origins the witnesses
+    witness (origin -> the log's key); `anchors` the trust list each simulator holds at start, instead of the
+    shipped one.
+    """
+    def path(code: str) -> Path:
+        return Path((key_files or {}).get(code) or key_path(code))
+
+    def witness_vkey(code: str, file: Path) -> str:
+        return notes.note_key(witness_name(code), read_private_key(file).public(), 0x04).vkey()
+
     hub_port = free_port()
     hub_url = f"http://127.0.0.1:{hub_port}"
     ports = {code: free_port() for code in delivery}
@@ -120,12 +141,13 @@ async def running_exchange(
         for code, mode in delivery.items()
     }
     witnesses = tuple(
-        Witness(code, notes.note_key(witness_name(code), read_private_key(key_path(f"witness:{code}")).public(), 0x04).vkey(),
-                f"http://127.0.0.1:{ports[code]}{WITNESS_PATH}")
+        Witness(code, witness_vkey(code, path(f"witness:{code}")), f"http://127.0.0.1:{ports[code]}{WITNESS_PATH}",
+                tuple(witness_vkey(code, Path(file)) for file in (earlier_witness_keys or {}).get(code, ())))
         for code in delivery
     )
     config = replace(
         base, public_base_url=hub_url, listen_port=hub_port, jurisdictions=MappingProxyType(jurisdictions),
+        hub=replace(base.hub, receipt_key=path("hub-receipt"), checkpoint_key=path("hub-checkpoint")),
         routes=demo_routes(base), witnesses=witnesses,
         # Checkpoints on demand in the story; the hub's own schedule is slower than the story.
         ledger=replace(base.ledger, checkpoint_interval_seconds=3600.0, origin=origin),
@@ -135,15 +157,15 @@ async def running_exchange(
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     simulators: dict[str, Simulator] = {}
-    log = notes.note_key(config.origin, read_private_key(key_path("hub-checkpoint")).public())
+    logs = {**(earlier_logs or {}), config.origin: notes.note_key(config.origin, read_private_key(path("hub-checkpoint")).public())}
     try:
         await web.TCPSite(runner, "127.0.0.1", hub_port).start()
         for code, mode in delivery.items():
             simulators[code] = Simulator(
-                jurisdiction=code, key=read_private_key(key_path(code)), hub_url=hub_url, mode=mode,
+                jurisdiction=code, key=read_private_key(path(code)), hub_url=hub_url, mode=mode, anchor=(anchors or {}).get(code),
                 state_dir=Path(data_dir) / "simulators" / code, rules=(rules or {}).get(code), port=ports[code],
                 poll_wait_seconds=poll_wait_seconds, clock=clock,
-                witness_key=read_private_key(key_path(f"witness:{code}")), witness_name=witness_name(code), logs={config.origin: log},
+                witness_key=read_private_key(path(f"witness:{code}")), witness_name=witness_name(code), logs=logs,
             )
             await simulators[code].start()
         yield Exchange(hub_url, settings, simulators, app, config)

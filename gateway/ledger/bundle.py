@@ -4,12 +4,20 @@ A bundle is one JSON document:
 
     {"format": "gba-ledger-bundle/v1", "origin": ..., "viewer": "HK" | "auditor",
      "checkpoint": "<signed note with the witnesses' cosignatures>",
+     "handovers": [{"note": "<signed hand-over note>", "proof": ["<base64>", ...]}, ...],
      "entries": [{"index": i, "entry": "<base64 of the canonical bytes>", "proof": ["<base64>", ...]}, ...]}
 
-Every proof is an RFC 9162 inclusion proof against the checkpoint's root. `verify_bundle`
+Every entry proof is an RFC 9162 inclusion proof against the checkpoint's root. `verify_bundle`
 checks the checkpoint with keys and a quorum from the verifier's own configuration
 (never from the bundle), then each entry: canonical bytes, index within the tree, and
 its proof.
+
+`handovers` (oldest first) are the hand-overs that led from earlier origins of the ledger
+to the checkpoint's (§13.8: a rollback, or a rotated checkpoint key), each with the
+consistency proof from the tree it handed over to the checkpoint's. A verifier that knows
+only an earlier origin's key follows them: each must be signed by the key the one before
+named (the first by a key of the verifier's own), and the checkpoint must then be signed
+by the key the last one names and extend every tree handed over.
 """
 
 from __future__ import annotations
@@ -22,8 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.ledger import merkle, notes, scope
-from gateway.ledger.checkpoints import StoredCheckpoint
-from gateway.ledger.tree import inclusion_proof
+from gateway.ledger.checkpoints import (
+    Handover,
+    StoredCheckpoint,
+    handovers_to,
+    read_handover,
+)
+from gateway.ledger.tree import consistency_proof, inclusion_proof
 from gateway.ledger.verify import is_canonical
 
 FORMAT = "gba-ledger-bundle/v1"
@@ -40,6 +53,8 @@ class BundleReport:
     viewer: str
     entries: int
     cosigned_by: tuple[tuple[str, int], ...]
+    handed_over_from: tuple[str, ...] = ()
+    """The earlier origins whose keys, through their hand-overs, vouched for the checkpoint's key."""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -61,29 +76,87 @@ async def build_bundle(
             continue
         proof = await inclusion_proof(executor, row["idx"], checkpoint.size)
         entries.append({"index": row["idx"], "entry": _b64(row["entry"]), "proof": [_b64(node) for node in proof.hashes]})
-    return {"format": FORMAT, "origin": checkpoint.origin, "viewer": viewer, "checkpoint": published, "entries": entries}
+    handovers = []
+    for size, note in await handovers_to(executor, checkpoint.origin):
+        proof = [] if size in (0, checkpoint.size) else (await consistency_proof(executor, size, checkpoint.size)).hashes
+        handovers.append({"note": note, "proof": [_b64(node) for node in proof]})
+    return {"format": FORMAT, "origin": checkpoint.origin, "viewer": viewer, "checkpoint": published,
+            "handovers": handovers, "entries": entries}
 
 
-def verify_bundle(document: Any, log_key: notes.NoteKey, witness_keys: Sequence[notes.NoteKey], quorum: int) -> BundleReport:
-    """Check a bundle offline; raise BundleError if the bundle or its checkpoint fails, else report per entry."""
+def verify_bundle(
+    document: Any, log_keys: notes.NoteKey | Sequence[notes.NoteKey], witness_keys: Sequence[notes.NoteKey], quorum: int
+) -> BundleReport:
+    """Check a bundle offline; raise BundleError if the bundle or its checkpoint fails, else report per entry.
+
+    `log_keys`: the checkpoint keys the verifier configured itself (the current origin's, earlier origins').
+    """
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise BundleError(f"not a ledger bundle (format {FORMAT})")
+    trusted = [log_keys] if isinstance(log_keys, notes.NoteKey) else list(log_keys)
     try:
+        log_key, followed = _log_key(document["checkpoint"], trusted, document.get("handovers", []))
         verified = notes.verify_checkpoint(document["checkpoint"], log_key, witness_keys, quorum)
     except (KeyError, TypeError) as error:
         raise BundleError(f"the bundle has no checkpoint ({type(error).__name__})") from None
     except (notes.NoteError, notes.CheckpointRefused) as error:
         raise BundleError(f"the checkpoint does not verify: {error}") from None
     checkpoint = verified.checkpoint
+    for handover, proof in followed:
+        try:
+            if handover.size > 0:
+                merkle.verify_consistency(handover.size, checkpoint.size, proof, handover.root, checkpoint.root)
+        except merkle.ProofError as error:
+            raise BundleError(f"the checkpoint does not extend the tree {handover.old_origin} handed over: {error}") from None
     entries = document.get("entries")
     if not isinstance(entries, list):
         raise BundleError("entries is not a list")
-    report = BundleReport(checkpoint.origin, checkpoint.size, str(document.get("viewer")), len(entries), verified.cosigned_by)
+    report = BundleReport(
+        checkpoint.origin, checkpoint.size, str(document.get("viewer")), len(entries), verified.cosigned_by,
+        tuple(handover.old_origin for handover, _ in followed),
+    )
     for position, item in enumerate(entries):
         problem = _entry_problem(item, checkpoint)
         if problem is not None:
             report.problems.append(f"entries[{position}]: {problem}")
     return report
+
+
+def _log_key(
+    note: str, trusted: Sequence[notes.NoteKey], handovers: Any
+) -> tuple[notes.NoteKey, list[tuple[Handover, list[bytes]]]]:
+    """The key the checkpoint `note` must be signed with: a trusted key named by its origin, else the key that a
+    chain of hand-overs starting at a trusted key leads to; and the hand-overs followed, with their proofs."""
+    if not isinstance(note, str):
+        raise TypeError("the checkpoint is not text")
+    origin = note.split("\n", 1)[0]
+    direct = next((key for key in trusted if key.name == origin), None)
+    if direct is not None:
+        return direct, []
+    if not isinstance(handovers, list):
+        raise BundleError("handovers is not a list")
+    key: notes.NoteKey | None = None
+    followed: list[tuple[Handover, list[bytes]]] = []
+    for position, item in enumerate(handovers):
+        try:
+            text, proof = item["note"], [base64.b64decode(node, validate=True) for node in item["proof"]]
+            if not isinstance(text, str) or text.count("\n") < 2:
+                raise TypeError("not a note")
+        except (KeyError, TypeError, binascii.Error):
+            raise BundleError(f"handovers[{position}] is not a note with a proof in base64") from None
+        signer = key or next((known for known in trusted if known.name == text.split("\n", 2)[1].removeprefix("old ")), None)
+        if signer is None:
+            continue  # a hand-over from an origin the verifier does not know: the chain starts later, if at all
+        try:
+            handover = read_handover(text, signer)
+        except notes.CheckpointRefused as error:
+            raise BundleError(f"handovers[{position}] does not verify: {error}") from None
+        followed.append((handover, proof))
+        key = handover.new_key
+    if key is None or key.name != origin:
+        names = ", ".join(known.name for known in trusted) or "none"
+        raise BundleError(f"no configured log key for origin {origin!r} (configured: {names}), nor a hand-over to it from one")
+    return key, followed
 
 
 def _entry_problem(item: Any, checkpoint: notes.Checkpoint) -> str | None:

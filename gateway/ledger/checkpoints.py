@@ -12,6 +12,7 @@ SQL for the tables of migration 0004 lives here, plain asyncpg.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,6 +79,11 @@ async def sign_checkpoint(connection: asyncpg.Connection, origin: str, key: Priv
         last = await latest_checkpoint(connection, origin)
         if head is None or (last is not None and head.size == last.size and head.root == last.root):
             return last
+        if last is None:
+            # The first checkpoint of an origin that a hand-over started must extend the tree handed over (§13.8).
+            handed = await handover_to(connection, origin)
+            if handed is not None and handed[1] > 0:
+                last = StoredCheckpoint(origin, handed[1], handed[2], handed[3], now)
         if last is not None:
             if head.size < last.size:
                 raise CheckpointInconsistent(
@@ -172,23 +178,79 @@ async def rollback_reported(executor: Any, origin: str) -> str | None:
 HANDOVER_FORMAT = "gba-ledger-handover/v1"
 
 
-def handover_text(old_origin: str, size: int, root: bytes, new_origin: str) -> str:
-    """The text of a hand-over note (§13.8): which log ends where, and which one follows it."""
-    import base64
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A verified hand-over note (§13.8): the log `old_origin` ends at (size, root); `new_origin`, whose checkpoint
+    key is `new_key`, carries the same ledger on. Made after a rollback, and when the checkpoint key rotates."""
 
-    return f"{HANDOVER_FORMAT}\nold {old_origin}\nsize {size}\nroot {base64.b64encode(root).decode('ascii')}\nnew {new_origin}\n"
+    old_origin: str
+    size: int
+    root: bytes
+    new_origin: str
+    new_key: notes.NoteKey
+    note: str
 
 
-async def hand_over(connection: asyncpg.Connection, old_origin: str, new_origin: str, key: PrivateKey, now: datetime) -> str:
-    """Sign and store the hand-over from `old_origin` to `new_origin` at the tree the database holds; the signed note."""
+def handover_text(old_origin: str, size: int, root: bytes, new_origin: str, new_key: notes.NoteKey) -> str:
+    """The text of a hand-over note: which log ends where, the key of the one that follows, and its origin."""
+    return (
+        f"{HANDOVER_FORMAT}\nold {old_origin}\nsize {size}\nroot {base64.b64encode(root).decode('ascii')}\n"
+        f"new-key {new_key.vkey()}\nnew {new_origin}\n"
+    )
+
+
+def read_handover(note: str, old_key: notes.NoteKey) -> Handover:
+    """The hand-over in `note`, if `old_key` (the checkpoint key of the origin it ends, from the reader's own
+    configuration or an earlier hand-over) signed it. Raises CheckpointRefused ("log-signature", "malformed")."""
+    text = notes.verify_note(note, old_key)
+    lines = text[:-1].split("\n")
+    fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
+    try:
+        if lines[0] != HANDOVER_FORMAT or len(lines) != 6 or list(fields) != ["old", "size", "root", "new-key", "new"]:
+            raise notes.NoteError(f"not a {HANDOVER_FORMAT} note")
+        new_key = notes.parse_vkey(fields["new-key"])
+        root = base64.b64decode(fields["root"], validate=True)
+        if not fields["size"].isdigit() or len(root) != 32 or new_key.kind != notes.ED25519 or new_key.name != fields["new"]:
+            raise notes.NoteError("size, root or the new log's key (type 0x01, named by the new origin) is not well formed")
+    except (notes.NoteError, ValueError) as error:
+        raise notes.CheckpointRefused("malformed", f"hand-over note: {error}") from None
+    if fields["old"] != old_key.name:
+        raise notes.CheckpointRefused("origin", f"hand-over ends {fields['old']!r}, not {old_key.name!r}")
+    return Handover(fields["old"], int(fields["size"]), root, fields["new"], new_key, note)
+
+
+async def handover_to(executor: Any, origin: str) -> tuple[str, int, bytes, str] | None:
+    """(old origin, size, root, note) of the hand-over that started `origin`, if it was started by one."""
+    row = await executor.fetchrow("SELECT old_origin, size, root, note FROM ledger_handovers WHERE new_origin = $1", origin)
+    return (row["old_origin"], row["size"], row["root"], row["note"]) if row else None
+
+
+async def handovers_to(executor: Any, origin: str) -> list[tuple[int, str]]:
+    """(size, note) of the hand-overs that lead to `origin`, oldest first (none for a log that started afresh)."""
+    chain: list[tuple[int, str]] = []
+    seen = {origin}
+    while (found := await handover_to(executor, origin)) is not None and found[0] not in seen:
+        chain.append((found[1], found[3]))
+        origin = found[0]
+        seen.add(origin)
+    return chain[::-1]
+
+
+async def hand_over(
+    connection: asyncpg.Connection, old_origin: str, new_origin: str, key: PrivateKey, now: datetime,
+    new_key: PrivateKey | None = None,
+) -> str:
+    """Sign with `key` (the old origin's) and store the hand-over from `old_origin` to `new_origin` at the tree the
+    database holds; the signed note. `new_key` is the new log's checkpoint key: a rotation; default `key` (a rollback)."""
     if old_origin == new_origin:
         raise ValueError("the new origin must differ from the old one")
+    successor = notes.note_key(new_origin, (new_key or key).public())
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", CHECKPOINT_LOCK)
         head = await latest_head(connection)
         if head is None:
             raise ValueError("the ledger is empty: nothing to hand over")
-        note = notes.sign_note(handover_text(old_origin, head.size, head.root, new_origin), old_origin, key)
+        note = notes.sign_note(handover_text(old_origin, head.size, head.root, new_origin, successor), old_origin, key)
         await connection.execute(
             "INSERT INTO ledger_handovers (old_origin, new_origin, size, root, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
             old_origin, new_origin, head.size, head.root, note, now,

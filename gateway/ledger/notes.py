@@ -353,11 +353,13 @@ def verify_checkpoint(
 ) -> VerifiedCheckpoint:
     """Verify a cosigned checkpoint against the verifier's own log key and witness keys.
 
-    Requires a type 0x01 log key and type 0x04 witness keys with distinct names and
-    distinct public keys, and 0 <= quorum <= len(witness_keys) (NoteError otherwise).
-    The origin line must equal the log key's name; every signature by the log key
-    must verify, and there must be one. A witness counts once, when at least one of
-    its cosignatures verifies over this checkpoint's text. Signatures by unconfigured
+    Requires a type 0x01 log key and type 0x04 witness keys with distinct public keys,
+    and 0 <= quorum <= the number of distinct witness names (NoteError otherwise).
+    Several keys under one name are one witness's current and earlier keys (a rotated
+    witness key, docs/operations.md "Rotating keys"). The origin line must equal the
+    log key's name; every signature by the log key must verify, and there must be
+    one. A witness (a name) counts once, when at least one of its cosignatures, by
+    any of its keys, verifies over this checkpoint's text. Signatures by unconfigured
     keys are ignored and never count. Raises CheckpointRefused: "malformed",
     "origin", "log-signature", or "quorum" with `detail` saying why each witness
     signature that did not count was left out.
@@ -376,7 +378,7 @@ def verify_checkpoint(
         raise CheckpointRefused("malformed", f"checkpoint root hash has {len(checkpoint.root)} bytes, want 32")
     _require_signature(text, signatures, log_key)
 
-    counted: dict[tuple[str, bytes], int] = {}  # timestamp by witness (name, key id)
+    counted: dict[str, int] = {}  # timestamp by witness name: a witness with several keys counts once
     left_out: list[tuple[str, str]] = []
     for signature in signatures:
         if log_key.matches(signature):
@@ -390,10 +392,10 @@ def verify_checkpoint(
         except CheckpointRefused as refusal:
             left_out.append((signature.name, refusal.reason))
             continue
-        if (witness.name, witness.key_id) in counted:
+        if witness.name in counted:
             left_out.append((signature.name, "duplicate-witness"))
             continue
-        counted[witness.name, witness.key_id] = timestamp
+        counted[witness.name] = timestamp
 
     if len(counted) < quorum:
         why = "; ".join(f"{name}: {reason}" for name, reason in left_out) or "no other witness signatures"
@@ -403,7 +405,7 @@ def verify_checkpoint(
             f"from distinct configured witnesses, want {quorum}; not counted: {why}",
             tuple(left_out),
         )
-    return VerifiedCheckpoint(checkpoint, tuple((name, timestamp) for (name, _), timestamp in counted.items()))
+    return VerifiedCheckpoint(checkpoint, tuple(counted.items()))
 
 
 # Private helpers
@@ -510,10 +512,11 @@ def _parse_or_refuse(note: str | bytes) -> tuple[str, tuple[Signature, ...]]:
 
 
 def _check_configuration(log_key: NoteKey, witness_keys: Sequence[NoteKey], quorum: int) -> None:
-    """One configured key per witness, so that counting keys counts witnesses.
+    """Each public key configured once, so that counting names counts witnesses.
 
     An Ed25519 cosignature does not commit to the witness name, so one key under two
     names would let one witness count twice (tlog-cosignature, "Ed25519 signed message").
+    One name may have several keys: a witness's current key and those it rotated from.
     """
     if log_key.kind != ED25519:
         raise NoteError(f"the log key must be type 0x01, got 0x{log_key.kind:02x}")
@@ -521,9 +524,9 @@ def _check_configuration(log_key: NoteKey, witness_keys: Sequence[NoteKey], quor
     for key in witness_keys:
         if key.kind != COSIGNATURE_V1:
             raise NoteError(f"witness key {key.name} must be type 0x04, got 0x{key.kind:02x}")
-        if key.name in names or key.public in publics:
-            raise NoteError(f"witness key {key.name} repeats a configured witness name or public key")
+        if key.public in publics:
+            raise NoteError(f"witness key {key.name} repeats a configured public key")
         names.add(key.name)
         publics.add(key.public)
-    if not 0 <= quorum <= len(witness_keys):
-        raise NoteError(f"quorum {quorum} is outside 0..{len(witness_keys)} configured witnesses")
+    if not 0 <= quorum <= len(names):
+        raise NoteError(f"quorum {quorum} is outside 0..{len(names)} configured witnesses")

@@ -178,7 +178,8 @@ def test_enrolment_prints_and_pins_the_fingerprints_of_the_configured_ledger_key
     assert re.search(r"^password: \S{20,}$", added.stdout, re.MULTILINE), "a generated password, printed once"
     assert re.search(r"^totp uri: otpauth://totp/", added.stdout, re.MULTILINE)
     pinned = query(database_url, "SELECT pinned FROM console_officers WHERE name = 'pinning'")[0]["pinned"]
-    assert pinned == [fingerprint(log_vkey)]
+    assert pinned == [fingerprint(log_vkey), f"quorum:{config.quorum}"], "the keys, and the quorum the pages will demand"
+    assert f"pinned quorum {config.quorum}" in added.stderr
 
 
 def test_the_published_test_officer_exists_only_in_test_mode():

@@ -1,0 +1,109 @@
+"""PostgreSQL stopped and started again under load (issue 11): 503 with Retry-After, never 500; nothing lost.
+
+A `gateway serve` process runs on an embedded PostgreSQL of this test's own (so that the
+test may stop it) while load generators send signed messages without pause. Midway the
+database is stopped (fast shutdown: every connection is cut), kept down, and started
+again. Every sender resends a message answered 503 with the identical bytes until it is
+accepted (§8.1). Afterwards: no answer was a 5xx other than 503, every 503 carried
+Retry-After, the hub served again by itself (no restart), every message is stored once,
+and the ledger verifies.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from gateway.store.embedded import ensure_embedded_server, stop_embedded_server
+from tests.cli_runner import run_cli
+from tests.database import temporary_data_dir
+from tests.faults.report import record
+from tests.hub.harness import query, serve_process, wait_for_row
+from tests.hub.test_delivery_pull import GD
+from tests.hub.test_transport_security import referral
+
+SENDERS = 4
+DOWN_SECONDS = 3.0
+"""How long the database stays down: long enough for every sender to meet it."""
+RESEND_DEADLINE_SECONDS = 120.0
+
+
+class Sender(threading.Thread):
+    """Sends fresh referrals one after another until stopped; resends a 503'd one, identically, until accepted."""
+
+    def __init__(self, hub, make, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.hub, self.make, self.stop = hub, make, stop
+        self.statuses: Counter[int] = Counter()
+        self.missing_retry_after = 0
+        self.accepted: set[bytes] = set()
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self._deliver(self.make())
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            self.failure = error
+
+    def _deliver(self, body: bytes) -> None:
+        deadline = time.monotonic() + RESEND_DEADLINE_SECONDS
+        while True:
+            try:
+                answer = self.hub.post_message(body)
+            except OSError:  # the connection was cut mid-request: resend, as a client must (§8.1)
+                self.statuses[0] += 1
+                answer = None
+            if answer is not None:
+                self.statuses[answer.status] += 1
+                if answer.status == 202:
+                    self.accepted.add(body)
+                    return
+                assert answer.status == 503, f"answered {answer.status} {answer.code}"
+                if "retry-after" not in answer.headers:
+                    self.missing_retry_after += 1
+            assert time.monotonic() < deadline, "a message was not accepted within the resend deadline"
+            time.sleep(0.05)  # the client's own back-off between resends (not synchronisation)
+
+
+def test_a_database_restart_under_load_gives_503s_and_loses_nothing(tmp_path, example, test_key):
+    with temporary_data_dir() as data_dir:
+        database_url = ensure_embedded_server(data_dir).dsn
+        with serve_process(tmp_path, database_url, name="restarted-db") as (process, hub):
+            stop = threading.Event()
+            senders = [Sender(hub, lambda: referral(example, test_key(GD)), stop) for _ in range(SENDERS)]
+            for sender in senders:
+                sender.start()
+            wait_for_row(database_url, "SELECT 1 FROM messages OFFSET 20")  # load is flowing
+            stop_embedded_server(data_dir)
+            down_until = time.monotonic() + DOWN_SECONDS
+            while time.monotonic() < down_until:  # every sender meets the database down
+                assert process.poll() is None
+                time.sleep(0.1)  # a wait for the planned downtime, not synchronisation
+            ensure_embedded_server(data_dir)
+            before = query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"]
+            wait_for_row(database_url, "SELECT 1 FROM messages OFFSET $1", before + 20)  # served again, by itself
+            stop.set()
+            for sender in senders:
+                sender.join(RESEND_DEADLINE_SECONDS + 30)
+            ready_by = time.monotonic() + 30  # the registry listener reconnects with back-off (at most 5 s apart)
+            while hub.request("GET", "/readyz").status != 200:
+                assert time.monotonic() < ready_by, "the hub did not become ready again by itself"
+                time.sleep(0.2)  # a bounded poll of the hub's readiness, not synchronisation
+            assert process.poll() is None, "the hub never stopped"
+
+        for sender in senders:
+            assert sender.failure is None, repr(sender.failure)
+        statuses = sum((sender.statuses for sender in senders), Counter())
+        assert statuses[503] > 0, f"the load met the database down: {statuses}"
+        assert set(statuses) <= {0, 202, 503}, f"only 202 and 503 (and cut connections): {statuses}"
+        assert sum(sender.missing_retry_after for sender in senders) == 0, "every 503 says when to retry"
+        accepted = set().union(*(sender.accepted for sender in senders))
+        stored = query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"]
+        assert stored == len(accepted), f"{stored} stored, {len(accepted)} accepted: each exactly once"
+        verified = run_cli("ledger", "verify", "--database-url", database_url)
+        assert verified.status == 0, verified.stdout + verified.stderr
+        stop_embedded_server(data_dir)
+    record("database-restart", "PostgreSQL stopped and started under load", accepted=len(accepted), lost=0,
+           answered_503=statuses[503], answered_500=statuses[500], connections_cut=statuses[0])
