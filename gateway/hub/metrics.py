@@ -7,6 +7,8 @@ come from PostgreSQL, the one shared engine, so every process reports the same.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections import Counter
 from datetime import datetime
 
@@ -39,6 +41,9 @@ class Metrics:
             "# HELP gateway_refusals_total Requests refused by this process, by catalogue code.",
             "# TYPE gateway_refusals_total counter",
             *(f'gateway_refusals_total{{code="{code}"}} {count}' for code, count in sorted(self._refused.items())),
+            "# HELP gateway_process_tasks Asyncio tasks alive in this process (workers, requests in flight): a leak grows it.",
+            "# TYPE gateway_process_tasks gauge",
+            f"gateway_process_tasks {len(asyncio.all_tasks())}",
             "# HELP gateway_ledger_size Entries in the audit ledger (from the database).",
             "# TYPE gateway_ledger_size gauge",
             f"gateway_ledger_size {row['ledger_size']}",

@@ -5,8 +5,8 @@ takes FUZZ_INPUTS inputs from tests/fuzz/ingress.py, most of them signed with th
 published test keys, plus requests to the inbox, receipts, messages and ledger
 resources. The run must show no 5xx answer at all, at least half of the ingress inputs
 past the signature check, every stage of the pipeline reached, the process's memory
-within MEMORY_BOUND_BYTES of what it held after warming up, and no more database
-connections than its pool allows. The report is written to tests/artifacts/fuzz/.
+within MEMORY_BOUND_BYTES of what it held after warming up, no more database
+connections than its pool allows, and no more asyncio tasks than after the warm-up. The report is written to tests/artifacts/fuzz/.
 `bench/fuzz.py` runs the same fuzzer for as long as asked (docs/security.md, "Fuzzing").
 """
 
@@ -35,6 +35,16 @@ def _example_config(data_dir) -> str:
     return text.replace("../../keys/test", str(keys)).replace('data_dir = "../../var/gateway"', f'data_dir = "{data_dir}"')
 
 
+TASK_SLACK = 4
+"""Tasks a quiet hub may hold more after the run than after the warm-up (a checkpoint or delivery under way)."""
+
+
+def _tasks(hub) -> int:
+    """The hub process's live asyncio tasks, from its /metrics."""
+    text = hub.request("GET", "/metrics").body.decode()
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("gateway_process_tasks ")))
+
+
 def _resident_bytes(pid: int) -> int:
     for line in open(f"/proc/{pid}/status", encoding="ascii"):
         if line.startswith("VmRSS:"):
@@ -47,12 +57,13 @@ def test_twenty_thousand_hostile_inputs_get_no_server_error_and_most_pass_the_si
     artifacts.mkdir(parents=True, exist_ok=True)
     with serve_process(tmp_path, database_url, config_text=_example_config(tmp_path / "data"), name="fuzzed") as (process, hub):
         warm = asyncio.run(drive(hub.base_url, seed=1, count=WARM_UP_INPUTS, public_base_url="http://127.0.0.1:8443"))
-        before = _resident_bytes(process.pid)
+        before, tasks_before = _resident_bytes(process.pid), _tasks(hub)
         report = asyncio.run(drive(hub.base_url, seed=20261129, count=FUZZ_INPUTS, public_base_url="http://127.0.0.1:8443"))
-        after = _resident_bytes(process.pid)
+        after, tasks_after = _resident_bytes(process.pid), _tasks(hub)
         connections = query(database_url, "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'gateway:%'")[0]["n"]
         assert process.poll() is None, "the hub is still serving"
-    document = report.to_document() | {"memory_after_warm_up_bytes": before, "memory_after_run_bytes": after, "database_connections": connections}
+    document = report.to_document() | {"memory_after_warm_up_bytes": before, "memory_after_run_bytes": after,
+                                       "database_connections": connections, "tasks_after_warm_up": tasks_before, "tasks_after_run": tasks_after}
     (artifacts / "report.json").write_text(json.dumps(document, indent=1) + "\n", "utf-8")
 
     assert warm.server_errors == [] and report.server_errors == [], json.dumps(report.server_errors[:5], indent=1)
@@ -62,3 +73,4 @@ def test_twenty_thousand_hostile_inputs_get_no_server_error_and_most_pass_the_si
     assert all(reached[stage] > 0 for stage in STAGES[SIGNATURE_PASSED:]), f"stages never reached: {reached}"
     assert after - before <= MEMORY_BOUND_BYTES, f"the hub grew by {(after - before) / 2**20:.0f} MiB during the run"
     assert connections <= POOL_CONNECTIONS, f"{connections} database connections after the run"
+    assert tasks_after <= tasks_before + TASK_SLACK, f"asyncio tasks grew from {tasks_before} to {tasks_after}"
