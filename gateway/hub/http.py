@@ -402,22 +402,22 @@ async def _problems(request: web.Request, handler: Callable[[web.Request], Await
         response = await handler(request)
     except ProtocolError as refusal:
         metrics.refused(refusal.code)
-        response = problem_response(refusal, request.path)
+        response = problem_response(refusal, request.rel_url.raw_path)
         if refusal.code in _UNREAD_BODY:
             response.force_close()
         return response
     except web.HTTPRequestEntityTooLarge:
         metrics.refused("message-too-large")
-        return problem_response(ProtocolError("message-too-large"), request.path)
+        return problem_response(ProtocolError("message-too-large"), request.rel_url.raw_path)
     except web.HTTPNotFound:
-        return problem_response(ProtocolError("not-found"), request.path)
+        return problem_response(ProtocolError("not-found"), request.rel_url.raw_path)
     except web.HTTPMethodNotAllowed:
-        return problem_response(ProtocolError("method-not-allowed"), request.path)
+        return problem_response(ProtocolError("method-not-allowed"), request.rel_url.raw_path)
     except Exception as error:  # noqa: BLE001 - the last line of defence: a problem, never a traceback
         code = "unavailable" if database_unavailable(error) else "internal-error"
         _log.error(code.replace("-", "_"), path=request.path, error=type(error).__name__)
         metrics.refused(code)
-        return problem_response(ProtocolError(code, retry_after_seconds=1 if code == "unavailable" else None), request.path)
+        return problem_response(ProtocolError(code, retry_after_seconds=1 if code == "unavailable" else None), request.rel_url.raw_path)
     return response
 
 
