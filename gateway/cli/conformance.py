@@ -13,11 +13,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from gateway.conformance.crafting import SigningKey
+from gateway.conformance.crafting import SigningKey, read_trust_list
 from gateway.conformance.reports import write_reports
 from gateway.conformance.cases import Result, load_cases, select
 from gateway.conformance.runner import run
-from gateway.conformance.target import PreflightError, Target, load_trust, ssl_context
+from gateway.conformance.target import PreflightError, Target, load_trust_document, ssl_context
+from gateway.conformance.witness import DEFAULT_ORIGIN
 
 PASSED, FAILED, USAGE, NOTHING = 0, 1, 2, 3
 
@@ -46,6 +47,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     runner.add_argument("--refused-route", metavar="TO:TYPE:PURPOSE",
                         help="hub role: a route the hub's policy refuses for --as (e.g. MO:referral.submit:referral); "
                              "without it the route-refused case is skipped")
+    runner.add_argument("--rate-burst", type=int, metavar="N",
+                        help="hub role: the burst of the hub's per-jurisdiction request budget, on a test hub whose refill is too "
+                             "slow to matter; the rate-limit case sends N+1 messages. Without it that case is skipped")
+    runner.add_argument("--body-deadline", type=float, metavar="SECONDS",
+                        help="hub role: how long the hub waits for a request body; the slow-body case sends half a body and "
+                             "waits that long plus 15 s. Without it that case is skipped")
+    runner.add_argument("--receive-at", metavar="HOST:PORT",
+                        help="hub role: listen here as --to's push endpoint (the hub must push --to's deliveries to "
+                             "http://HOST:PORT/v1/deliveries); without it the push-answer cases are skipped")
+    runner.add_argument("--push-wait", type=float, default=60.0, metavar="SECONDS",
+                        help="hub role: how long to wait for the hub to push, or push again, a message (default 60)")
+    runner.add_argument("--serve-hub", metavar="HOST:PORT",
+                        help="endpoint role: serve GET /v1/trust-list here as the endpoint's hub (configure the endpoint's hub URL "
+                             "as http://HOST:PORT); without it the trust-list cases are skipped")
+    runner.add_argument("--endpoint-mode", choices=("test", "production"), default="test",
+                        help="endpoint role: the mode the endpoint is configured for; production serves it production lists "
+                             "and runs the test-mode-list case (default test)")
+    runner.add_argument("--trust-fetch-wait", type=float, default=30.0, metavar="SECONDS",
+                        help="endpoint role: how long to wait for the endpoint to fetch a trust list the suite serves (default 30)")
+    runner.add_argument("--witness", metavar="URL",
+                        help="endpoint role: the URL prefix of the witness of --to's jurisdiction (C2SP tlog-witness; the suite "
+                             "POSTs URL/add-checkpoint); without it the witness cases are skipped")
+    runner.add_argument("--log-origin", default=DEFAULT_ORIGIN, metavar="ORIGIN",
+                        help=f"endpoint role: the origin of the suite's own log for the witness cases (default {DEFAULT_ORIGIN}); "
+                             "the witness must list it with the published test checkpoint key (docs/conformance.md)")
     runner.add_argument("--case", action="append", default=[], metavar="ID", help="run only this case (repeatable)")
     runner.add_argument("-k", dest="pattern", metavar="PATTERN", help="run only cases whose id, title or tag matches")
     runner.add_argument("--report-dir", type=Path, default=Path("conformance-report"),
@@ -74,7 +100,8 @@ def _run(arguments: argparse.Namespace) -> int:
         key = SigningKey.load(arguments.key)
         hub_key = SigningKey.load(arguments.hub_key) if arguments.hub_key else None
         tls = ssl_context(arguments.tls_ca, arguments.tls_cert, arguments.tls_key)
-        trust = load_trust(arguments.trust)
+        trust_document = load_trust_document(arguments.trust)
+        trust = read_trust_list(trust_document)
     except PreflightError as error:
         return _fail(str(error), USAGE)
     except (OSError, ValueError, KeyError) as error:
@@ -82,8 +109,20 @@ def _run(arguments: argparse.Namespace) -> int:
     refused_route = tuple(arguments.refused_route.split(":")) if arguments.refused_route else None
     if refused_route is not None and len(refused_route) != 3:
         return _fail("--refused-route is TO:TYPE:PURPOSE, e.g. MO:referral.submit:referral", USAGE)
+    addresses = {}
+    for option in ("serve_hub", "receive_at"):
+        value = getattr(arguments, option)
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit():
+                return _fail(f"--{option.replace('_', '-')} is HOST:PORT, e.g. 127.0.0.1:9200", USAGE)
+            addresses[option] = (host, int(port))
     target = Target(arguments.target.rstrip("/"), arguments.jurisdiction, key, trust, arguments.allow_production, tls,
-                    arguments.peer or "", hub_key, refused_route, client_certificate=arguments.tls_cert is not None)
+                    arguments.peer or "", hub_key, refused_route, client_certificate=arguments.tls_cert is not None,
+                    trust_document=trust_document, serve_hub=addresses.get("serve_hub"), endpoint_mode=arguments.endpoint_mode,
+                    trust_fetch_seconds=arguments.trust_fetch_wait, tls_ca=arguments.tls_ca, rate_burst=arguments.rate_burst,
+                    body_deadline=arguments.body_deadline, witness_url=arguments.witness or "", log_origin=arguments.log_origin,
+                    receive_at=addresses.get("receive_at"), push_wait_seconds=arguments.push_wait)
 
     def progress(number: int, total: int, result: Result) -> None:
         line = f"[{number}/{total}] {result.verdict.upper():5} {result.case} {result.title}"

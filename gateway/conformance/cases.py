@@ -26,6 +26,8 @@ class Case:
     role: str
     tags: tuple[str, ...]
     steps: tuple[dict[str, Any], ...]
+    profile: str = ""
+    """The set-up the case needs of the target (`mutual-tls`, `rate-limit`, `body-deadline`); skipped without it."""
 
     @property
     def expect(self) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def load_cases(role: str = "hub") -> list[Case]:
             continue
         for item in document["cases"]:
             cases.append(Case(item["id"], item["title"], tuple(item["requirements"]), item["level"], role,
-                              tuple(item["tags"]), _steps_of(item)))
+                              tuple(item["tags"]), _steps_of(item), item.get("profile", "")))
     return cases
 
 

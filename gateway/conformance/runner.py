@@ -10,18 +10,22 @@ the case up and must succeed. The endpoint role is gateway/conformance/endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
-from gateway.conformance import crafting
+from gateway.conformance import crafting, merkle, transport
 from gateway.conformance.cases import Case, Result
 from gateway.conformance.crafting import NotApplicable, StatementInvalid, TrustedKey
 from gateway.conformance.recipes import CaseRun, Sent, answer_document, build_payload, speaks_for_others
+from gateway.conformance.push_receiver import PushReceiver
 from gateway.conformance.requirements import catalogue
 from gateway.conformance.target import PreflightError, Target, check_clock, check_key_known, http_get
 
@@ -99,16 +103,16 @@ def _request(step: dict[str, Any], context: CaseRun) -> tuple[str, str, bytes, d
     """The HTTP request of a step: method, path, body, headers, and what it sent."""
     kind = step.get("request", "message")
     sent = Sent()
-    if kind in ("message", "receipt"):
+    if kind in ("message", "receipt", *_RAW):
         body, payload, sender = _message_bytes(step, context)
         sent = Sent(payload["id"] if payload else context.sent[step["resend"]].id,
                     payload["case"] if payload else context.sent[step["resend"]].case, sender, body, payload=payload)
-        method, path = "POST", "/v1/messages" if kind == "message" else "/v1/receipts"
+        method, path = "POST", "/v1/receipts" if kind == "receipt" else "/v1/messages"
         headers = {"Content-Type": step.get("content_type", "application/jose")}
     elif kind == "status":
         method, path, body, headers = "GET", f"/v1/messages/{context.sent[step['of']].id}", b"", {}
-    elif kind in _PULLS:
-        method, path, body, headers = "GET", _PULLS[kind][0], b"", {}
+    elif kind in _PULLS or kind in _PUBLIC_GETS:
+        method, path, body, headers = "GET", {**_PULLS, **_PUBLIC_GETS}[kind][0], b"", {}
     elif kind == "http":
         method, path, body, headers = step["method"], step["path"], step.get("body", "").encode(), {}
     else:
@@ -117,15 +121,18 @@ def _request(step: dict[str, Any], context: CaseRun) -> tuple[str, str, bytes, d
         sent.proof = _proof(step, context, method, path, body)
         if sent.proof is not None:
             headers["GBA-Request-Proof"] = sent.proof.decode("ascii")
-    if kind in _PULLS:
+    if kind in _PULLS or kind in _PUBLIC_GETS:
         path += "?" + re.sub(r"\$([a-z-]+):([A-Za-z0-9_-]+)", lambda match: str(_query_value(match[1], match[2], context)),
-                             step.get("query", _PULLS[kind][1]))
+                             step.get("query", {**_PULLS, **_PUBLIC_GETS}[kind][1]))
     return method, path, body, headers, sent
 
 
 _PULLS = {"inbox": ("/v1/inbox", "after=-1&limit=500"), "ledger-entries": ("/v1/ledger/entries", ""),
           "ledger-inclusion": ("/v1/ledger/proof/inclusion", "")}
 """GET requests with a request proof: path and default query."""
+
+_PUBLIC_GETS = {"ledger-consistency": ("/v1/ledger/proof/consistency", "")}
+"""Public GET requests whose query names earlier steps' values: path and default query."""
 
 
 def _query_value(kind: str, name: str, context: CaseRun) -> int:
@@ -157,30 +164,20 @@ async def run_hub_case(session: aiohttp.ClientSession, target: Target, case: Cas
     result = Result(case.id, case.title, list(case.requirements), "error", case.expect, tags=list(case.tags))
     context = CaseRun(target)
     try:
-        if target.client_certificate and speaks_for_others(case, context):
+        check_profile(case, target)
+        if target.client_certificate and case.profile != "mutual-tls" and speaks_for_others(case, context):
             raise NotApplicable("the case speaks for another jurisdiction, and the client certificate names only yours (PROTO-12.8-3)")
         for number, step in enumerate(case.steps, 1):
             if "after_seconds" in step:
                 # The protocol's own clock must pass a point (a deadline): a wait for time, not for an event.
                 await asyncio.sleep(max(0.0, (context.now - datetime.now(timezone.utc)).total_seconds() + step["after_seconds"]))
-            method, path, body, headers, sent = _request(step, context)
-            async with session.request(method, target.url + path, data=body or None, headers=headers) as response:
-                raw = await response.read()
-                answer = {"status": response.status, "content_type": response.content_type,
-                          "body": raw[:8000].decode("utf-8", "replace")}
-            result.evidence.append(_evidence(method, path, headers, body, answer))
-            answer = dict(answer, raw=raw)
-            sent.answer = answer
-            name = step.get("name", f"step{number}")
-            context.sent[name] = sent
-            if sent.payload is not None:
-                context.payloads[name] = sent.payload
-            actual, wrong = judge_hub_step(step, sent, answer, context)
-            if "expect" in step:
-                result.actual = actual
+            wrong: list[str] = []
+            for _ in range(_repetitions(step, target)):
+                wrong = await _run_step(session, target, step, number, context, result)
+                if wrong:
+                    break
             if wrong:
                 result.verdict, result.reason = "fail", (f"step {number}: " if len(case.steps) > 1 else "") + "; ".join(wrong)
-                result.actual = actual
                 break
         else:
             result.verdict = "pass"
@@ -192,21 +189,154 @@ async def run_hub_case(session: aiohttp.ClientSession, target: Target, case: Cas
     return result
 
 
+async def _answer_push(target: Target, step: dict[str, Any], context: CaseRun, result: Result) -> list[str]:
+    """Wait for the hub to push step `push`'s message to the suite (--receive-at), check the delivery (§9.3), and answer
+    it as `answer` says: `receipt` (an accepted receipt from --to), `http-500`, `wrong-media-type` (that receipt as
+    text/plain), `wrong-digest` (a receipt naming another digest), `third-party` (a receipt signed by a third
+    jurisdiction). With `expect.redelivered`, this push is the hub trying again after an earlier bad answer."""
+    receiver = target.push_receiver
+    assert receiver is not None, "check_profile requires --receive-at"
+    sent = context.sent[step["push"]]
+    redelivery = step.get("expect", {}).get("redelivered", False)
+    push = await receiver.next_push(sent.body, target.push_wait_seconds)
+    if push is None:
+        return [f"the hub did not push the message {'again after the bad answer ' if redelivery else ''}within "
+                f"{target.push_wait_seconds:g} s" + (" (PROTO-12.5-2)" if redelivery else " (PROTO-12.4-1)")]
+    wrong = inbox_faults({"deliveries": [json.loads(push.body)]}, sent, target.trust)
+    kind = step["answer"]
+    if kind == "http-500":
+        response = web.Response(status=500)
+    else:
+        by = "third" if kind == "third-party" else "peer"
+        edits = [["set", "/body/message_digest", "$wrong-digest"]] if kind == "wrong-digest" else []
+        payload, _ = build_payload({"template": "receipt", "by": by, "receipt_of": step["push"], "edits": edits}, context)
+        receipt = crafting.mutate("none", payload, context.signer(by))
+        response = web.Response(status=200, body=receipt, content_type="text/plain" if kind == "wrong-media-type" else "application/jose")
+    push.answer.set_result(response)
+    result.evidence.append({"request": {"method": "POST", "path": "(the hub pushed to --receive-at)", "headers": {}, "bytes": len(push.body),
+                                        "sha256": crafting.digest(push.body), "body": push.body[:4000].decode("utf-8", "replace")},
+                            "response": {"status": response.status, "content_type": response.content_type,
+                                         "body": (response.body or b"")[:4000].decode("utf-8", "replace")}})
+    if "expect" in step:
+        result.actual = {"pushed": True, "redelivered": redelivery}
+    return wrong
+
+
+def check_profile(case: Case, target: Target) -> None:
+    """NotApplicable unless the target offers the set-up the case's `profile` needs (docs/conformance.md, "Profiles")."""
+    if case.profile == "mutual-tls" and not target.client_certificate:
+        raise NotApplicable("the run has no client certificate (--tls-cert): the mutual-TLS cases need a hub that asks for one")
+    if case.profile == "rate-limit" and not target.rate_burst:
+        raise NotApplicable("no --rate-burst: the suite does not know the hub's per-jurisdiction budget and does not flood it blindly")
+    if case.profile == "push-receiver" and target.push_receiver is None:
+        raise NotApplicable("no --receive-at: the suite is not the push endpoint of --to, so it cannot answer the hub's pushes")
+    if case.profile == "body-deadline" and not target.body_deadline:
+        raise NotApplicable("no --body-deadline: the suite does not know how long the hub waits for a body")
+
+
+def _repetitions(step: dict[str, Any], target: Target) -> int:
+    """How many times a step is sent (each time with a fresh message): `repeat` is a number, `burst` or `burst+1`."""
+    repeat = step.get("repeat", 1)
+    if repeat in ("burst", "burst+1"):
+        return (target.rate_burst or 0) + (repeat == "burst+1")
+    return int(repeat)
+
+
+async def _run_step(session: aiohttp.ClientSession, target: Target, step: dict[str, Any], number: int, context: CaseRun,
+                    result: Result) -> list[str]:
+    """Send one step's request and judge the answer; what differs from the expectation."""
+    if "push" in step:
+        return await _answer_push(target, step, context, result)
+    if "poll_seconds" in step:
+        # The hub finishes what a push answer started after the answer: the status is read again until it says what the
+        # step expects or the step's deadline passes.
+        deadline = time.monotonic() + step["poll_seconds"]
+        while True:
+            wrong = await _run_step(session, target, {k: v for k, v in step.items() if k != "poll_seconds"}, number, context, result)
+            if not wrong or time.monotonic() > deadline:
+                return wrong
+            await asyncio.sleep(0.2)
+    method, path, body, headers, sent = _request(step, context)
+    kind = step.get("request", "message")
+    if kind in _RAW:
+        answer = await _raw(target, step, method, path, headers, body)
+    elif "tls" in step:
+        connector = aiohttp.TCPConnector(ssl=transport.client_context(target, step["tls"]))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), connector=connector) as other:
+            try:
+                answer = await _exchange(other, target, method, path, body, headers)
+            except (aiohttp.ClientError, OSError) as error:
+                if step.get("expect", {}).get("handshake") != "refused":
+                    raise
+                answer = {"status": None, "content_type": "", "body": f"no HTTP answer: {type(error).__name__}", "raw": b""}
+    else:
+        answer = await _exchange(session, target, method, path, body, headers)
+    result.evidence.append(_evidence(method, path, headers, body, {k: v for k, v in answer.items() if k != "raw"}))
+    sent.answer = answer
+    name = step.get("name", f"step{number}")
+    context.sent[name] = sent
+    if sent.payload is not None:
+        context.payloads[name] = sent.payload
+    actual, wrong = judge_hub_step(step, sent, answer, context)
+    if "expect" in step or wrong:
+        result.actual = actual
+    return wrong
+
+
+async def _exchange(session: aiohttp.ClientSession, target: Target, method: str, path: str, body: bytes,
+                    headers: dict[str, str]) -> dict[str, Any]:
+    async with session.request(method, target.url + path, data=body or None, headers=headers) as response:
+        raw = await response.read()
+        return {"status": response.status, "content_type": response.content_type, "body": raw[:8000].decode("utf-8", "replace"),
+                "raw": raw, "retry_after": response.headers.get("Retry-After")}
+
+
+_RAW = ("declared-too-large", "slow-body")
+"""Message requests written by hand (gateway/conformance/transport.py): a Content-Length over the size limit with
+no body, and a body that stops half-way."""
+
+_DECLARED_TOO_LARGE = 64 * 1024 * 1024
+"""A Content-Length far over any message size limit (PROTO-4.5-1): the hub must answer before reading a byte."""
+
+
+async def _raw(target: Target, step: dict[str, Any], method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    if step["request"] == "declared-too-large":
+        declared, sent_part, within = _DECLARED_TOO_LARGE, b"", 30.0
+    else:
+        assert target.body_deadline is not None, "check_profile requires --body-deadline"
+        # Half the body, then nothing: the hub must give up at its deadline, so the answer is awaited a margin past it.
+        declared, sent_part, within = len(body), body[: len(body) // 2], target.body_deadline + 15.0
+    try:
+        return await transport.raw_exchange(target, method, path, dict(headers, **{"Content-Length": str(declared)}), sent_part, within)
+    except (TimeoutError, asyncio.IncompleteReadError):
+        return {"status": None, "content_type": "", "body": f"no answer within {within:g} s", "raw": b""}
+
+
 def judge_hub_step(step: dict[str, Any], sent: Sent, answer: dict[str, Any], context: CaseRun) -> tuple[dict[str, Any], list[str]]:
     """What the answer was and how it differs from the step's expectation (a setup step: from success)."""
     document = answer_document(answer)
     actual: dict[str, Any] = {"status": answer["status"]}
     if isinstance(document, dict):
-        actual.update({name: document[name] for name in ("code", "replayed") if name in document})
+        actual.update({name: document[name] for name in ("code", "replayed", "where") if name in document})
     expect = step.get("expect")
     if expect is None:
-        if not 200 <= answer["status"] < 300:
+        if answer["status"] is None or not 200 <= answer["status"] < 300:
             return actual, [f"a set-up request was answered {answer['status']} {actual.get('code', '')}".rstrip()]
         return actual, []
+    if expect.get("handshake") == "refused":
+        if answer["status"] is not None:
+            return actual, [f"the hub answered {answer['status']} to a client whose certificate its authority did not issue (PROTO-12.8-1)"]
+        return actual, []
+    if answer["status"] is None:
+        return actual, [answer["body"]]
     wrong = [f"{name}: expected {value!r}, got {actual.get(name)!r}" for name, value in expect.items()
-             if name in ("status", "code", "replayed") and actual.get(name) != value]
+             if name in ("status", "code", "replayed", "where") and actual.get(name) != value]
     if answer["status"] >= 400:
         wrong += problem_faults(answer, document, sent)
+    if expect.get("retry_after") and not (answer.get("retry_after") or "").isdigit():
+        wrong.append(f"Retry-After is {answer.get('retry_after')!r}, not a number of seconds (PROTO-12.8-4)")
+    if expect.get("closed") and not answer.get("closed"):
+        wrong.append("the hub kept the connection open after refusing a body it did not read (PROTO-12.8-5)")
     if expect.get("hub_receipt"):
         wrong += hub_receipt_faults(document, sent, context.target.trust)
     if "delivers" in expect:
@@ -219,6 +349,10 @@ def judge_hub_step(step: dict[str, Any], sent: Sent, answer: dict[str, Any], con
         hidden = ledger_index(context.sent[expect["hides"]])
         if any(item.get("index") == hidden for item in document.get("entries", [])):
             wrong.append("the ledger shows an entry to a jurisdiction that is not its party (PROTO-13.6-1)")
+    if "inclusion_of" in expect:
+        wrong += inclusion_faults(document, context.sent[expect["inclusion_of"]])
+    if "consistent" in expect:
+        wrong += consistency_faults(document, *(context.sent[name] for name in expect["consistent"]))
     if "message_status" in expect and isinstance(document, dict) and document.get("status") != expect["message_status"]:
         wrong.append(f"status of the message: expected {expect['message_status']!r}, got {document.get('status')!r}")
     return actual, wrong
@@ -310,6 +444,50 @@ def entry_faults(document: Any, sent: Sent, payload: dict[str, Any]) -> list[str
     return faults
 
 
+def _proof_hashes(document: dict[str, Any], name: str) -> list[bytes]:
+    return [crafting.b64_decode(item) for item in document[name]]
+
+
+def inclusion_faults(document: Any, sent: Sent) -> list[str]:
+    """How an inclusion proof answer fails §13.2 and §13.6 for `sent`'s acceptance: the entry at the index its hub receipt
+    names, recording that acceptance, with a proof of exactly RFC 9162 §2.1.3 to the root the answer names."""
+    index = ledger_index(sent)
+    try:
+        entry = crafting.b64_decode(document["entry"])
+        root = crafting.b64_decode(document["root"])
+        proof = _proof_hashes(document, "proof")
+        size = document["size"]
+    except (TypeError, KeyError, ValueError):
+        return ["the inclusion proof answer lacks index, size, entry, root or proof in base64 (§13.6)"]
+    faults = []
+    if document.get("index") != index:
+        faults.append(f"the inclusion proof is for index {document.get('index')!r}, not {index} (§13.6)")
+    if json.loads(entry).get("message_digest") != crafting.digest(sent.body):
+        faults.append("the entry of the inclusion proof does not record the message (PROTO-13.1-3)")
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(entry), index, size, proof, root)
+    except merkle.ProofInvalid as error:
+        faults.append(f"the inclusion proof does not verify: {error} (PROTO-13.2-2)")
+    return faults
+
+
+def consistency_faults(document: Any, first: Sent, second: Sent) -> list[str]:
+    """How a consistency proof answer fails RFC 9162 §2.1.4 between the tree heads two inclusion steps verified."""
+    try:
+        heads = [answer_document(step.answer) for step in (first, second)]
+        (size1, root1), (size2, root2) = ((head["size"], crafting.b64_decode(head["root"])) for head in heads)
+        proof = _proof_hashes(document, "proof")
+    except (TypeError, KeyError, ValueError):
+        return ["the consistency proof answer lacks from, to or a base64 proof (§13.6)"]
+    if (document.get("from"), document.get("to")) != (size1, size2):
+        return [f"the consistency proof is from {document.get('from')!r} to {document.get('to')!r}, not {size1} to {size2} (§13.6)"]
+    try:
+        merkle.verify_consistency(size1, size2, proof, root1, root2)
+    except merkle.ProofInvalid as error:
+        return [f"the consistency proof does not verify: {error} (PROTO-13.2-2)"]
+    return []
+
+
 def _personal_values(body: Any) -> list[str]:
     """The string values of a message body long enough to be data rather than a code: names, numbers, free text."""
     if isinstance(body, dict):
@@ -317,6 +495,25 @@ def _personal_values(body: Any) -> list[str]:
     if isinstance(body, list):
         return [value for item in body for value in _personal_values(item)]
     return [body] if isinstance(body, str) and len(body) >= 6 else []
+
+
+@contextlib.asynccontextmanager
+async def receiving_pushes(target: Target) -> AsyncIterator[None]:
+    """With --receive-at (hub role), the suite is --to's push endpoint for the run's duration."""
+    if target.receive_at is None:
+        yield
+        return
+    receiver = PushReceiver(*target.receive_at)
+    try:
+        await receiver.start()
+    except OSError as error:
+        raise PreflightError(f"cannot listen at --receive-at {target.receive_at[0]}:{target.receive_at[1]}: {error}") from None
+    target.push_receiver = receiver
+    try:
+        yield
+    finally:
+        target.push_receiver = None
+        await receiver.stop()
 
 
 async def run(target: Target, cases: list[Case], progress: Any = None) -> tuple[dict[str, Any], list[Result]]:
@@ -332,9 +529,10 @@ async def run(target: Target, cases: list[Case], progress: Any = None) -> tuple[
             about = await preflight(session, target)
             run_case = run_hub_case
         results = []
-        for number, case in enumerate(cases, 1):
-            result = await run_case(session, target, case)
-            results.append(result)
-            if progress is not None:
-                progress(number, len(cases), result)
+        async with endpoint.serving_hub(target), receiving_pushes(target):
+            for number, case in enumerate(cases, 1):
+                result = await run_case(session, target, case)
+                results.append(result)
+                if progress is not None:
+                    progress(number, len(cases), result)
     return about, results

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -26,13 +27,20 @@ class PreflightError(Exception):
     """The target cannot be tested as configured: not a failure of the target, a fault of the set-up."""
 
 
-def load_trust(path: Path | None) -> dict[str, TrustedKey]:
-    """The suite's trust list (`--trust`; the shipped test list by default), read by the suite's own code."""
+def load_trust_document(path: Path | None) -> dict[str, Any]:
+    """The suite's trust list document (`--trust`; the shipped test list by default), read by the suite's own code."""
     source = path or contract_dir("keys") / "test" / "trust-list.json"
     try:
-        return crafting.read_trust_list(json.loads(Path(source).read_text("utf-8")))
+        document = json.loads(Path(source).read_text("utf-8"))
+        crafting.read_trust_list(document)
+        return document
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise PreflightError(f"cannot read the trust list {source}: {type(error).__name__}: {error}") from None
+
+
+def load_trust(path: Path | None) -> dict[str, TrustedKey]:
+    """The keys of the suite's trust list (`--trust`; the shipped test list by default), by kid."""
+    return crafting.read_trust_list(load_trust_document(path))
 
 
 @dataclass
@@ -55,6 +63,34 @@ class Target:
     """A client certificate is in use (--tls-cert): it names one jurisdiction, so the suite cannot speak for others."""
     public_url: str = ""
     """Hub role: the hub's public base URL for request proofs' htu (its /openapi.json says; the target URL otherwise)."""
+    tls_ca: Path | None = None
+    """The CA bundle that verifies an https target (--tls-ca), for the connections a case makes with other TLS identities."""
+    rate_burst: int | None = None
+    """Hub role: the burst of the hub's per-jurisdiction request budget, refilled too slowly to matter in a case (--rate-burst)."""
+    body_deadline: float | None = None
+    """Hub role: how long the hub waits for a request body, in seconds (--body-deadline)."""
+    trust_document: dict[str, Any] | None = None
+    """The --trust document, the base of the trust lists the suite serves (endpoint role)."""
+    serve_hub: tuple[str, int] | None = None
+    """Endpoint role: where the suite serves GET /v1/trust-list as the endpoint's hub (--serve-hub); None: no trust-list cases."""
+    endpoint_mode: str = "test"
+    """Endpoint role: the mode the endpoint is configured for (--endpoint-mode): the mode of the lists it must take."""
+    trust_fetch_seconds: float = 30.0
+    """Endpoint role: how long the suite waits for the endpoint to fetch a list it serves (--trust-fetch-wait)."""
+    receive_at: tuple[str, int] | None = None
+    """Hub role: where the suite listens as --to's push endpoint (--receive-at); None: the push-answer cases are skipped."""
+    push_wait_seconds: float = 60.0
+    """Hub role: how long the suite waits for the hub to push (or push again) a message (--push-wait)."""
+    push_receiver: Any = None
+    """Hub role, during a run with --receive-at: the PushReceiver (gateway/conformance/push_receiver.py)."""
+    witness_url: str = ""
+    """Endpoint role: the URL prefix of the endpoint's jurisdiction's witness (--witness); the suite POSTs add-checkpoint there."""
+    log_origin: str = "conformance.gba-case-gateway.example/gba-ledger"
+    """Endpoint role: the origin of the suite's own log, which the witness must list (--log-origin)."""
+    served_hub: Any = None
+    """Endpoint role, during a run with --serve-hub: the ServedHub (gateway/conformance/served_hub.py)."""
+    trust_publisher: Any = None
+    """Endpoint role, during a run with --serve-hub: the TrustListPublisher (gateway/conformance/trust_lists.py)."""
 
     def __post_init__(self) -> None:
         if not self.peer:

@@ -9,8 +9,8 @@ from gateway.conformance.cases import load_cases
 from gateway.demo.exchange import free_port
 from tests.conformance.fixtures.broken import Fault
 from tests.conformance.fixtures.proxy import Exchange, Reply, proxy
-from tests.conformance.fixtures.simulator import simulator
-from tests.conformance.suite import CN_GD_KEY, cli, KEYS, KNOWN_HUB_DEFECTS, routes_refusing_the_suites_route, run_suite, verdicts
+from tests.conformance.suite import (CN_GD_KEY, KEYS, KNOWN_HUB_DEFECTS, PRODUCTION_ONLY, PROFILE_CASES, cli, endpoint_with_the_suite_as_hub,
+                                     routes_refusing_the_suites_route, run_suite, verdicts)
 from tests.hub.harness import running_hub
 
 
@@ -21,20 +21,26 @@ def test_every_hub_case_passes_against_our_own_hub(database_url, tmp_path):
     assert report["format"] == "gba-conformance-report/v1" and report["role"] == "hub"
     assert {r["case"] for r in report["results"]} == {case.id for case in cases}
     assert verdicts(report, "fail") == set(KNOWN_HUB_DEFECTS), result.stdout
-    assert report["counts"] == {"pass": len(cases) - len(KNOWN_HUB_DEFECTS), "fail": len(KNOWN_HUB_DEFECTS), "skip": 0, "error": 0}
+    assert verdicts(report, "skip") == PROFILE_CASES, "only the cases that need a set-up this hub lacks skip"
+    assert report["counts"] == {"pass": len(cases) - len(KNOWN_HUB_DEFECTS) - len(PROFILE_CASES), "fail": len(KNOWN_HUB_DEFECTS),
+                                "skip": len(PROFILE_CASES), "error": 0}
     assert result.status == (1 if KNOWN_HUB_DEFECTS else 0)
-    assert all(r["evidence"] and r["requirements"] for r in report["results"]), "every verdict carries its evidence and requirements"
+    assert all(r["evidence"] and r["requirements"] for r in report["results"] if r["verdict"] != "skip"), (
+        "every verdict carries its evidence and requirements")
+    assert all(r["reason"] and not r["evidence"] for r in report["results"] if r["verdict"] == "skip"), "a skip says why, and sent nothing"
     suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
     assert suite.get("tests") == str(len(cases)) and suite.get("failures") == str(len(KNOWN_HUB_DEFECTS))
     assert f"[{len(cases)}/{len(cases)}]" in result.stdout, "progress is printed per case"
 
 
 def test_every_endpoint_case_passes_against_the_simulator(tmp_path):
-    with simulator(tmp_path) as endpoint:
-        result, report = run_suite(endpoint, tmp_path / "report", role="endpoint")
+    with endpoint_with_the_suite_as_hub(tmp_path) as (endpoint, serving):
+        result, report = run_suite(endpoint, tmp_path / "report", *serving, role="endpoint")
     cases = load_cases("endpoint")
     assert result.status == 0, result.stdout + result.stderr
-    assert report["role"] == "endpoint" and report["counts"] == {"pass": len(cases), "fail": 0, "skip": 0, "error": 0}
+    assert verdicts(report, "skip") == PRODUCTION_ONLY
+    assert report["role"] == "endpoint" and report["counts"] == {"pass": len(cases) - len(PRODUCTION_ONLY), "fail": 0,
+                                                                 "skip": len(PRODUCTION_ONLY), "error": 0}
 
 
 def test_without_a_refused_route_the_route_case_is_skipped_with_its_reason(database_url, tmp_path):

@@ -51,6 +51,8 @@ def test_the_wheel_ships_the_suites_data_and_none_of_the_broken_fixtures(tmp_pat
     assert not [name for name in names if "fixtures" in name or name.startswith("tests/")]
     data = "gateway/_contract/conformance/"
     for shipped in ("requirements.json", "catalogue.json", "not-covered.json", "code-roles.json", "cases/hub-ingress.json",
-                    "cases/hub-flows.json", "cases/endpoint.json"):
+                    "cases/hub-flows.json", "cases/hub-ledger.json", "cases/hub-transport.json", "cases/hub-push.json",
+                    "cases/endpoint.json", "cases/endpoint-trust.json", "cases/endpoint-witness.json"):
         assert data + shipped in names, shipped
-    assert "gateway/conformance/runner.py" in names and "gateway/conformance/endpoint.py" in names
+    for module in ("runner", "endpoint", "merkle", "trust_lists", "served_hub", "witness", "push_receiver", "transport"):
+        assert f"gateway/conformance/{module}.py" in names, module

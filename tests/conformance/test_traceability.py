@@ -39,7 +39,7 @@ def _refused_codes(role: str) -> set[str]:
         if case.role == role:
             for step in case.steps:
                 expect = step.get("expect", {})
-                codes.update(value for key, value in expect.items() if key in ("code", "refused"))
+                codes.update(value for key, value in expect.items() if key in ("code", "refused", "problem"))
     return codes
 
 
@@ -101,11 +101,20 @@ def test_every_catalogue_code_has_its_roles():
     assert all(item["roles"] and set(item["roles"]) <= {"hub", "endpoint"} for item in CODE_ROLES.values())
 
 
+def _observed(code: str, role: str, expected: set[str]) -> bool:
+    """A code a role uses inside, never on the wire (`observed_as` in code-roles.json: a trust list refused with it
+    leaves its key unknown): covered by a case of the role that cites the code's requirement and expects what shows."""
+    shows = CODE_ROLES[code].get("observed_as")
+    cited = {requirement for case in CASES if case.role == role for requirement in case.requirements}
+    return shows is not None and shows in expected and CATALOGUE[code].requirement in cited
+
+
 @pytest.mark.parametrize("role", ["hub", "endpoint"])
 def test_every_code_has_a_negative_case_for_each_role_it_applies_to(role):
     expected = _refused_codes(role)
     missing = sorted(code for code, item in CODE_ROLES.items()
-                     if role in item["roles"] and code not in expected and CATALOGUE[code].requirement not in NOT_COVERED)
+                     if role in item["roles"] and code not in expected and CATALOGUE[code].requirement not in NOT_COVERED
+                     and not _observed(code, role, expected))
     assert not missing, f"codes of the {role} role with no negative case and no recorded reason: {missing}"
 
 
@@ -113,7 +122,7 @@ def test_cases_expect_only_catalogue_codes_with_their_status():
     for case in CASES:
         for step in case.steps:
             expect = step.get("expect", {})
-            code = expect.get("code") or expect.get("refused")
+            code = expect.get("code") or expect.get("refused") or expect.get("problem")
             if code:
                 assert code in CATALOGUE, f"{case.id} expects {code}, which is not in the catalogue"
                 if case.role == "hub":
@@ -136,6 +145,5 @@ def test_each_message_type_and_flow_has_a_positive_case_in_each_role():
                 "verification.request", "verification.response", "verification.cancel", "receipt"} <= types, role
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 remains open for these: observable requirements without a case yet (not-covered.json, kind deferred)")
 def test_no_observable_requirement_is_deferred():
     assert not [item for item in NOT_COVERED.values() if item["kind"] == "deferred"]

@@ -43,7 +43,7 @@ def test_every_operation_of_the_openapi_description_answers_as_documented(databa
             [command, "run", f"{hub.base_url}/openapi.json", "--url", hub.base_url, "--checks", CHECKS,
              "--max-examples", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--workers", str(WORKERS),
              "--seed", "20261129", "--report", "junit", "--report-junit-path", str(tmp_path / "schemathesis.xml")],
-            capture_output=True, text=True, env=environment, cwd=REPO, timeout=600,
+            capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=600,
         )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert (tmp_path / "schemathesis.xml").exists()
