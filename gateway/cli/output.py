@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
+from typing import Any
 
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.timestamps import parse_timestamp
@@ -35,3 +38,20 @@ def timestamp_argument(text: str) -> datetime:
         return parse_timestamp(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UTC timestamp like 2026-11-28T12:00:00Z") from None
+
+
+def reporting(prefix: str, *errors: type[BaseException]) -> Callable[[Callable[[Any], int]], Callable[[Any], int]]:
+    """A decorator for a command's `run`: each of `errors` is reported as `gateway: PREFIX: ...` on stderr, exit status 1."""
+
+    def decorate(run: Callable[[Any], int]) -> Callable[[Any], int]:
+        @wraps(run)
+        def wrapper(arguments: Any) -> int:
+            try:
+                return run(arguments)
+            except errors as error:
+                print(f"gateway: {prefix}: {error}", file=sys.stderr)
+                return 1
+
+        return wrapper
+
+    return decorate

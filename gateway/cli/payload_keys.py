@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
 from gateway.cli.keys import on_migrated_connection, storage_command, storage_target
+from gateway.cli.output import reporting
 from gateway.config import load_config
 from gateway.hub import store
 from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR
 from gateway.store.migrate import migrate
 from gateway.store.payloads import PayloadKeyError, generate_key, load_keys
+
+_reporting = reporting("payload-keys", PayloadKeyError)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -43,17 +44,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         verb.add_argument("--data-dir", type=Path, metavar="DIR", help=f"the gateway's data directory (default: ./{DEFAULT_DATA_DIR})")
     for verb in (listing, reencrypt):
         verb.add_argument("--database-url", metavar="URL", help=f"an external PostgreSQL; overrides ${DATABASE_URL_VARIABLE}")
-
-
-def _reporting(run: Any) -> Any:
-    def wrapper(arguments: argparse.Namespace) -> int:
-        try:
-            return run(arguments)
-        except PayloadKeyError as error:
-            print(f"gateway: payload-keys: {error}", file=sys.stderr)
-            return 1
-
-    return wrapper
 
 
 def _folder(arguments: argparse.Namespace) -> Path:

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from gateway.cli.keys import storage_command, storage_target
+from gateway.cli.output import reporting
 from gateway.config import default_config, load_config
 from gateway.console import persons, subjects
 from gateway.console.settings import console_settings
@@ -31,6 +32,8 @@ from gateway.protocol.timestamps import utc_now
 from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR
 from gateway.store.migrate import migrate
 from gateway.store.payloads import PayloadKeyError, load_keys
+
+_reporting = reporting("subject", subjects.SubjectRequestError, PayloadKeyError)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -47,17 +50,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         verb.add_argument("--data-dir", type=Path, metavar="DIR", help=f"the gateway's data directory (default: ./{DEFAULT_DATA_DIR})")
         verb.add_argument("--database-url", metavar="URL", help=f"an external PostgreSQL; overrides ${DATABASE_URL_VARIABLE}")
         verb.set_defaults(run=storage_command(_reporting(_export if verb is export else _purge)))
-
-
-def _reporting(run: Any) -> Any:
-    def wrapper(arguments: argparse.Namespace) -> int:
-        try:
-            return run(arguments)
-        except (subjects.SubjectRequestError, PayloadKeyError) as error:
-            print(f"gateway: subject: {error}", file=sys.stderr)
-            return 1
-
-    return wrapper
 
 
 def _keys(arguments: argparse.Namespace) -> tuple[bytes, Any]:
