@@ -461,7 +461,10 @@ _UNAVAILABLE_STATES = frozenset({"55000", "55P03", "3D000"})
 
 def database_unavailable(error: BaseException) -> bool:
     """True when `error` says the database is out of reach (answer 503), not that the hub is wrong."""
-    if isinstance(error, (CommitFailed, OSError, asyncpg.InterfaceError, TimeoutError)):
+    # asyncpg's InternalClientError is what a connection cut mid-operation can raise (seen when PostgreSQL
+    # stopped under load, tests/faults/test_database_restart.py). Committed or not, the identical resend
+    # that 503 asks for is answered correctly (§8.2).
+    if isinstance(error, (CommitFailed, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)):
         return True
     state = getattr(error, "sqlstate", None) or ""
     return isinstance(error, asyncpg.PostgresError) and (state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES)

@@ -73,3 +73,13 @@ def test_a_batch_that_fails_unexpectedly_answers_its_waiters_and_the_next_batch_
         assert hub.post_message(_referral(example, test_key)).status == 202
     (messages,) = _execute(database_url, "SELECT count(*) FROM messages")
     assert messages[0]["count"] == 1
+
+
+def test_errors_of_a_connection_cut_mid_operation_mean_unavailable_not_internal_error():
+    import asyncpg
+
+    from gateway.hub.http import database_unavailable
+
+    assert database_unavailable(asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"))
+    assert database_unavailable(ConnectionResetError())
+    assert not database_unavailable(ValueError("a bug in the hub"))
