@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from gateway.cli.output import reporting
 from gateway.store import StoreError
 from gateway.store.backup import backup_database, restore_database
 from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR, Database, resolve_database, server_status
@@ -43,17 +43,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         verb.set_defaults(run=_reporting_errors(run))
 
 
-def _reporting_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """`run`, with a storage failure reported as `gateway: error: ...` and exit status 1."""
-
-    def wrapper(arguments: argparse.Namespace) -> int:
-        try:
-            return run(arguments)
-        except StoreError as error:
-            print(f"gateway: error: {error}", file=sys.stderr)
-            return 1
-
-    return wrapper
+_reporting_errors = reporting("error", StoreError)
+"""`run`, with a storage failure reported as `gateway: error: ...` and exit status 1."""
 
 
 def _database(arguments: argparse.Namespace) -> Database:
