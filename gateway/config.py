@@ -122,7 +122,12 @@ class Limits:
     max_message_bytes: int = field(
         default=262144, metadata=_range(4096, 262144, "docs/protocol.md PROTO-4.5-1 caps a message at 262144 bytes")
     )
-    max_request_bytes: int = field(default=1048576, metadata=_range(4096, 64 * 1024 * 1024))
+    max_request_bytes: int = field(
+        default=8388608, metadata=_range(4096, 64 * 1024 * 1024, "docs/protocol.md PROTO-12.9-3: a hub takes bulk bodies of at least 8388608 bytes")
+    )
+    bulk_max_lines: int = field(
+        default=1000, metadata=_range(1, 100_000, "docs/protocol.md PROTO-12.9-3: a hub takes bulk bodies of at least 100 lines")
+    )
     long_poll_seconds: int = field(default=30, metadata=_range(1, 300))
     body_read_seconds: int = field(default=30, metadata=_range(1, 600, "a request body must arrive within this time (PROTO-12.8-5)"))
     jurisdiction_rate_per_second: int = field(default=2000, metadata=_range(1, 1_000_000))

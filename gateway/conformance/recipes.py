@@ -44,6 +44,10 @@ class Sent:
     """Endpoint role: the delivery object pushed."""
     payload: dict[str, Any] | None = None
     """Hub role: the payload of a message step."""
+    lines: list[Sent] = field(default_factory=list)
+    """Hub role, a bulk step: what each message line sent (raw lines have none)."""
+    recipes: list[dict[str, Any]] = field(default_factory=list)
+    """Hub role, a bulk step: the recipe of each line."""
 
 
 class CaseRun:
@@ -140,7 +144,7 @@ def resolve_value(item: Any, payload: dict[str, Any], context: CaseRun) -> Any:
 def speaks_for_others(case: Case, context: CaseRun) -> bool:
     """Whether a step of `case` signs or proves as a jurisdiction other than the suite's own."""
     me = context.parties["self"]
-    for step in case.steps:
+    for step in (item for step in case.steps for item in (step, *step.get("lines", ()))):
         if context.parties[step.get("by", "self")] != me or context.parties[step.get("proof_by", step.get("by", "self"))] != me:
             return True
         owner = BORROWED_KEY_OWNERS.get(step.get("mutation", ""))

@@ -109,6 +109,25 @@ def _request(step: dict[str, Any], context: CaseRun) -> tuple[str, str, bytes, d
                     payload["case"] if payload else context.sent[step["resend"]].case, sender, body, payload=payload)
         method, path = "POST", "/v1/receipts" if kind == "receipt" else "/v1/messages"
         headers = {"Content-Type": step.get("content_type", "application/jose")}
+    elif kind == "bulk":
+        lines = []
+        for number, line in enumerate(step["lines"], 1):
+            if "raw" in line:
+                lines.append(line["raw"].encode("ascii"))
+                continue
+            line_body, payload, sender = _message_bytes(line, context)
+            earlier = context.sent.get(line.get("resend", ""))
+            line_sent = Sent(payload["id"] if payload else earlier.id, payload["case"] if payload else earlier.case, sender, line_body,
+                             payload=payload)
+            # Later lines (and steps) refer to a line by its name, as to a step (§12.9: a line sees earlier lines' effects).
+            context.sent[line.get("name", f"line{number}")] = line_sent
+            if payload is not None:
+                context.payloads[line.get("name", f"line{number}")] = payload
+            sent.lines.append(line_sent)
+            lines.append(line_body)
+        sent.recipes = step["lines"]
+        method, path, body = "POST", "/v1/messages/bulk", b"\n".join(lines) + b"\n"
+        headers = {"Content-Type": step.get("content_type", "application/vnd.gba.jose-lines")}
     elif kind == "status":
         method, path, body, headers = "GET", f"/v1/messages/{context.sent[step['of']].id}", b"", {}
     elif kind in _PULLS or kind in _PUBLIC_GETS:
@@ -339,6 +358,8 @@ def judge_hub_step(step: dict[str, Any], sent: Sent, answer: dict[str, Any], con
         wrong.append("the hub kept the connection open after refusing a body it did not read (PROTO-12.8-5)")
     if expect.get("hub_receipt"):
         wrong += hub_receipt_faults(document, sent, context.target.trust)
+    if "lines" in expect:
+        wrong += bulk_faults(answer, expect["lines"], sent, context)
     if "delivers" in expect:
         wrong += inbox_faults(document, context.sent[expect["delivers"]], context.target.trust)
     if "withholds" in expect and not inbox_faults(document, context.sent[expect["withholds"]], context.target.trust):
@@ -356,6 +377,34 @@ def judge_hub_step(step: dict[str, Any], sent: Sent, answer: dict[str, Any], con
     if "message_status" in expect and isinstance(document, dict) and document.get("status") != expect["message_status"]:
         wrong.append(f"status of the message: expected {expect['message_status']!r}, got {document.get('status')!r}")
     return actual, wrong
+
+
+def bulk_faults(answer: dict[str, Any], expected: list[dict[str, Any]], sent: Sent, context: CaseRun) -> list[str]:
+    """How a bulk answer differs from §12.9: NDJSON, one result a line in order, each line's result as expected (status,
+    code, replayed), a verified hub receipt for each accepted line and a catalogue problem for each refused one."""
+    if answer["content_type"] != "application/x-ndjson":
+        return [f"a bulk answer with Content-Type {answer['content_type']!r}, not application/x-ndjson (PROTO-12.9-2)"]
+    try:
+        results = [json.loads(text) for text in answer["raw"].decode("utf-8").splitlines()]
+    except ValueError:
+        return ["a bulk answer whose lines are not JSON objects (PROTO-12.9-2)"]
+    if len(results) != len(expected) or any(not isinstance(r, dict) or r.get("line") != n for n, r in enumerate(results, 1)):
+        return [f"{len(results)} results for {len(expected)} lines, or not numbered 1, 2, ... in order (PROTO-12.9-2)"]
+    wrong: list[str] = []
+    bodies = iter(sent.lines)
+    for number, (result, want, recipe) in enumerate(zip(results, expected, sent.recipes), 1):
+        problem = result.get("problem") if isinstance(result.get("problem"), dict) else {}
+        got = {"status": result.get("status"), "code": problem.get("code"), "replayed": result.get("replayed")}
+        wrong += [f"line {number}: {name} expected {value!r}, got {got.get(name)!r}" for name, value in want.items() if got.get(name) != value]
+        line_sent = None if "raw" in recipe else next(bodies)
+        if result.get("status") == 202 and line_sent is not None:
+            wrong += [f"line {number}: {fault}" for fault in hub_receipt_faults(result, line_sent, context.target.trust)]
+        elif result.get("status") != 202:
+            fake = {"content_type": "application/problem+json", "status": result.get("status")}
+            wrong += [f"line {number}: {fault}" for fault in problem_faults(fake, problem, line_sent or Sent())]
+            if problem.get("status") != result.get("status"):
+                wrong.append(f"line {number}: the line's status is not its problem's (PROTO-12.9-2)")
+    return wrong
 
 
 def problem_faults(answer: dict[str, Any], document: Any, sent: Sent) -> list[str]:

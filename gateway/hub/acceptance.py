@@ -18,8 +18,10 @@ the rate-limited security log (the caller's job).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ContextManager
@@ -29,7 +31,7 @@ import structlog
 
 from gateway.adapters.base import JurisdictionAdapter
 from gateway.hub import cases, outbox, store
-from gateway.hub.committer import GroupCommitter
+from gateway.hub.committer import CommitFailed, GroupCommitter
 from gateway.hub.policy import RoutePolicy, check_freshness
 from gateway.ledger.append import LedgerAppender
 from gateway.ledger.entries import LedgerEntry
@@ -166,7 +168,7 @@ class Hub:
             await self._ledger_refusal(signed, refusal, now)
             raise
         outcome = await self._committer.run(
-            lambda connection, appender: self._commit(connection, appender, message), savepoint=False
+            functools.partial(self._commit, message=message), savepoint=False
         )
         if isinstance(outcome, _IdRace):
             return await self._after_race(signed, message, now)
@@ -178,10 +180,14 @@ class Hub:
 
     async def _check(self, signed: SignedMessage, trust: TrustList, now: datetime) -> Message:
         payload = read_payload(signed)
-        if isinstance(payload, dict) and isinstance(payload.get("id"), str):
-            known = await _digest_by_id(self._pool, payload["id"])
-            if known is not None and known != signed.jws.digest:
-                raise ProtocolError("id-conflict", where="/id")
+        message_id = _id_of(payload)
+        known = await store.digest_by_id(self._pool, message_id) if message_id is not None else None
+        return self._check_payload(signed, payload, known, trust, now)
+
+    def _check_payload(self, signed: SignedMessage, payload: Any, known: str | None, trust: TrustList, now: datetime) -> Message:
+        """The checks after the payload was read; `known` is the digest already accepted under its id, if any."""
+        if known is not None and known != signed.jws.digest:
+            raise ProtocolError("id-conflict", where="/id")
         if isinstance(payload, dict) and isinstance(payload.get("created"), str):
             check_freshness(payload["created"], payload.get("type"), now, self._freshness_seconds)
         message = check_envelope(signed, payload, trust, self._schemas)
@@ -193,6 +199,110 @@ class Hub:
             self._adapters[message.receiver].check_received(message, today)
         return message
 
+    async def accept_many(
+        self,
+        bodies: Sequence[bytes],
+        *,
+        sent_by: str | None = None,
+        take: Callable[[str], None] | None = None,
+    ) -> list[Acceptance | ProtocolError]:
+        """Judge each of `bodies` as `accept` judges one, in their order, sharing the database round trips
+        (docs/protocol.md §12.9); one result per body, every acceptance durable before this returns.
+
+        `take(signer)` spends one request of the signer's budget once its signature holds (PROTO-12.9-5).
+        A database failure while looking up the bodies raises (nothing was judged); one during a commit
+        answers the lines of that batch `unavailable`.
+        """
+        now = self._clock()
+        trust = self._trust()
+        results: list[Acceptance | ProtocolError | None] = [None] * len(bodies)
+        signed_lines: list[tuple[int, SignedMessage]] = []
+        refusals: dict[int, tuple[SignedMessage, ProtocolError]] = {}
+        for line, body in enumerate(bodies):
+            try:
+                signed = check_signature(body, trust, now)
+            except ProtocolError as refusal:
+                self._security_log.refused(refusal.code)
+                results[line] = refusal
+                continue
+            try:
+                if take is not None:
+                    take(signed.key.owner)
+            except ProtocolError as refusal:  # rate-limited: not processed, not ledgered (PROTO-12.8-4)
+                results[line] = refusal
+                continue
+            if sent_by is not None and signed.key.owner != sent_by:
+                refusals[line] = (signed, ProtocolError("client-certificate-mismatch", where="kid"))
+                continue
+            signed_lines.append((line, signed))
+        stored = await store.receipts_by_digests(self._pool, {signed.jws.digest for _, signed in signed_lines})
+        payloads: dict[int, Any] = {}
+        for line, signed in signed_lines:
+            if signed.jws.digest in stored:
+                message_id, hub_receipt, _ = stored[signed.jws.digest]
+                _log.info("message_resent", message_id=message_id, kid=signed.jws.kid)
+                results[line] = Acceptance(message_id, hub_receipt, replayed=True)
+                continue
+            try:
+                payloads[line] = read_payload(signed)
+            except ProtocolError as refusal:
+                refusals[line] = (signed, refusal)
+        ids = {_id_of(payload) for payload in payloads.values()} - {None}
+        known = await store.digests_by_ids(self._pool, ids) if ids else {}
+        pending: dict[int, tuple[SignedMessage, Message | None, asyncio.Future[Any]]] = {}
+        for line, signed in signed_lines:
+            if results[line] is not None:
+                continue
+            refusal = refusals.get(line)
+            message = None
+            if refusal is None:
+                payload = payloads[line]
+                try:
+                    message = self._check_payload(signed, payload, known.get(_id_of(payload) or ""), trust, now)
+                except ProtocolError as error:
+                    refusal = error
+            if refusal is not None:
+                refusals[line] = (signed, refusal)
+                _log.info("message_refused", code=refusal.code, where=refusal.where, kid=signed.jws.kid)
+                entry = _refused_entry(signed.jws.digest, signed.jws.kid, signed.key.owner, refusal, now)
+                pending[line] = (signed, None, self._committer.submit(lambda connection, appender, entry=entry: appender.add(entry)))
+            else:
+                assert message is not None
+                work = functools.partial(self._commit, message=message)
+                pending[line] = (signed, message, self._committer.submit(work, savepoint=False))
+        await asyncio.gather(*(future for _, _, future in pending.values()), return_exceptions=True)
+        for line, (signed, message, future) in pending.items():
+            results[line] = await self._settle(signed, message, future, refusals.get(line), now)
+        assert all(result is not None for result in results), "every line has its result"
+        return results  # type: ignore[return-value]
+
+    async def _settle(
+        self, signed: SignedMessage, message: Message | None, future: asyncio.Future[Any], refusal: tuple[SignedMessage, ProtocolError] | None,
+        now: datetime,
+    ) -> Acceptance | ProtocolError:
+        """The result of one committed bulk line: its acceptance or refusal, or `unavailable` when its batch did not commit."""
+        error = future.exception()
+        if error is not None:
+            if isinstance(error, CommitFailed):
+                return ProtocolError("unavailable", retry_after_seconds=1)
+            raise error
+        if message is None:
+            assert refusal is not None
+            return refusal[1]
+        outcome = future.result()
+        try:
+            if isinstance(outcome, _IdRace):
+                return await self._after_race(signed, message, now)
+        except ProtocolError as race_refusal:
+            return race_refusal
+        except CommitFailed:
+            return ProtocolError("unavailable", retry_after_seconds=1)
+        if isinstance(outcome, ProtocolError):
+            _log.info("message_refused", code=outcome.code, where=outcome.where, kid=message.kid, case=message.case, route=_route(message))
+            return outcome
+        _log.info("message_accepted", message_id=message.id, case=message.case, route=_route(message))
+        return outcome
+
     def local_view(self, receiver: str, compact: bytes) -> LocalView:
         """The receiver's local view of an accepted message (§9.3), by its adapter; empty without one."""
         adapter = self._adapters.get(receiver)
@@ -202,7 +312,7 @@ class Hub:
         sender = self._adapters.get(payload.get("from"))
         return adapter.local_view(payload, sender.schemes if sender is not None else None)
 
-    async def _commit(self, connection: asyncpg.Connection, appender: LedgerAppender, message: Message) -> Any:
+    async def _commit(self, connection: asyncpg.Connection, appender: LedgerAppender, *, message: Message) -> Any:
         accepted_at = self._clock()
         mark = appender.next_index
         try:
@@ -299,11 +409,11 @@ class SecurityLog:
             self._suppressed += 1
 
 
-async def _digest_by_id(pool: asyncpg.Pool, message_id: str) -> str | None:
-    """The digest of an accepted message with this id; None for an id not in the protocol's form (§8.4)."""
-    if not UUID7.fullmatch(message_id):
-        return None
-    return await store.digest_by_id(pool, message_id)
+def _id_of(payload: Any) -> str | None:
+    """The payload's `id` when it is in the protocol's form (§5.2), else None (the envelope check refuses it)."""
+    if isinstance(payload, dict) and isinstance(payload.get("id"), str) and UUID7.fullmatch(payload["id"]):
+        return payload["id"]
+    return None
 
 
 def _accepted_entry(message: Message, accepted_at: datetime) -> LedgerEntry:

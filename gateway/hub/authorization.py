@@ -71,6 +71,7 @@ or the catalogue code of the refusal."""
 
 API_ROUTES = MappingProxyType({
     ("POST", "/v1/messages"): Access.SIGNED,
+    ("POST", "/v1/messages/bulk"): Access.SIGNED,
     ("GET", "/v1/messages/{message_id}"): Access.JURISDICTION,
     ("GET", "/v1/inbox"): Access.JURISDICTION,
     ("POST", "/v1/receipts"): Access.JURISDICTION,

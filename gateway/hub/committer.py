@@ -70,11 +70,16 @@ class GroupCommitter:
         The work runs in a savepoint of its own unless it says (`savepoint=False`) that
         it opens one itself around everything it writes — one round trip pair less.
         """
+        return await self.submit(work, savepoint=savepoint)
+
+    def submit(self, work: Work, *, savepoint: bool = True) -> asyncio.Future[Any]:
+        """Queue `work` now and return the future of its result: works submitted one after another run in
+        that order (a bulk body's lines, docs/protocol.md PROTO-12.9-1)."""
         if self._task is None:
             raise RuntimeError("the committer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((work, future, savepoint))
-        return await future
+        return future
 
     async def _loop(self) -> None:
         while True:

@@ -82,7 +82,9 @@ class HubSettings:
     """Receiver code -> endpoint of every jurisdiction delivered by push; the others pull."""
     delivery: DeliveryPolicy = DeliveryPolicy()
     long_poll_seconds: int = 30
-    max_request_bytes: int = 1_048_576
+    max_request_bytes: int = 8_388_608
+    """The largest request body: a bulk body (§12.9); a single message is capped by `max_message_bytes`."""
+    bulk_max_lines: int = 1000
     delivery_kill_point: Any = None
     origin: str = "localhost/gba-ledger"
     checkpoint_key_file: Any = None
@@ -158,6 +160,13 @@ def settings_for(config: GatewayConfig, dsn: str, payload_keys: PayloadKeys | No
         ),
         long_poll_seconds=config.limits.long_poll_seconds,
         max_request_bytes=config.limits.max_request_bytes,
+        bulk_max_lines=config.limits.bulk_max_lines,
+        body_read_seconds=config.limits.body_read_seconds,
+        caller_limit=CallerLimit(
+            config.limits.jurisdiction_rate_per_second, config.limits.jurisdiction_burst, config.limits.jurisdiction_in_flight
+        ),
+        address_limit=CallerLimit(config.limits.address_rate_per_second, config.limits.address_burst, config.limits.address_in_flight),
+        long_polls_per_jurisdiction=config.limits.long_polls_per_jurisdiction,
         delivery_kill_point=delivery_kill_point(config.mode),
         origin=config.origin,
         checkpoint_key_file=config.hub.checkpoint_key,
@@ -186,6 +195,7 @@ def build_app(
     app.cleanup_ctx.append(_resources(clock, before_commit, after_commit))
     app.on_shutdown.append(_end_long_polls)
     app.router.add_post("/v1/messages", post_message)
+    app.router.add_post(BULK_PATH, post_messages_bulk)
     app.router.add_get("/v1/messages/{message_id}", get_message)
     app.router.add_get("/v1/inbox", get_inbox)
     app.router.add_post("/v1/receipts", post_receipt)
@@ -454,9 +464,10 @@ async def _address_limits(request: web.Request, handler: Callable[[web.Request],
 # SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
 # 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
 # cannot connect now), 55000 database does not allow connections, 55P03 lock not available
-# (lock_timeout: another transaction held the ledger too long), 3D000 database missing.
+# (lock_timeout: another transaction held the ledger too long), 3D000 database missing, 25006 read-only.
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
-_UNAVAILABLE_STATES = frozenset({"55000", "55P03", "3D000"})
+_UNAVAILABLE_STATES = frozenset({"55000", "55P03", "3D000", "25006"})
+"""25006 read-only transaction: the hub reached a standby, e.g. during a failover (docs/operations.md)."""
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -481,16 +492,30 @@ def problem_response(refusal: ProtocolError, instance: str) -> web.Response:
     return response
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The request body: refused before reading when its declared length is over the limit (PROTO-12.2-1),
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The request body, at most `limit` bytes (default: the message size limit): refused before reading when its
+    declared length is over the limit (PROTO-12.2-1, PROTO-12.9-3), as soon as more arrives than the limit,
     and when it does not arrive within the body deadline (PROTO-12.8-5)."""
     settings = request.app[SETTINGS]
-    if request.content_length is not None and request.content_length > settings.max_message_bytes:
+    if request.content_length is not None and request.content_length > (settings.max_message_bytes if limit is None else limit):
         raise ProtocolError("message-too-large")
+    # One message: aiohttp's own read, capped by the app's client_max_size and kept for the handler (`_authorize`
+    # reads the body it authenticates); a bulk body: read here against its own, larger cap.
+    reading = request.read() if limit is None else _read_at_most(request, limit)
     try:
-        return await asyncio.wait_for(request.read(), settings.body_read_seconds)
+        return await asyncio.wait_for(reading, settings.body_read_seconds)
     except TimeoutError:
         raise ProtocolError("request-timeout", where="body") from None
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError("message-too-large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def transport_party(request: web.Request) -> str | None:
@@ -524,6 +549,47 @@ async def post_message(request: web.Request) -> web.Response:
         {"message_id": acceptance.message_id, "hub_receipt": acceptance.hub_receipt.decode("ascii"), "replayed": acceptance.replayed},
         status=202,
     )
+
+
+BULK = "application/vnd.gba.jose-lines"
+NDJSON = "application/x-ndjson"
+BULK_PATH = "/v1/messages/bulk"
+
+
+async def post_messages_bulk(request: web.Request) -> web.Response:
+    """POST /v1/messages/bulk: compact JWSs one a line in, one result a line out, in order (§12.9)."""
+    if request.content_type != BULK:
+        raise ProtocolError("media-type-unsupported", f"Send the messages as {BULK}, one compact JWS a line")
+    party = transport_party(request)
+    settings = request.app[SETTINGS]
+    lines = bulk_lines(await read_body(request, settings.max_request_bytes), settings.bulk_max_lines)
+    limits, metrics = request.app[CALLER_LIMITS], request.app[METRICS]
+    results = await request.app[HUB].accept_many(lines, sent_by=party, take=lambda owner: limits.take(_caller(party, owner, request)))
+    out = []
+    for number, result in enumerate(results, 1):
+        if isinstance(result, ProtocolError):
+            metrics.refused(result.code)
+            document: dict[str, Any] = {"line": number, "status": result.entry.status,
+                                        "problem": result.problem(instance=f"{request.rel_url.raw_path}#line={number}")}
+        else:
+            metrics.accepted(result.replayed)
+            document = {"line": number, "status": 202, "message_id": result.message_id,
+                        "hub_receipt": result.hub_receipt.decode("ascii"), "replayed": result.replayed}
+        out.append(json.dumps(document, separators=(",", ":")).encode())
+        out.append(b"\n")
+    return web.Response(status=200, body=b"".join(out), content_type=NDJSON)
+
+
+def bulk_lines(body: bytes, max_lines: int) -> list[bytes]:
+    """The lines of a bulk body (PROTO-12.9-3): each ended by a line feed, the last one's optional."""
+    if not body:
+        raise ProtocolError("jws-malformed", "A bulk body holds one compact JWS a line; this one holds none", where="body")
+    lines = body.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if len(lines) > max_lines:
+        raise ProtocolError("message-too-large", f"A bulk body holds at most {max_lines} lines")
+    return lines
 
 
 REQUEST_PROOF_HEADER = "GBA-Request-Proof"

@@ -43,6 +43,8 @@ EXAMPLE_SERVER = "https://hub.gba-case-gateway.example"
 JOSE = "application/jose"
 PROBLEM = "application/problem+json"
 JSON = "application/json"
+BULK = "application/vnd.gba.jose-lines"
+NDJSON = "application/x-ndjson"
 REQUEST_PROOF_HEADER = "GBA-Request-Proof"
 SECURITY_SCHEME = "requestProof"
 
@@ -139,6 +141,27 @@ def _operations() -> tuple[Operation, ...]:
             answers=("2", *_JWS_AND_KEY, "5", "6", "7", "8", "9.4", "12.2", "14", *_CALLER, *_BODY, *_DATABASE, *_FAILURE),
             success=(202, JSON, "Accepted (or a resend of an accepted message): the hub receipt.", {"$ref": _REF + "Acceptance"}),
             example_path="/v1/messages",
+        ),
+        Operation(
+            method="post",
+            path="/v1/messages/bulk",
+            operation_id="postMessagesBulk",
+            tag="messages",
+            summary="Send many signed messages in one request",
+            description=(
+                "The body is lines, each one compact JWS exactly as signed, sent as `application/vnd.gba.jose-lines` "
+                "(docs/protocol.md §12.9). Every line is judged, ledgered and receipted exactly as `POST /v1/messages` "
+                "judges it alone, in the order of the lines (PROTO-12.9-1). The hub answers `200` once every accepted "
+                "line is durable, with one JSON object a line (`application/x-ndjson`), in order: the line's `status` "
+                "and either its hub receipt or its problem (PROTO-12.9-2). Lines answered `unavailable` or "
+                "`rate-limited` are resent later with identical bytes (PROTO-12.9-4). The problems listed below refuse "
+                "the request as a whole, judging no line (PROTO-12.9-3)."
+            ),
+            public=True,
+            answers=("3.1-1", "4.5-1", "12.2-1", "12.8-2", "12.8-4", *_BODY, *_DATABASE, *_FAILURE),
+            success=(200, NDJSON, "One result a line, in the order of the lines; each line of the answer is a BulkResult.",
+                     {"$ref": _REF + "BulkResult"}),
+            example_path="/v1/messages/bulk",
         ),
         Operation(
             method="get",
@@ -437,6 +460,24 @@ def _components_schemas() -> dict[str, Any]:
                 "replayed": {"type": "boolean", "description": "True when the identical bytes had been accepted before (§8.2)."},
             },
         },
+        "BulkResult": {
+            "type": "object",
+            "description": "The result of one line of a bulk body (PROTO-12.9-2): an acceptance or a problem.",
+            "required": ["line", "status"],
+            "additionalProperties": False,
+            "properties": {
+                "line": {"type": "integer", "minimum": 1, "description": "The line's number in the request, from 1."},
+                "status": {"type": "integer", "description": "What `POST /v1/messages` would answer for this line alone."},
+                "message_id": {"$ref": _REF + "Uuid7"},
+                "hub_receipt": {"$ref": _REF + "CompactJws"},
+                "replayed": {"type": "boolean"},
+                "problem": {"$ref": _REF + "Problem"},
+            },
+            "oneOf": [
+                {"required": ["message_id", "hub_receipt", "replayed"], "properties": {"status": {"const": 202}}},
+                {"required": ["problem"]},
+            ],
+        },
         "MessageView": {
             "type": "object",
             "description": "The sender's view of its message (PROTO-12.1-2).",
@@ -604,6 +645,13 @@ def _operation_object(operation: Operation) -> dict[str, Any]:
             "required": True,
             "description": _message_body_description(),
             "content": {JOSE: {"schema": {"$ref": _REF + "CompactJws"}}},
+        }
+    if operation.method == "post" and operation.path == "/v1/messages/bulk":
+        body["requestBody"] = {
+            "required": True,
+            "description": "Compact JWSs, one a line, each ended by a line feed (the last one's optional); at most the hub's "
+                           "`bulk_max_lines` lines and `max_request_bytes` bytes (PROTO-12.9-3).",
+            "content": {BULK: {"schema": {"type": "string"}}},
         }
     if operation.method == "post" and operation.path == "/v1/receipts":
         body["requestBody"] = {

@@ -51,6 +51,22 @@ async def receipt_by_digest(executor: Executor, digest: str) -> tuple[str, bytes
     return (str(row["id"]), row["hub_receipt"], row["type"]) if row else None
 
 
+async def receipts_by_digests(executor: Executor, digests: set[str]) -> dict[str, tuple[str, bytes, str]]:
+    """`receipt_by_digest` for many digests in one query: digest -> (message id, stored hub receipt, type)."""
+    if not digests:
+        return {}
+    rows = await executor.fetch(
+        "SELECT digest, id, hub_receipt, type FROM messages WHERE digest = ANY($1::bytea[])", [bytes.fromhex(d) for d in digests]
+    )
+    return {bytes(row["digest"]).hex(): (str(row["id"]), row["hub_receipt"], row["type"]) for row in rows}
+
+
+async def digests_by_ids(executor: Executor, message_ids: set[str]) -> dict[str, str]:
+    """`digest_by_id` for many ids in one query: message id -> digest of the accepted message."""
+    rows = await executor.fetch("SELECT id, digest FROM messages WHERE id = ANY($1::uuid[])", [uuid.UUID(i) for i in message_ids])
+    return {str(row["id"]): bytes(row["digest"]).hex() for row in rows}
+
+
 async def digest_by_id(executor: Executor, message_id: str) -> str | None:
     """The digest of the accepted message with this id, if any (§8.3)."""
     found = await executor.fetchval("SELECT digest FROM messages WHERE id = $1", uuid.UUID(message_id))

@@ -76,4 +76,4 @@ def test_a_hub_that_asks_for_certificates_but_ignores_them_fails_exactly_the_cas
         result, report = run_suite(hub.base_url, tmp_path, *_tls(pki), "-k", "mutual-tls")
     assert result.status == 1
     failed = {r["case"] for r in report["results"] if r["verdict"] == "fail"}
-    assert failed == {"hub-transport-002", "hub-transport-003", "hub-transport-004"}, result.stdout
+    assert failed == {"hub-transport-002", "hub-transport-003", "hub-transport-004", "hub-bulk-006"}, result.stdout

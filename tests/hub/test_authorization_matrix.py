@@ -66,17 +66,34 @@ class World:
         return sign_message(payload, self.test_key(signer))
 
 
-def _post_message(world: World, caller: str) -> Answer:
-    body = {
+def _message_body(world: World, caller: str) -> bytes:
+    return {
         "party": lambda: world.new_referral(GD),
         "other-jurisdiction": lambda: world.new_referral(HK, sender="CN-GD"),
         "hub": lambda: world.new_referral(KEY_OF_CALLER["hub"]),
         "revoked-key": lambda: world.new_referral(KEY_OF_CALLER["revoked-key"], sender="HK"),
         "expired-key": lambda: world.new_referral(KEY_OF_CALLER["expired-key"], sender="MO"),
     }.get(caller, lambda: b"")()
+
+
+def _post_message(world: World, caller: str) -> Answer:
+    body = _message_body(world, caller)
     headers = {"Content-Type": "application/jose", **world.credentials(caller, GD, HK, "POST", "/v1/messages")} if caller in (
         "officer", "auditor") else {"Content-Type": "application/jose"}
     return world.hub.request("POST", "/v1/messages", body, headers)
+
+
+def _post_bulk(world: World, caller: str) -> Answer:
+    """The body `_post_message` sends, as a one-line bulk body (§12.9): the line's result, read as the answer to that
+    line alone (PROTO-12.9-1), must be what `POST /v1/messages` answers the same caller."""
+    sent = _message_body(world, caller)
+    answer = world.hub.request("POST", "/v1/messages/bulk", sent, {"Content-Type": "application/vnd.gba.jose-lines"})
+    if answer.status != 200:  # refused as a whole (an empty body)
+        return answer
+    (line,) = [json.loads(text) for text in answer.body.splitlines()]
+    if "problem" in line:
+        return Answer(line["status"], {"content-type": "application/problem+json"}, json.dumps(line["problem"]).encode())
+    return Answer(line["status"], {"content-type": "application/json"}, json.dumps(line).encode())
 
 
 def _get(path: str, party: str, other: str) -> Callable[[World, str], Answer]:
@@ -96,6 +113,7 @@ def _post_receipt(world: World, caller: str) -> Answer:
 
 REQUESTS: dict[tuple[str, str], Callable[[World, str], Answer]] = {
     ("POST", "/v1/messages"): _post_message,
+    ("POST", "/v1/messages/bulk"): _post_bulk,
     ("GET", "/v1/messages/{message_id}"): _get("/v1/messages/{message_id}", GD, MO),
     ("GET", "/v1/inbox"): _get("/v1/inbox", HK, MO),
     ("POST", "/v1/receipts"): _post_receipt,

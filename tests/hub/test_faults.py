@@ -83,3 +83,27 @@ def test_errors_of_a_connection_cut_mid_operation_mean_unavailable_not_internal_
     assert database_unavailable(asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"))
     assert database_unavailable(ConnectionResetError())
     assert not database_unavailable(ValueError("a bug in the hub"))
+
+
+def test_a_write_refused_by_a_read_only_standby_means_unavailable(database_url):
+    """During a failover the hub may reach a standby: a write refused there (25006) is 503, not 500 (docs/operations.md)."""
+    import asyncio
+
+    import asyncpg
+
+    from gateway.hub.http import database_unavailable
+
+    async def write_in_a_read_only_transaction() -> BaseException:
+        connection = await asyncpg.connect(database_url)
+        try:
+            async with connection.transaction(readonly=True):
+                await connection.execute("CREATE TEMPORARY TABLE t (x int)")
+        except asyncpg.PostgresError as error:
+            return error
+        finally:
+            await connection.close()
+        raise AssertionError("a write in a read-only transaction was not refused")
+
+    error = asyncio.run(write_in_a_read_only_transaction())
+    assert error.sqlstate == "25006"
+    assert database_unavailable(error)
