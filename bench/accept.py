@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -179,15 +179,20 @@ def ed25519_verify_rate(compact: bytes, seconds: float = 2.0, rounds: int = 5) -
     """Bare Ed25519 verifications of `compact`'s signature per second, in this process (best round)."""
     parsed = jws.parse_compact(compact, "gba-case+jws")
     public = load_trust_list((KEYS / "trust-list.json").read_bytes()).keys[parsed.kid].public
+    return best_rate(lambda: public.verify(parsed.signature, parsed.signing_input), seconds, rounds)
+
+
+def best_rate(operation: Callable[[], Any], seconds: float = 2.0, rounds: int = 5) -> float:
+    """Calls of `operation` per second, in this process: the best of `rounds` rounds sharing `seconds`, after 50 to warm up."""
     for _ in range(50):
-        public.verify(parsed.signature, parsed.signing_input)
+        operation()
     best = 0.0
     for _ in range(rounds):
         count, start = 0, time.perf_counter()
         deadline = start + seconds / rounds
         while True:
             for _ in range(100):
-                public.verify(parsed.signature, parsed.signing_input)
+                operation()
             count += 100
             now = time.perf_counter()
             if now >= deadline:
@@ -305,25 +310,114 @@ def machine_busy_seconds() -> float | None:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+# --- TLS ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 made for one run (PEM files in the run's folder)."""
+
+    ca: Path
+    certificate: Path
+    private_key: Path
+
+    def client_context(self) -> Any:
+        """An ssl.SSLContext that trusts only this run's CA (clients connect to https://127.0.0.1:PORT)."""
+        import ssl
+
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def make_tls(folder: Path) -> TlsFiles:
+    """A new CA (EC P-256) and a server certificate for 127.0.0.1 and localhost it issued, valid for two days."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "GBA benchmark throwaway CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(folder / "bench-ca.pem", folder / "server.crt.pem", folder / "server.key.pem")
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.certificate.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.private_key.write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    files.private_key.chmod(0o600)
+    return files
+
+
+def server_ssl_context(certificate: Path, private_key: Path) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certificate), str(private_key))
+    return context
+
+
 # --- the echo server ---------------------------------------------------------------------
 
 
-def serve_echo(port: int) -> int:
-    """The echo ceiling's server: POST /v1/messages reads the body and answers 202 with a small JSON."""
+def serve_echo(port: int, certificate: Path | None = None, private_key: Path | None = None) -> int:
+    """The echo ceiling's server: POST /v1/messages reads the body and answers 202 with a small JSON;
+    POST /v1/messages/bulk answers 200 with one small JSON line per body line. HTTPS with `certificate`."""
     from aiohttp import web
 
     async def accept(request: web.Request) -> web.Response:
         body = await request.read()
         return web.json_response({"echoed": len(body)}, status=202)
 
-    app = web.Application(client_max_size=262_145)
+    async def accept_bulk(request: web.Request) -> web.Response:
+        body = await request.read()
+        lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+        out = b"".join(b'{"line":%d,"status":202}\n' % number for number in range(1, lines + 1))
+        return web.Response(status=200, body=out, content_type="application/x-ndjson")
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post(PATH, accept)
+    app.router.add_post(PATH + "/bulk", accept_bulk)
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
-    print(f"echo: serving http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
-    web.run_app(app, sock=listener, access_log=None, print=None, handle_signals=True, shutdown_timeout=5)
+    context = server_ssl_context(certificate, private_key) if certificate and private_key else None
+    scheme = "https" if context else "http"
+    print(f"echo: serving {scheme}://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    web.run_app(app, sock=listener, access_log=None, print=None, handle_signals=True, shutdown_timeout=5,
+                ssl_context=context)
     return 0
+
+
+def echo_command(tls: TlsFiles | None) -> list[str]:
+    """The command that starts the echo server on a free port (it prints `echo: serving URL`)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-echo", "0"]
+    if tls is not None:
+        command += ["--echo-certificate", str(tls.certificate), "--echo-private-key", str(tls.private_key)]
+    return command
 
 
 # --- load generators -----------------------------------------------------------------------
@@ -484,19 +578,25 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
     )
 
 
-async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool) -> dict[str, Any]:
+async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
+                       cafile: str | None = None, path_content_type: str = CONTENT_TYPE) -> dict[str, Any]:
+    import ssl
+
     import aiohttp
 
     statuses: Counter[int] = Counter()
     failures: Counter[str] = Counter()
     latencies = array.array("d")
     state = {"next": 0, "exhausted": 0}
-    headers = {"Content-Type": CONTENT_TYPE}
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+    headers = {"Content-Type": path_content_type}
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
+                                     ssl=context if context is not None else True)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)) as session:
         cpu_start, start = os.times(), time.monotonic()
         deadline = start + seconds
+        bulk = path_content_type != CONTENT_TYPE
 
         async def worker() -> None:
             while time.monotonic() < deadline:
@@ -511,7 +611,7 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                 try:
                     async with session.post(url, data=body, headers=headers) as answer:
                         await answer.read()
-                        statuses[answer.status] += 1
+                        statuses[202 if answer.status == 200 and bulk else answer.status] += 1
                 except asyncio.TimeoutError:
                     failures["timeout"] += 1
                     continue
@@ -531,12 +631,12 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
 
 
 def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
-                    go: Any, results: Any) -> None:
+                    go: Any, results: Any, cafile: str | None = None, content_type: str = CONTENT_TYPE) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         if not go.wait(60):
             raise RuntimeError("no start signal")
-        results.send(asyncio.run(_client_load(url, bodies, connections, seconds, cycle)))
+        results.send(asyncio.run(_client_load(url, bodies, connections, seconds, cycle, cafile, content_type)))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
         results.send({"error": f"{type(error).__name__}: {error}"})
     finally:
@@ -544,8 +644,10 @@ def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds
 
 
 def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connections: int, seconds: float,
-                       cycle: bool) -> LoadResult:
-    """Several client processes (aiohttp, keep-alive), `connections` in flight between them."""
+                       cycle: bool, cafile: str | None = None, path: str = PATH,
+                       content_type: str = CONTENT_TYPE) -> LoadResult:
+    """Several client processes (aiohttp, keep-alive), `connections` in flight between them; https trusts `cafile`.
+    With another `path` and `content_type` (the bulk endpoint), a `200` counts as accepted."""
     context = multiprocessing.get_context("fork")
     go = context.Event()
     workers, pipes = [], []
@@ -554,7 +656,8 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
         share = connections // processes + (1 if number < connections % processes else 0)
         receive, send = context.Pipe(duplex=False)
         worker = context.Process(
-            target=_client_process, args=(url + PATH, bodies[number::processes], share, seconds, cycle, go, send),
+            target=_client_process,
+            args=(url + path, bodies[number::processes], share, seconds, cycle, go, send, cafile, content_type),
             daemon=True,
         )
         worker.start()
@@ -606,8 +709,9 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
 class LoadGenerator:
     """The same client machinery for the hub and the echo server: wrk, or Python client processes."""
 
-    def __init__(self, kind: str, threads: int, concurrency: int, folder: Path) -> None:
+    def __init__(self, kind: str, threads: int, concurrency: int, folder: Path, tls: TlsFiles | None = None) -> None:
         self.kind = kind
+        self.tls = tls
         self.threads = max(1, min(threads, concurrency))
         self.concurrency = concurrency
         self.folder = folder
@@ -619,15 +723,17 @@ class LoadGenerator:
 
     def run(self, url: str, bodies: Sequence[bytes], seconds: float, cycle: bool = False) -> LoadResult:
         if self.kind == "python":
-            return run_python_clients(url, bodies, self.threads, self.concurrency, seconds, cycle)
+            return run_python_clients(url, bodies, self.threads, self.concurrency, seconds, cycle,
+                                      str(self.tls.ca) if self.tls else None)
         self._runs += 1
         base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, self.threads)
         return run_wrk(url, base, self.script, self.threads, self.concurrency, seconds, cycle, self.log)
 
     def describe(self) -> str:
+        scheme = "https" if self.tls else "http"
         if self.kind == "wrk":
-            return f"wrk ({_wrk_version()}), {self.threads} thread(s), Lua script over pre-signed bodies"
-        return f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive"
+            return f"wrk ({_wrk_version()}), {self.threads} thread(s), Lua script over pre-signed bodies, {scheme}"
+        return f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive, {scheme}"
 
 
 def _wrk_version() -> str:
@@ -650,8 +756,9 @@ def _version(distribution: str) -> str:
 # --- the hub and its database --------------------------------------------------------------
 
 
-def hub_config(port: int, data_dir: Path) -> str:
-    """The generated configuration: test mode, loopback, the published test keys, every route between CN-GD, HK, MO."""
+def hub_config(port: int, data_dir: Path, tls: TlsFiles | None = None, extra: str = "") -> str:
+    """The generated configuration: test mode, loopback, the published test keys, every route between CN-GD, HK, MO;
+    with `tls`, a `[tls]` table (https); `extra` is appended (more TOML tables)."""
     routes = "".join(
         f'\n[[routes]]\nsender = "{sender}"\nreceiver = "{receiver}"\n'
         'types = ["referral.*", "verification.*", "receipt"]\n'
@@ -664,13 +771,15 @@ def hub_config(port: int, data_dir: Path) -> str:
         'mode = "test"\n'
         'listen_host = "127.0.0.1"\n'
         f"listen_port = {port}\n"
-        f'public_base_url = "http://127.0.0.1:{port}"\n'
+        f'public_base_url = "{"https" if tls else "http"}://127.0.0.1:{port}"\n'
         f"data_dir = {json.dumps(str(data_dir))}\n"
         "\n[hub]\n"
         f"receipt_key = {json.dumps(str(KEYS / 'test-hub-receipt-1.key.jwk'))}\n"
         f"checkpoint_key = {json.dumps(str(KEYS / 'test-hub-checkpoint-1.key.jwk'))}\n"
         f"trust_list = {json.dumps(str(KEYS / 'trust-list.json'))}\n"
-        f"{jurisdictions}{routes}"
+        + (f"\n[tls]\ncertificate = {json.dumps(str(tls.certificate))}\n"
+           f"private_key = {json.dumps(str(tls.private_key))}\n" if tls else "")
+        + f"{extra}{jurisdictions}{routes}"
     )
 
 
@@ -814,8 +923,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--echo-seconds", type=float, help="length of the echo run (default: seconds/3, 2 to 10)")
     parser.add_argument("--profile-out", type=Path,
                         help="record the hub with py-spy during the measured run (raw collapsed stacks) into this file")
+    parser.add_argument("--no-tls", action="store_true",
+                        help="plain HTTP (default: HTTPS with a certificate made for the run, as in production)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, config, bodies)")
     parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--echo-certificate", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--echo-private-key", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.serve_echo is None:
         if not 1 <= arguments.seconds <= 240:
@@ -855,19 +968,19 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     machine = machine_info()
     folder = Path(tempfile.mkdtemp(prefix="gba-bench-"))
     try:
-        generator = LoadGenerator(kind, threads, arguments.concurrency, folder)
+        tls = None if arguments.no_tls else make_tls(folder / "tls")
+        generator = LoadGenerator(kind, threads, arguments.concurrency, folder, tls)
         _say(f"load generator: {generator.describe()}; working in {folder}")
         with database(folder, arguments.database_url, notes) as db:
             _say(f"database: {db.description}")
             port = free_port()
             config = folder / "gateway.toml"
-            config.write_text(hub_config(port, folder / "data"), "utf-8")
+            config.write_text(hub_config(port, folder / "data", tls), "utf-8")
             serve = [*gateway_command(), "serve", "--config", str(config), "--port", str(port)]
             serve += ["--database-url", db.dsn] if db.embedded_data_dir is None else ["--data-dir", str(folder / "data")]
             with started(serve, folder / "hub.log", "gateway: serving") as (hub, _):
-                hub_url = f"http://127.0.0.1:{port}"
-                echo_command = [sys.executable, str(Path(__file__).resolve()), "--serve-echo", "0"]
-                with started(echo_command, folder / "echo.log", "echo: serving") as (echo, line):
+                hub_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+                with started(echo_command(tls), folder / "echo.log", "echo: serving") as (echo, line):
                     echo_url = line.split()[-1]
                     _say(f"hub pid {hub.pid} on {hub_url}, echo pid {echo.pid} on {echo_url}")
 
@@ -911,6 +1024,8 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     _say(f"echo: {echo_run.accepted_per_s:,.0f}/s, p99 {echo_run.p99_ms:.1f} ms")
 
                     stored = asyncio.run(_fetchval(db.dsn, "SELECT count(*) FROM messages"))
+                    clear = asyncio.run(_fetchval(
+                        db.dsn, "SELECT count(*) FROM messages WHERE compact IS NOT NULL AND payload_key IS NULL"))
                     ledger = asyncio.run(_fetchval(db.dsn, "SELECT size FROM ledger_size"))
                 hub_exit = stop_process(hub)
                 if hub_exit != 0:
@@ -922,6 +1037,8 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                 problems.append(f"echo answers other than 202: {echo_run.errors}")
             if main.accepted == 0:
                 problems.append("no message was accepted")
+            if clear:
+                problems.append(f"{clear} messages stored without encryption at rest")
             warm_accepted = warm.accepted if warm else 0
             if stored < warm_accepted + main.accepted:
                 problems.append(f"{stored} messages stored, fewer than the {warm_accepted + main.accepted} answered 202")
@@ -953,6 +1070,8 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "presigned": len(bodies),
             "message_bytes_mean": round(mean_bytes),
             "mix": [f"{message_type} CN-GD->{receiver}" for message_type, receiver in MIX],
+            "tls": tls is not None,
+            "encryption_at_rest": clear == 0,
             "generator": kind,
             "generator_detail": generator.describe(),
             "generator_cpu_s": round(main.generator_cpu_s, 3),
@@ -985,11 +1104,11 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _command_line() -> str:
-    """How this run was started, with any password in a database URL masked."""
+def _command_line(script: str = "bench/accept.py") -> str:
+    """How this run of `script` was started, with any password in a database URL masked."""
     from gateway.store.database import redact_url
 
-    words = ["bench/accept.py"]
+    words = [script]
     for word in sys.argv[1:]:
         option, equals, value = word.partition("=") if word.startswith("--") else ("", "", word)
         if value.startswith(("postgresql://", "postgres://")):
@@ -1022,7 +1141,7 @@ def _finish_profiler(profiler: subprocess.Popen[bytes] | None, notes: list[str],
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     if arguments.serve_echo is not None:
-        return serve_echo(arguments.serve_echo)
+        return serve_echo(arguments.serve_echo, arguments.echo_certificate, arguments.echo_private_key)
     _terminate_on_signal()
     result = benchmark(arguments)
     text = json.dumps(result, indent=2)

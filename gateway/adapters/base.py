@@ -68,49 +68,67 @@ class JurisdictionAdapter:
         """Free text converted to this receiver's script; the schemes of an award (the sender's, named in this
         receiver's language) and, for each needed category, this receiver's own schemes of it (§9.3)."""
         names = []
-        body = payload.get("body")
-        for pointer, value in _walk(body, "/body"):
-            if pointer.rsplit("/", 2)[-2:-1] == ["needs"] and isinstance(value, str):
-                names += [SchemeName(pointer, scheme.code, self.schemes.name(scheme.code, self.lang), self.lang)
-                          for scheme in self.schemes.for_category(value)]
-        if sender_schemes is not None:
-            for pointer, award in _awards(body, "/body"):
-                if sender_schemes.get(award["scheme"]) is not None:
-                    names.append(SchemeName(f"{pointer}/scheme", award["scheme"], sender_schemes.name(award["scheme"], self.lang), self.lang))
-        return LocalView(local_view_texts(payload, self.lang), tuple(names), self._local_times(payload))
-
-    def _local_times(self, payload: Mapping[str, Any]) -> tuple[LocalTime, ...]:
-        """Every timestamp of the payload (§5.3 form) as the same instant in this receiver's zone."""
-        zone = ZoneInfo(self.zone)
+        awards = []
         times = []
+        zone = ZoneInfo(self.zone)
+        # One walk for all three, each in document order: every timestamp of the payload (§5.3 form) as the same
+        # instant in this receiver's zone; in the body, the schemes of each needed category, then the awards.
         for pointer, value in _walk(payload, ""):
-            if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
-                try:
-                    moment = parse_timestamp(value)
-                except ValueError:
-                    continue
-                times.append(LocalTime(pointer, moment.astimezone(zone).isoformat(), self.zone))
-        return tuple(times)
+            if type(value) is str:
+                if _TIMESTAMP.fullmatch(value):
+                    try:
+                        times.append(LocalTime(pointer, parse_timestamp(value).astimezone(zone).isoformat(), self.zone))
+                    except ValueError:
+                        pass
+                elif pointer.startswith("/body/") and pointer.rsplit("/", 2)[-2:-1] == ["needs"]:
+                    names += [SchemeName(pointer, scheme.code, self.schemes.name(scheme.code, self.lang), self.lang)
+                              for scheme in self.schemes.for_category(value)]
+            elif sender_schemes is not None and pointer.startswith("/body") and _is_award(value):
+                awards.append((pointer, value))
+        for pointer, award in awards:
+            if sender_schemes is not None and sender_schemes.get(award["scheme"]) is not None:
+                names.append(SchemeName(f"{pointer}/scheme", award["scheme"], sender_schemes.name(award["scheme"], self.lang), self.lang))
+        return LocalView(local_view_texts(payload, self.lang), tuple(names), tuple(times))
 
 
 def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:
-    yield pointer, value
-    if isinstance(value, Mapping):
-        for key, member in value.items():
-            yield from _walk(member, f"{pointer}/{_escape(key)}")
-    elif isinstance(value, list):
-        for index, member in enumerate(value):
-            yield from _walk(member, f"{pointer}/{index}")
+    """Every value under `value` with its JSON Pointer, in document order (pre-order), `value` first.
+
+    Iterative: a recursive generator pays for every level of nesting on every value it passes up, and this runs
+    several times for each message accepted and each delivery (docs/performance.md)."""
+    stack = [(pointer, value)]
+    while stack:
+        pointer, value = stack.pop()
+        yield pointer, value
+        kind = type(value)
+        if kind in _LEAVES:
+            continue
+        if kind is dict or isinstance(value, Mapping):
+            stack += reversed([(f"{pointer}/{_escape(key)}", member) for key, member in value.items()])
+        elif kind is list:
+            stack += reversed([(f"{pointer}/{index}", member) for index, member in enumerate(value)])
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+"""JSON values with nothing inside: no further look (an ABC check of each would cost more than the walk)."""
 
 
 def _escape(key: str) -> str:
-    return key.replace("~", "~0").replace("/", "~1")
+    return key.replace("~", "~0").replace("/", "~1") if "~" in key or "/" in key else key
+
+
+_AWARD_MEMBERS = frozenset({"scheme", "category", "amount"})
+
+
+def _is_award(value: Any) -> bool:
+    """An award (§6.1 *award*): an object with a scheme, a category and an amount."""
+    return type(value) not in _LEAVES and (type(value) is dict or isinstance(value, Mapping)) and _AWARD_MEMBERS <= value.keys()
 
 
 def _awards(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every award (§6.1 *award*) in the body: an object with a scheme, a category and an amount."""
+    """Every award (§6.1 *award*) in the body."""
     for pointer, value in _walk(body, root):
-        if isinstance(value, Mapping) and {"scheme", "category", "amount"} <= value.keys():
+        if _is_award(value):
             yield pointer, value
 
 

@@ -98,20 +98,25 @@ def local_view_texts(payload: Mapping[str, Any], receiver_lang: str) -> tuple[Co
 
 
 def _free_texts(value: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, str]]]:
-    if isinstance(value, Mapping):
-        if value.keys() == _FREE_TEXT_MEMBERS and all(isinstance(member, str) for member in value.values()):
-            yield pointer, value
-            return
-        for key, member in value.items():
-            yield from _free_texts(member, f"{pointer}/{_escape(key)}")
-    elif isinstance(value, list):
-        for index, member in enumerate(value):
-            yield from _free_texts(member, f"{pointer}/{index}")
+    """Every free text object (not looked into) with its JSON Pointer, in document order; iterative (see
+    gateway/adapters/base.py `_walk`)."""
+    stack = [(pointer, value)]
+    while stack:
+        pointer, value = stack.pop()
+        if type(value) is str:
+            continue
+        if type(value) is dict or isinstance(value, Mapping):
+            if value.keys() == _FREE_TEXT_MEMBERS and all(isinstance(member, str) for member in value.values()):
+                yield pointer, value
+                continue
+            stack += reversed([(f"{pointer}/{_escape(key)}", member) for key, member in value.items()])
+        elif type(value) is list:
+            stack += reversed([(f"{pointer}/{index}", member) for index, member in enumerate(value)])
 
 
 def _escape(key: str) -> str:
     """An RFC 6901 reference token: `~` as `~0`, `/` as `~1`."""
-    return key.replace("~", "~0").replace("/", "~1")
+    return key.replace("~", "~0").replace("/", "~1") if "~" in key or "/" in key else key
 
 
 def _chinese_tag(lang: str) -> _Tag | None:

@@ -1,27 +1,31 @@
 """The path of one message through the hub (DESIGN.md "The hub pipeline"; docs/protocol.md §8.4).
 
     size, JWS, key, signature      protocol.message.check_signature   (unauthenticated refusals)
-    digest lookup                  a resend of identical bytes gets its stored hub receipt
     payload JSON                   protocol.message.read_payload
-    id lookup, freshness           same id with other bytes: id-conflict; created outside ±300 s
+    freshness                      created outside ±300 s
     envelope                       protocol.message.check_envelope (schema, sender, receiver)
-    route and legal basis          hub.policy
-    -- one savepoint of a group-committed transaction --
-    reply_to, case transition      hub.cases
-    message, ledger entry, outbox  hub.store, ledger.append
+    route and legal basis          hub.policy; the adapters' checks
+    (a refusal so far: one lookup) a resend of identical bytes gets its stored hub receipt (§8.2),
+                                   an accepted id with other bytes id-conflict (§8.3)
+    -- a group-committed transaction, set-based over the batch's messages of distinct cases --
+    id and key again, case locked  hub.store.look_up_many (a resend that raced in: the stored receipt)
+    reply_to, case transition      hub.cases.decide
     hub receipt                    signed before the insert, stored with the message
+    case, message, outbox          hub.store.insert_messages; ledger entries by ledger.append
 
 Refusals after the signature are *authenticated*: they are ledgered (digest, code,
 where; no text) in the same group commit. Refusals before it only reach metrics and
-the rate-limited security log (the caller's job).
+the rate-limited security log (the caller's job). `accept_many` takes a bulk body's
+lines (§12.9) the same way, in their order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ContextManager
@@ -33,6 +37,7 @@ from gateway.adapters.base import JurisdictionAdapter
 from gateway.hub import cases, outbox, store
 from gateway.hub.committer import CommitFailed, GroupCommitter
 from gateway.hub.policy import RoutePolicy, check_freshness
+from gateway.hub.stages import STAGE_TIMES
 from gateway.ledger.append import LedgerAppender
 from gateway.ledger.entries import LedgerEntry
 from gateway.protocol.errors import ProtocolError
@@ -66,6 +71,37 @@ _DEADLINE_TYPES = frozenset({"verification.response", "verification.cancel"})
 
 class _IdRace:
     """A concurrent acceptance of the same id won: look again after the commit."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AcceptWork:
+    """The group committer's work for one message (gateway/hub/committer.py): alone (`__call__`, in a savepoint when
+    the batch runs isolated), or with its neighbours in the batch (`run_many`, set-based: a few statements a batch)."""
+
+    hub: "Hub"
+    message: Message
+    queued: float
+
+    async def __call__(self, connection: asyncpg.Connection, appender: LedgerAppender) -> Any:
+        (result,) = await self.hub._commit_run(connection, appender, [self])
+        return result
+
+    @property
+    def run_many(self) -> Callable[[asyncpg.Connection, LedgerAppender, list["_AcceptWork"]], Awaitable[list[Any]]]:
+        return self.hub._commit_many
+
+
+@dataclasses.dataclass(slots=True)
+class _Plan:
+    """What the batch decided for one message before anything of it is written (`Hub._commit_many`)."""
+
+    message: Message
+    expired: datetime | None = None
+    """The case's `respond_by`, when judging this message moved its case to `expired` (PROTO-7.5-3)."""
+    outcome: Any = None
+    """A ProtocolError (refused), an _IdRace, or the CaseWrite (None: none) of an acceptance."""
+    superseded: list[str] | None = None
+    attempts: int = 0
 
 
 class Hub:
@@ -139,7 +175,8 @@ class Hub:
         now = self._clock()
         trust = self._trust()
         try:
-            signed = check_signature(compact, trust, now)
+            with STAGE_TIMES.timed("signature"):
+                signed = check_signature(compact, trust, now)
         except ProtocolError as refusal:
             self._security_log.refused(refusal.code)
             raise
@@ -154,22 +191,39 @@ class Hub:
                 raise ProtocolError("client-certificate-mismatch", where="kid")
             if receipt_from is not None and signed.key.owner != receipt_from:
                 raise ProtocolError("sender-mismatch", "The receipt is not signed by the caller", where="kid")
-            stored = await store.receipt_by_digest(self._pool, signed.jws.digest)
-            if stored is not None:
-                message_id, hub_receipt, stored_type = stored
-                if receipt_from is not None and stored_type != "receipt":
-                    raise ProtocolError("receipt-expected", where="/type")
-                _log.info("message_resent", message_id=message_id, kid=signed.jws.kid)
-                return Acceptance(message_id, hub_receipt, replayed=True)
-            message = await self._check(signed, trust, now)
-            if receipt_from is not None and message.type != "receipt":
-                raise ProtocolError("receipt-expected", where="/type")
+            with STAGE_TIMES.timed("payload"):
+                payload = read_payload(signed)
         except ProtocolError as refusal:
             await self._ledger_refusal(signed, refusal, now)
             raise
-        outcome = await self._committer.run(
-            functools.partial(self._commit, message=message), savepoint=False
-        )
+        try:
+            with STAGE_TIMES.timed("envelope"):
+                message = self._check_payload(signed, payload, None, trust, now)
+            if receipt_from is not None and message.type != "receipt":
+                raise ProtocolError("receipt-expected", where="/type")
+        except ProtocolError as error:
+            # Only a refused message costs a lookup before the queue: it may be a resend of accepted bytes, which
+            # gets its stored receipt whatever its age (§8.2), or reuse an accepted id (§8.3). An accepted message
+            # is looked up once, in its batch (`_commit_run`).
+            refusal = error
+            with STAGE_TIMES.timed("lookup"):
+                found = await store.look_up(self._pool, signed.jws.digest, _id_of(payload))
+            if found.stored is not None:
+                message_id, hub_receipt, stored_type = found.stored
+                if receipt_from is None or stored_type == "receipt":
+                    _log.info("message_resent", message_id=message_id, kid=signed.jws.kid)
+                    return Acceptance(message_id, hub_receipt, replayed=True)
+                refusal = ProtocolError("receipt-expected", where="/type")
+            elif found.known_digest is not None:
+                refusal = ProtocolError("id-conflict", where="/id")
+            await self._ledger_refusal(signed, refusal, now)
+            raise refusal from None
+        try:
+            outcome = await self._committer.run(
+                _AcceptWork(self, message, time.perf_counter()), savepoint=False
+            )
+        except asyncpg.UniqueViolationError:  # a race the batch's lookup could not see: answered as one
+            outcome = _IdRace()
         if isinstance(outcome, _IdRace):
             return await self._after_race(signed, message, now)
         if isinstance(outcome, ProtocolError):
@@ -177,12 +231,6 @@ class Hub:
             raise outcome
         _log.info("message_accepted", message_id=message.id, case=message.case, route=_route(message))
         return outcome
-
-    async def _check(self, signed: SignedMessage, trust: TrustList, now: datetime) -> Message:
-        payload = read_payload(signed)
-        message_id = _id_of(payload)
-        known = await store.digest_by_id(self._pool, message_id) if message_id is not None else None
-        return self._check_payload(signed, payload, known, trust, now)
 
     def _check_payload(self, signed: SignedMessage, payload: Any, known: str | None, trust: TrustList, now: datetime) -> Message:
         """The checks after the payload was read; `known` is the digest already accepted under its id, if any."""
@@ -220,7 +268,8 @@ class Hub:
         refusals: dict[int, tuple[SignedMessage, ProtocolError]] = {}
         for line, body in enumerate(bodies):
             try:
-                signed = check_signature(body, trust, now)
+                with STAGE_TIMES.timed("signature"):
+                    signed = check_signature(body, trust, now)
             except ProtocolError as refusal:
                 self._security_log.refused(refusal.code)
                 results[line] = refusal
@@ -235,7 +284,9 @@ class Hub:
                 refusals[line] = (signed, ProtocolError("client-certificate-mismatch", where="kid"))
                 continue
             signed_lines.append((line, signed))
+        started = time.perf_counter()
         stored = await store.receipts_by_digests(self._pool, {signed.jws.digest for _, signed in signed_lines})
+        lookup_seconds = time.perf_counter() - started
         payloads: dict[int, Any] = {}
         for line, signed in signed_lines:
             if signed.jws.digest in stored:
@@ -244,11 +295,14 @@ class Hub:
                 results[line] = Acceptance(message_id, hub_receipt, replayed=True)
                 continue
             try:
-                payloads[line] = read_payload(signed)
+                with STAGE_TIMES.timed("payload"):
+                    payloads[line] = read_payload(signed)
             except ProtocolError as refusal:
                 refusals[line] = (signed, refusal)
         ids = {_id_of(payload) for payload in payloads.values()} - {None}
+        started = time.perf_counter()
         known = await store.digests_by_ids(self._pool, ids) if ids else {}
+        STAGE_TIMES.add("lookup", lookup_seconds + time.perf_counter() - started, count=len(signed_lines))
         pending: dict[int, tuple[SignedMessage, Message | None, asyncio.Future[Any]]] = {}
         for line, signed in signed_lines:
             if results[line] is not None:
@@ -258,7 +312,8 @@ class Hub:
             if refusal is None:
                 payload = payloads[line]
                 try:
-                    message = self._check_payload(signed, payload, known.get(_id_of(payload) or ""), trust, now)
+                    with STAGE_TIMES.timed("envelope"):
+                        message = self._check_payload(signed, payload, known.get(_id_of(payload) or ""), trust, now)
                 except ProtocolError as error:
                     refusal = error
             if refusal is not None:
@@ -268,7 +323,7 @@ class Hub:
                 pending[line] = (signed, None, self._committer.submit(lambda connection, appender, entry=entry: appender.add(entry)))
             else:
                 assert message is not None
-                work = functools.partial(self._commit, message=message)
+                work = _AcceptWork(self, message, time.perf_counter())
                 pending[line] = (signed, message, self._committer.submit(work, savepoint=False))
         await asyncio.gather(*(future for _, _, future in pending.values()), return_exceptions=True)
         for line, (signed, message, future) in pending.items():
@@ -282,6 +337,8 @@ class Hub:
     ) -> Acceptance | ProtocolError:
         """The result of one committed bulk line: its acceptance or refusal, or `unavailable` when its batch did not commit."""
         error = future.exception()
+        if isinstance(error, asyncpg.UniqueViolationError) and message is not None:
+            return await self._settle_race(signed, message, now)
         if error is not None:
             if isinstance(error, CommitFailed):
                 return ProtocolError("unavailable", retry_after_seconds=1)
@@ -290,18 +347,21 @@ class Hub:
             assert refusal is not None
             return refusal[1]
         outcome = future.result()
-        try:
-            if isinstance(outcome, _IdRace):
-                return await self._after_race(signed, message, now)
-        except ProtocolError as race_refusal:
-            return race_refusal
-        except CommitFailed:
-            return ProtocolError("unavailable", retry_after_seconds=1)
+        if isinstance(outcome, _IdRace):
+            return await self._settle_race(signed, message, now)
         if isinstance(outcome, ProtocolError):
             _log.info("message_refused", code=outcome.code, where=outcome.where, kid=message.kid, case=message.case, route=_route(message))
             return outcome
         _log.info("message_accepted", message_id=message.id, case=message.case, route=_route(message))
         return outcome
+
+    async def _settle_race(self, signed: SignedMessage, message: Message, now: datetime) -> Acceptance | ProtocolError:
+        try:
+            return await self._after_race(signed, message, now)
+        except ProtocolError as refusal:
+            return refusal
+        except CommitFailed:
+            return ProtocolError("unavailable", retry_after_seconds=1)
 
     def local_view(self, receiver: str, compact: bytes) -> LocalView:
         """The receiver's local view of an accepted message (§9.3), by its adapter; empty without one."""
@@ -312,57 +372,97 @@ class Hub:
         sender = self._adapters.get(payload.get("from"))
         return adapter.local_view(payload, sender.schemes if sender is not None else None)
 
-    async def _commit(self, connection: asyncpg.Connection, appender: LedgerAppender, *, message: Message) -> Any:
+    async def _commit_many(self, connection: asyncpg.Connection, appender: LedgerAppender, works: list[_AcceptWork]) -> list[Any]:
+        """The acceptance of consecutive messages of a batch, set-based: the messages are taken in runs of distinct
+        cases (a later message of a case must see what an earlier one wrote), each by `_commit_run`. The results and
+        ledger entries are those of accepting the messages one by one, in order."""
+        results: list[Any] = []
+        start = 0
+        while start < len(works):
+            cases_seen: set[str] = set()
+            end = start
+            while end < len(works) and works[end].message.case not in cases_seen:
+                cases_seen.add(works[end].message.case)
+                end += 1
+            results += await self._commit_run(connection, appender, works[start:end])
+            start = end
+        return results
+
+    async def _commit_run(self, connection: asyncpg.Connection, appender: LedgerAppender, works: list[_AcceptWork]) -> list[Any]:
+        """Messages of distinct cases inside a group-committed transaction: one lookup (ids, keys, cases locked,
+        reply_to targets), the decisions, one statement for the receipts among them, the ledger entries in order, and
+        one insert of cases, messages and outbox rows, whatever the number of messages. Each result is an Acceptance,
+        a ProtocolError whose refusal it ledgered, or _IdRace, never an exception for a refusal; nothing is written
+        before every decision is made, so it needs no savepoint (gateway/hub/committer.py)."""
         accepted_at = self._clock()
-        mark = appender.next_index
-        try:
-            async with connection.transaction():
-                # Checked again under the batch's ledger lock: another process may have
-                # accepted this id since the lookup before the queue, and a revocation
-                # committed after this request's signature check must still refuse it.
-                known = await store.recheck_in_batch(connection, message.id, message.kid, accepted_at)
-                if known == message.digest:
-                    return _IdRace()
-                if known is not None:
-                    raise ProtocolError("id-conflict", where="/id")
-                await self._expire_if_due(connection, appender, message, accepted_at)
-                await cases.apply(connection, message, accepted_at)
-                superseded = await outbox.supersede_case(connection, message.case) if message.type in _ENDINGS else None
-                index = appender.next_index
+        started = time.perf_counter()
+        for work in works:
+            STAGE_TIMES.add("queue", started - work.queued)
+        views = await store.look_up_many(connection, [work.message for work in works], accepted_at)
+        STAGE_TIMES.add("batch_lookup", time.perf_counter() - started, count=len(works))
+        plans = []
+        with STAGE_TIMES.timed("decide", count=len(works)):
+            for work, view in zip(works, views):
+                plan = _Plan(work.message)
+                plans.append(plan)
+                case = view.case
+                if plan.message.type in _DEADLINE_TYPES and _due(case, accepted_at):
+                    respond_by = await outbox.expire_case_if_due(connection, plan.message.case, accepted_at)
+                    if respond_by is not None:
+                        plan.expired = respond_by
+                        case = dataclasses.replace(case, state="expired")
+                try:
+                    if view.key_refusal is not None:
+                        raise view.key_refusal
+                    if view.known_digest == plan.message.digest:
+                        plan.outcome = _IdRace()
+                        continue
+                    if view.known_digest is not None:
+                        raise ProtocolError("id-conflict", where="/id")
+                    plan.outcome = cases.decide(plan.message, case, view.replied, accepted_at)
+                except ProtocolError as refusal:
+                    plan.outcome = refusal
+        accepted = [plan for plan in plans if not isinstance(plan.outcome, (ProtocolError, _IdRace))]
+        for plan in accepted:
+            if plan.message.type in _ENDINGS:
+                plan.superseded = await outbox.supersede_case(connection, plan.message.case)
+        acknowledged = [plan for plan in accepted if plan.message.type == "receipt"]
+        if acknowledged:
+            attempts = await outbox.complete_with_receipts(connection, [(plan.message.reply_to, plan.message.compact) for plan in acknowledged])
+            for plan in acknowledged:
+                plan.attempts = attempts.get(plan.message.reply_to, 0)
+        results: list[Any] = []
+        rows = []
+        for plan in plans:
+            message = plan.message
+            if plan.expired is not None:
+                await appender.add(deadline_entry(message.case, plan.expired, accepted_at))
+            if isinstance(plan.outcome, _IdRace):
+                results.append(plan.outcome)
+                continue
+            if isinstance(plan.outcome, ProtocolError):
+                await appender.add(_refused_entry(message.digest, message.kid, message.sender, plan.outcome, accepted_at))
+                results.append(plan.outcome)
+                continue
+            index = appender.next_index
+            with STAGE_TIMES.timed("receipt_sign"):
                 receipt = sign_hub_receipt(
                     HubReceipt(message_id=message.id, message_digest=message.digest, ledger_index=index, accepted_at=accepted_at),
                     self._receipt_key,
                 )
-                await store.insert_message(
-                    connection, message, accepted_at, index, receipt, self.payload_keys.seal(message.id, message.compact),
-                    self._policy.retention_days(message),
-                )
-                await appender.add(_accepted_entry(message, accepted_at))
-                if superseded is not None:
-                    await appender.add(_ending_entry(message, superseded, accepted_at))
-                if message.type == "receipt":
-                    attempts = await outbox.complete_with_receipt(connection, message.reply_to, message.compact)
-                    await appender.add(_receipt_entry(message, attempts, accepted_at))
-            return Acceptance(message.id, receipt, replayed=False)
-        except ProtocolError as refusal:
-            appender.rewind(mark)
-            # The case's deadline passed whether or not this message is refused (PROTO-7.5-3).
-            if message.type in _DEADLINE_TYPES:
-                async with connection.transaction():
-                    await self._expire_if_due(connection, appender, message, accepted_at)
-            await appender.add(_refused_entry(message.digest, message.kid, message.sender, refusal, accepted_at))
-            return refusal
-        except asyncpg.UniqueViolationError:
-            appender.rewind(mark)
-            return _IdRace()
-
-    async def _expire_if_due(self, connection: asyncpg.Connection, appender: LedgerAppender, message: Message, now: datetime) -> None:
-        """Persist and ledger a passed verification deadline before judging a message of its case (PROTO-7.5-3)."""
-        if message.type not in _DEADLINE_TYPES:
-            return
-        respond_by = await outbox.expire_case_if_due(connection, message.case, now)
-        if respond_by is not None:
-            await appender.add(deadline_entry(message.case, respond_by, now))
+            with STAGE_TIMES.timed("seal"):
+                sealed = self.payload_keys.seal(message.id, message.compact)
+            rows.append(store.NewMessage(message, accepted_at, index, receipt, sealed, self._policy.retention_days(message), plan.outcome))
+            await appender.add(_accepted_entry(message, accepted_at))
+            if plan.superseded is not None:
+                await appender.add(_ending_entry(message, plan.superseded, accepted_at))
+            if message.type == "receipt":
+                await appender.add(_receipt_entry(message, plan.attempts, accepted_at))
+            results.append(Acceptance(message.id, receipt, replayed=False))
+        if rows:
+            with STAGE_TIMES.timed("insert", count=len(rows)):
+                await store.insert_messages(connection, rows)
+        return results
 
     async def _after_race(self, signed: SignedMessage, message: Message, now: datetime) -> Acceptance:
         stored = await store.receipt_by_digest(self._pool, message.digest)
@@ -407,6 +507,12 @@ class SecurityLog:
             _log.warning("unauthenticated_refusal", code=code)
         else:
             self._suppressed += 1
+
+
+def _due(case: store.CaseRow | None, now: datetime) -> bool:
+    """Whether a verification case waits for an answer past its deadline: judging a message of it expires it first."""
+    return (case is not None and case.kind == "verification" and case.state == "requested"
+            and case.respond_by is not None and case.respond_by < now)
 
 
 def _id_of(payload: Any) -> str | None:

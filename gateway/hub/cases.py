@@ -1,16 +1,16 @@
 """Case transitions and `reply_to` checks inside the accepting transaction (docs/protocol.md §5.2, §7).
 
-The state machine itself is `gateway.protocol.cases` (pure); this module reads and
-locks the case row, asks the machine, and writes the new state. Locking the row
+The state machine itself is `gateway.protocol.cases` (pure); this module asks the
+machine about the case row the batch's lookup locked and says what to write (gateway/hub/store.py
+reads and writes). Locking the row
 (`SELECT ... FOR UPDATE`) makes racing messages of one case take turns, in any
 number of processes: of an accept and a decline racing, exactly one wins.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-
-import asyncpg
 
 from gateway.hub import store
 from gateway.protocol import cases as machine
@@ -26,30 +26,43 @@ _REPLY_TYPES = {
 """Types whose `reply_to` must name a message of one given type (§5.2)."""
 
 
-async def apply(connection: asyncpg.Connection, message: Message, now: datetime) -> None:
-    """Move the message's case (§7), then check `reply_to` (§5.2), or raise ProtocolError; nothing is written on refusal."""
-    row = await store.lock_case(connection, message.case)
+@dataclass(frozen=True, slots=True)
+class CaseWrite:
+    """What accepting a message writes to its case: `open` a new one (with `kind`, `respond_by`) or `move` it to `state`."""
+
+    action: str
+    state: str
+    kind: str = ""
+    respond_by: datetime | None = None
+
+
+def decide(message: Message, row: store.CaseRow | None, replied: store.RepliedMessage | None, now: datetime) -> CaseWrite | None:
+    """The case write the message makes (§7), after its `reply_to` checks (§5.2), or raise ProtocolError.
+
+    `row` is the case as locked for this batch (None: no such case) and `replied` the message `reply_to` names
+    (None: none, or no `reply_to`); both were read in the batch's one lookup (gateway/hub/store.py). Nothing is
+    written here: a refusal leaves the case as it was. A receipt leaves the case where it is (§7.6): None.
+    """
     if row is None:
-        await _open(connection, message, now)
-        return
+        return _open(message, now)
     kind = machine.Kind(row.kind)
     try:
         role = machine.role_of(row.opener, row.responder, message.sender, message.receiver)
     except ValueError:
         raise ProtocolError("case-party-mismatch", where="/case") from None
     if message.type == machine.RECEIPT:
-        await _check_reply_to(connection, message)
-        return  # a receipt leaves the case where it is (§7.6)
+        _check_reply_to(message, replied)
+        return None
     state = machine.effective_state(kind, row.state, row.respond_by, now)
     try:
         following = machine.next_state(kind, state, message.type, role, message.purpose)
     except machine.TransitionRefused as refused:
         raise ProtocolError(machine.REFUSAL_CODES[refused.reason], where="/type") from None
-    await _check_reply_to(connection, message)
-    await store.move_case(connection, message.case, following, now)
+    _check_reply_to(message, replied)
+    return CaseWrite("move", following)
 
 
-async def _open(connection: asyncpg.Connection, message: Message, now: datetime) -> None:
+def _open(message: Message, now: datetime) -> CaseWrite:
     kind = machine.OPENING_TYPES.get(message.type)
     if kind is None:
         raise ProtocolError("case-unknown", where="/case")
@@ -59,13 +72,12 @@ async def _open(connection: asyncpg.Connection, message: Message, now: datetime)
         if machine.deadline_passed(respond_by, now):
             raise ProtocolError("deadline-passed", where="/body/respond_by")
     state = machine.next_state(kind, machine.NONE, message.type, machine.Role.OPENER, message.purpose)
-    await store.open_case(connection, message, kind.value, state, respond_by, now)
+    return CaseWrite("open", state, kind.value, respond_by)
 
 
-async def _check_reply_to(connection: asyncpg.Connection, message: Message) -> None:
+def _check_reply_to(message: Message, replied: store.RepliedMessage | None) -> None:
     if message.reply_to is None:
         return
-    replied = await store.replied_message(connection, message.reply_to)
     is_receipt = message.type == machine.RECEIPT
     code = "receipt-target-invalid" if is_receipt else "reply-to-invalid"
     if replied is None:

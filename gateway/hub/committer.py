@@ -14,12 +14,15 @@ more requests share one commit when commits are quick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 
+from gateway.hub.stages import STAGE_TIMES
 from gateway.ledger.append import LedgerAppender
 
 T = TypeVar("T")
@@ -67,8 +70,9 @@ class GroupCommitter:
     async def run(self, work: Work, *, savepoint: bool = True) -> Any:
         """Run `work(connection, appender)` in the next batch; return its result once committed.
 
-        The work runs in a savepoint of its own unless it says (`savepoint=False`) that
-        it opens one itself around everything it writes — one round trip pair less.
+        The work runs in a savepoint of its own unless it says (`savepoint=False`) that it reports its
+        refusals as values and writes nothing it would have to undo: then it runs bare, and only if it raises
+        is the batch run again with a savepoint around every work.
         """
         return await self.submit(work, savepoint=savepoint)
 
@@ -102,30 +106,18 @@ class GroupCommitter:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    async def _commit(self, batch: list[tuple[Work, asyncio.Future[Any], bool]]) -> None:
         try:
-            async with self._pool.acquire() as connection:
-                async with connection.transaction():
-                    appender = LedgerAppender(connection)
-                    await appender.reserve()
-                    for work, future, savepoint in batch:
-                        mark = appender.next_index
-                        try:
-                            if savepoint:
-                                async with connection.transaction():  # a savepoint per piece of work
-                                    outcomes.append((future, await work(connection, appender), None))
-                            else:
-                                outcomes.append((future, await work(connection, appender), None))
-                        except Exception as error:  # noqa: BLE001 - one message's fault stays its own
-                            appender.rewind(mark)
-                            outcomes.append((future, None, error))
-                    await appender.finish()
-                    if self._before_commit is not None:
-                        await self._before_commit(len(batch))
+            try:
+                outcomes = await self._run(batch, isolated=False)
+            except _BareWorkFailed:
+                # A work run without a savepoint failed, and the transaction may hold part of it: roll back (done)
+                # and run the batch again with every work in its own savepoint, so the fault stays its own.
+                outcomes = await self._run(batch, isolated=True)
         except Exception as failure:  # noqa: BLE001 - the loop must survive, and every waiter must be answered
             _log.error("batch_commit_failed", batch=len(batch), error=type(failure).__name__)
-            unavailable = isinstance(failure, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError))
+            unavailable = isinstance(failure, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                                               asyncio.TimeoutError))
             for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(CommitFailed(type(failure).__name__) if unavailable else failure)
@@ -142,6 +134,82 @@ class GroupCommitter:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+    async def _run(
+        self, batch: list[tuple[Work, asyncio.Future[Any], bool]], *, isolated: bool
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """One transaction for the batch. Works that asked for a savepoint get one; the others (the acceptance of one
+        message, which reports its refusals as values and writes nothing before it is sure) run bare — two round trips
+        a message less — unless `isolated`. A bare work that raises aborts this attempt with `_BareWorkFailed`."""
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        async with self._pool.acquire() as connection:
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                started = time.perf_counter()
+                appender = LedgerAppender(connection)
+                await appender.reserve()
+                ledger_seconds = time.perf_counter() - started
+                position = 0
+                while position < len(batch):
+                    work, future, savepoint = batch[position]
+                    position += 1
+                    mark = appender.next_index
+                    many = getattr(work, "run_many", None)
+                    if many is not None and not (savepoint or isolated):
+                        # Consecutive works that can run together (the acceptances of messages) run as one call.
+                        group = [(work, future)]
+                        while position < len(batch) and not batch[position][2] and getattr(batch[position][0], "run_many", None) == many:
+                            group.append(batch[position][:2])
+                            position += 1
+                        try:
+                            results = await many(connection, appender, [item for item, _ in group])
+                        except Exception as error:
+                            if _unavailable(error):
+                                raise
+                            raise _BareWorkFailed() from error
+                        outcomes += [(waiter, result, None) for (_, waiter), result in zip(group, results, strict=True)]
+                        continue
+                    if not (savepoint or isolated):
+                        try:
+                            outcomes.append((future, await work(connection, appender), None))
+                        except Exception as error:
+                            if _unavailable(error):
+                                raise
+                            raise _BareWorkFailed() from error
+                        continue
+                    try:
+                        async with connection.transaction():  # a savepoint per piece of work
+                            outcomes.append((future, await work(connection, appender), None))
+                    except Exception as error:  # noqa: BLE001 - one message's fault stays its own
+                        if _unavailable(error):
+                            raise
+                        appender.rewind(mark)
+                        outcomes.append((future, None, error))
+                started = time.perf_counter()
+                await appender.finish()
+                STAGE_TIMES.add("ledger_write", ledger_seconds + time.perf_counter() - started)
+                if self._before_commit is not None:
+                    await self._before_commit(len(batch))
+            except BaseException:
+                # A lost connection cannot roll back; PostgreSQL ends its transaction when it drops the session.
+                with contextlib.suppress(Exception):
+                    await transaction.rollback()
+                raise
+            with STAGE_TIMES.timed("commit"):
+                await transaction.commit()
+        return outcomes
+
+
+def _unavailable(error: BaseException) -> bool:
+    """The database is out of reach: nothing of the batch is durable, and retrying it at once would not help."""
+    return isinstance(error, (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError, asyncio.TimeoutError)) or (
+        isinstance(error, asyncpg.PostgresError) and (getattr(error, "sqlstate", "") or "")[:2] in ("08", "57", "53")
+    )
+
+
+class _BareWorkFailed(Exception):
+    """A work run without a savepoint raised: the batch is run again with a savepoint per work."""
 
 
 class CommitFailed(Exception):

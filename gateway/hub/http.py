@@ -43,6 +43,7 @@ from gateway.hub.metrics import Metrics
 from gateway.hub.openapi import OPENAPI_PATH, document_bytes
 from gateway.hub.policy import RoutePolicy
 from gateway.hub.retention import purge_continuously
+from gateway.hub.stages import STAGE_TIMES
 from gateway.hub.registry import APPLICATION_PREFIX, Registry, import_trust_list, read_trust_list
 from gateway.hub import store
 from gateway.keyfiles import read_private_key
@@ -659,18 +660,31 @@ async def get_inbox(request: web.Request) -> web.Response:
     if after >= 0 and await outbox.receipts_to_acknowledge(pool, caller.owner, after):
         await request.app[COMMITTER].run(lambda connection, appender: _acknowledge_receipts(connection, appender, caller.owner, after, hub.now()))
     deadline = asyncio.get_running_loop().time() + wait
+    claimed: list[outbox.ClaimedDelivery] = []
     with request.app[LONG_POLLS].admit(caller.owner):
-        while True:
-            claimed = await outbox.claim_for_inbox(
-                pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
-            )
+        while not _client_gone(request):
+            with STAGE_TIMES.timed("inbox_claim"):
+                claimed = await outbox.claim_for_inbox(
+                    pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
+                )
             remaining = deadline - asyncio.get_running_loop().time()
             if claimed or remaining <= 0 or wakeups.closing:
                 break
             await wakeups.for_receiver(caller.owner, min(remaining, 1.0))
-    deliveries = [delivery_of(item, hub.receipt_key, hub.local_view(item.receiver, item.compact)).to_document() for item in claimed]
+    if claimed and _client_gone(request):
+        # Nobody will read this answer: give the deliveries back, so that no receipt counts as returned (and is then
+        # acknowledged by a later cursor, PROTO-12.6-2) and no message waits out a lease for nothing.
+        await outbox.release_inbox_claim(pool, [item.message_id for item in claimed], f"inbox:{caller.owner}")
+        claimed = []
+    with STAGE_TIMES.timed("attest", count=len(claimed)):
+        deliveries = [delivery_of(item, hub.receipt_key, hub.local_view(item.receiver, item.compact)).to_document() for item in claimed]
     cursor = max((item.ledger_index for item in claimed), default=after)
     return web.json_response({"deliveries": deliveries, "cursor": cursor})
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether the client closed its connection (a long poll it gave up on)."""
+    return request.transport is None or request.transport.is_closing()
 
 
 async def _acknowledge_receipts(connection: asyncpg.Connection, appender: LedgerAppender, receiver: str, cursor: int, now: datetime) -> None:

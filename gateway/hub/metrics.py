@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.hub import outbox
+from gateway.hub.stages import STAGE_TIMES
 from gateway.ledger import checkpoints
 
 
@@ -41,6 +42,7 @@ class Metrics:
             "# HELP gateway_refusals_total Requests refused by this process, by catalogue code.",
             "# TYPE gateway_refusals_total counter",
             *(f'gateway_refusals_total{{code="{code}"}} {count}' for code, count in sorted(self._refused.items())),
+            *STAGE_TIMES.lines(),
             "# HELP gateway_process_tasks Asyncio tasks alive in this process (workers, requests in flight): a leak grows it.",
             "# TYPE gateway_process_tasks gauge",
             f"gateway_process_tasks {len(asyncio.all_tasks())}",

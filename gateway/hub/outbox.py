@@ -138,6 +138,18 @@ async def claim_for_inbox(
     return [_claimed(row, keys) for row in rows]
 
 
+async def release_inbox_claim(executor: Executor, message_ids: list[str], caller_id: str) -> None:
+    """Undo `claim_for_inbox` of rows whose answer never reached the caller: not leased, one attempt fewer (a receipt
+    with none is not yet returned), and a message fetched for the first time `accepted` again."""
+    await executor.execute(
+        "WITH back AS (UPDATE outbox SET claimed_by = NULL, lease_until = NULL, attempts = attempts - 1"
+        " WHERE message_id = ANY($1::uuid[]) AND claimed_by = $2 AND attempts > 0 RETURNING message_id, attempts)"
+        " UPDATE messages m SET status = 'accepted' FROM back"
+        " WHERE m.id = back.message_id AND back.attempts = 0 AND m.status = 'delivered' AND m.type <> 'receipt'",
+        [uuid.UUID(i) for i in message_ids], caller_id,
+    )
+
+
 async def receipts_to_acknowledge(executor: Executor, receiver: str, cursor: int) -> bool:
     """Whether a request with `after` = cursor acknowledges any fetched receipt (PROTO-12.6-2)."""
     return bool(
@@ -171,19 +183,20 @@ async def acknowledge_pushed_receipt(connection: asyncpg.Connection, message_id:
     )
 
 
-async def complete_with_receipt(connection: asyncpg.Connection, target_id: str, receipt: bytes) -> int:
-    """Record the receiver's receipt on the message it acknowledges and end that message's delivery.
-
-    Returns the delivery attempts made (0 when nothing was queued any more, e.g. superseded).
-    """
-    attempts = await connection.fetchval(
-        "WITH done AS (DELETE FROM outbox WHERE message_id = $1 RETURNING attempts, claimed_by)"
-        " UPDATE messages m SET status = 'receipted', receiver_receipt = $2,"
-        " delivered_by = coalesce((SELECT claimed_by FROM done), m.delivered_by)"
-        " WHERE m.id = $1 RETURNING coalesce((SELECT attempts FROM done), 0)",
-        uuid.UUID(target_id), receipt,
+async def complete_with_receipts(connection: asyncpg.Connection, receipts: list[tuple[str, bytes]]) -> dict[str, int]:
+    """Record each receiver's receipt on the message it acknowledges and end that message's delivery, for (target id,
+    receipt) pairs of distinct targets in one statement: target id -> the delivery attempts made (0 when nothing was
+    queued any more, e.g. superseded)."""
+    rows = await connection.fetch(
+        "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::bytea[]) AS t(target, receipt)),"
+        " done AS (DELETE FROM outbox o USING input i WHERE o.message_id = i.target RETURNING o.message_id, o.attempts, o.claimed_by)"
+        " UPDATE messages m SET status = 'receipted', receiver_receipt = i.receipt,"
+        " delivered_by = coalesce(d.claimed_by, m.delivered_by)"
+        " FROM input i LEFT JOIN done d ON d.message_id = i.target WHERE m.id = i.target"
+        " RETURNING m.id, coalesce(d.attempts, 0) AS attempts",
+        [uuid.UUID(target) for target, _ in receipts], [receipt for _, receipt in receipts],
     )
-    return attempts or 0
+    return {str(row["id"]): row["attempts"] for row in rows}
 
 
 async def retry_later(

@@ -9,11 +9,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.message import Message
+
+if TYPE_CHECKING:
+    from gateway.hub.cases import CaseWrite
 from gateway.store.payloads import PayloadKeys
 
 Executor = asyncpg.Connection | asyncpg.Pool
@@ -51,6 +55,32 @@ async def receipt_by_digest(executor: Executor, digest: str) -> tuple[str, bytes
     return (str(row["id"]), row["hub_receipt"], row["type"]) if row else None
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    stored: tuple[str, bytes, str] | None
+    """(message id, stored hub receipt, type) of the accepted message with the digest (§8.2)."""
+    known_digest: str | None
+    """The digest of the accepted message with the id, if any (§8.3)."""
+
+
+async def look_up(executor: Executor, digest: str, message_id: str | None) -> Found:
+    """Before the queue, one round trip: the accepted message with these bytes (a resend), and the digest accepted
+    under this id (a conflict); `message_id` None when the payload has no id in the protocol's form."""
+    # Two index lookups, not `digest = $1 OR id = $2`: a cached generic plan of the OR is a sequential scan.
+    rows = await executor.fetch(
+        "SELECT id, digest, hub_receipt, type FROM messages WHERE digest = $1"
+        " UNION ALL SELECT id, digest, hub_receipt, type FROM messages WHERE id = $2",
+        bytes.fromhex(digest), uuid.UUID(message_id) if message_id else None,
+    )
+    stored = known = None
+    for row in rows:
+        if bytes(row["digest"]).hex() == digest:
+            stored = (str(row["id"]), row["hub_receipt"], row["type"])
+        if message_id is not None and str(row["id"]) == message_id:
+            known = bytes(row["digest"]).hex()
+    return Found(stored, known)
+
+
 async def receipts_by_digests(executor: Executor, digests: set[str]) -> dict[str, tuple[str, bytes, str]]:
     """`receipt_by_digest` for many digests in one query: digest -> (message id, stored hub receipt, type)."""
     if not digests:
@@ -62,15 +92,9 @@ async def receipts_by_digests(executor: Executor, digests: set[str]) -> dict[str
 
 
 async def digests_by_ids(executor: Executor, message_ids: set[str]) -> dict[str, str]:
-    """`digest_by_id` for many ids in one query: message id -> digest of the accepted message."""
+    """The digests accepted under `message_ids`, in one query: message id -> digest (§8.3)."""
     rows = await executor.fetch("SELECT id, digest FROM messages WHERE id = ANY($1::uuid[])", [uuid.UUID(i) for i in message_ids])
     return {str(row["id"]): bytes(row["digest"]).hex() for row in rows}
-
-
-async def digest_by_id(executor: Executor, message_id: str) -> str | None:
-    """The digest of the accepted message with this id, if any (§8.3)."""
-    found = await executor.fetchval("SELECT digest FROM messages WHERE id = $1", uuid.UUID(message_id))
-    return found.hex() if found is not None else None
 
 
 async def message_by_id(executor: Executor, message_id: str) -> StoredMessage | None:
@@ -96,28 +120,6 @@ async def message_by_id(executor: Executor, message_id: str) -> StoredMessage | 
     )
 
 
-async def lock_case(connection: asyncpg.Connection, case_id: str) -> CaseRow | None:
-    """The case row, locked until the end of the transaction, or None for a new case."""
-    row = await connection.fetchrow(
-        "SELECT kind, opener, responder, state, respond_by FROM cases WHERE id = $1 FOR UPDATE", uuid.UUID(case_id)
-    )
-    return CaseRow(row["kind"], row["opener"], row["responder"], row["state"], row["respond_by"]) if row else None
-
-
-async def open_case(
-    connection: asyncpg.Connection, message: Message, kind: str, state: str, respond_by: datetime | None, now: datetime
-) -> None:
-    await connection.execute(
-        "INSERT INTO cases (id, kind, opener, responder, state, respond_by, opened_by, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        uuid.UUID(message.case), kind, message.sender, message.receiver, state, respond_by, uuid.UUID(message.id), now,
-    )
-
-
-async def move_case(connection: asyncpg.Connection, case_id: str, state: str, now: datetime) -> None:
-    await connection.execute("UPDATE cases SET state = $2, updated_at = $3 WHERE id = $1", uuid.UUID(case_id), state, now)
-
-
 @dataclass(frozen=True, slots=True)
 class RepliedMessage:
     case: str
@@ -127,53 +129,108 @@ class RepliedMessage:
     digest: str
 
 
-async def replied_message(connection: asyncpg.Connection, message_id: str) -> RepliedMessage | None:
-    """What `reply_to` checks need of an accepted message (§5.2, §9.4)."""
-    row = await connection.fetchrow(
-        "SELECT case_id, type, receiver, receiver_receipt IS NOT NULL AS receipted, digest FROM messages WHERE id = $1",
-        uuid.UUID(message_id),
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """What the accepting transaction reads about one message (`look_up_many`)."""
+
+    known_digest: str | None
+    """The digest already accepted under the message's id, if any (§8.3)."""
+    case: CaseRow | None
+    """The message's case, locked until the end of the batch's transaction; None for a new case."""
+    replied: RepliedMessage | None
+    """The message its `reply_to` names, if any (§5.2, §9.4)."""
+    key_refusal: ProtocolError | None
+    """The refusal the registry, as committed now, makes of the message's key (§10.4), if any."""
+
+
+async def look_up_many(connection: asyncpg.Connection, messages: list[Message], at: datetime) -> list[BatchView]:
+    """Under the batch's ledger lock, for messages of distinct cases, one round trip: for each, the digest already
+    accepted under its id, its case row locked FOR UPDATE (in id order), the message its `reply_to` names, and the
+    refusal of its key if the registry, as committed now, says it is unknown, revoked or expired at `at`.
+
+    Key changes take the same ledger lock, so the answer is the registry as of this batch's place in the ledger's
+    order (§10.4). Locking the case rows makes racing messages of one case take turns, in any number of processes.
+    """
+    rows = await connection.fetch(
+        "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[]) WITH ORDINALITY"
+        " AS t(id, kid, case_id, reply_to, n)),"
+        " locked AS MATERIALIZED (SELECT id, kind, opener, responder, state, respond_by FROM cases"
+        " WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE)"
+        " SELECT i.n, m.digest, k.kid IS NOT NULL AS known, k.revoked_at, k.not_after,"
+        " l.kind, l.opener, l.responder, l.state, l.respond_by,"
+        " r.id AS r_id, r.case_id AS r_case, r.type AS r_type, r.receiver AS r_receiver,"
+        " r.receiver_receipt IS NOT NULL AS r_receipted, r.digest AS r_digest"
+        " FROM input i LEFT JOIN messages m ON m.id = i.id LEFT JOIN keys k ON k.kid = i.kid"
+        " LEFT JOIN locked l ON l.id = i.case_id LEFT JOIN messages r ON r.id = i.reply_to ORDER BY i.n",
+        [uuid.UUID(m.id) for m in messages], [m.kid for m in messages], [uuid.UUID(m.case) for m in messages],
+        [uuid.UUID(m.reply_to) if m.reply_to else None for m in messages],
     )
-    return RepliedMessage(str(row["case_id"]), row["type"], row["receiver"], row["receipted"], bytes(row["digest"]).hex()) if row else None
+    return [_batch_view(row, at) for row in rows]
 
 
-async def insert_message(
-    connection: asyncpg.Connection,
-    message: Message,
-    accepted_at: datetime,
-    ledger_index: int,
-    hub_receipt: bytes,
-    sealed: tuple[str, bytes],
-    retention_days: int | None,
-) -> None:
-    """Record an accepted message, its bytes `sealed` as (payload key id, sealed bytes) by
-    gateway/store/payloads.py and its route's retention, and queue it for delivery to its receiver (one statement)."""
-    payload_key, sealed_bytes = sealed
-    await connection.fetchval(
-        "WITH stored AS ("
-        " INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
+def _batch_view(row: asyncpg.Record, at: datetime) -> BatchView:
+    key_refusal = None
+    if not row["known"]:
+        key_refusal = ProtocolError("key-unknown", where="kid")
+    elif row["revoked_at"] is not None and row["revoked_at"] <= at:
+        key_refusal = ProtocolError("key-revoked", where="kid")
+    elif row["not_after"] <= at:
+        key_refusal = ProtocolError("key-expired", where="kid")
+    case = CaseRow(row["kind"], row["opener"], row["responder"], row["state"], row["respond_by"]) if row["kind"] is not None else None
+    replied = None
+    if row["r_id"] is not None:
+        replied = RepliedMessage(str(row["r_case"]), row["r_type"], row["r_receiver"], row["r_receipted"], bytes(row["r_digest"]).hex())
+    return BatchView(row["digest"].hex() if row["digest"] is not None else None, case, replied, key_refusal)
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One accepted message for `insert_messages`: its bytes `sealed` as (payload key id, sealed bytes) by
+    gateway/store/payloads.py, its route's retention and its case write (gateway/hub/cases.py)."""
+
+    message: Message
+    accepted_at: datetime
+    ledger_index: int
+    hub_receipt: bytes
+    sealed: tuple[str, bytes]
+    retention_days: int | None
+    case_write: CaseWrite | None
+
+
+async def insert_messages(connection: asyncpg.Connection, rows: list[NewMessage]) -> None:
+    """Record accepted messages of distinct cases in one statement: their case writes (open or move), the messages,
+    their outbox rows (queued for delivery), and a notification per receiver that wakes its long polls and the push
+    workers at COMMIT."""
+    columns: list[list[Any]] = [[] for _ in range(19)]
+    for row in rows:
+        m, write = row.message, row.case_write
+        values = (
+            uuid.UUID(m.id), bytes.fromhex(m.digest), row.sealed[1], m.type, m.sender, m.receiver, uuid.UUID(m.case),
+            uuid.UUID(m.reply_to) if m.reply_to else None, m.kid, m.created, row.accepted_at, row.ledger_index, row.hub_receipt,
+            row.sealed[0], row.retention_days, write.action if write else None, write.kind if write else None,
+            write.state if write else None, write.respond_by if write else None,
+        )
+        for column, value in zip(columns, values):
+            column.append(value)
+    await connection.fetch(
+        "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::text[], $5::text[], $6::text[],"
+        " $7::uuid[], $8::uuid[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bigint[], $13::bytea[], $14::text[],"
+        " $15::integer[], $16::text[], $17::text[], $18::text[], $19::timestamptz[])"
+        " AS t(id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created, accepted_at, ledger_index,"
+        " hub_receipt, payload_key, retention_days, action, kind, state, respond_by)),"
+        " opened AS (INSERT INTO cases (id, kind, opener, responder, state, respond_by, opened_by, updated_at)"
+        " SELECT case_id, kind, sender, receiver, state, respond_by, id, accepted_at FROM input WHERE action = 'open'),"
+        " moved AS (UPDATE cases c SET state = i.state, updated_at = i.accepted_at FROM input i"
+        " WHERE c.id = i.case_id AND i.action = 'move'),"
+        " stored AS (INSERT INTO messages (id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created,"
         " accepted_at, ledger_index, hub_receipt, payload_key, retention_days)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        " SELECT id, digest, compact, type, sender, receiver, case_id, reply_to, kid, created, accepted_at, ledger_index,"
+        " hub_receipt, payload_key, retention_days FROM input ORDER BY ledger_index"
         " RETURNING id, receiver, case_id, accepted_at, ledger_index, type),"
         " queued AS (INSERT INTO outbox (message_id, receiver, case_id, due_at, queued_at, ledger_index, is_receipt)"
         " SELECT id, receiver, case_id, accepted_at, accepted_at, ledger_index, type = 'receipt' FROM stored RETURNING receiver)"
-        # Wakes the receiver's long polls and the push workers at COMMIT (one notification per
-        # receiver and transaction: PostgreSQL folds identical ones).
-        " SELECT pg_notify('gateway_outbox', receiver) FROM queued",
-        uuid.UUID(message.id),
-        bytes.fromhex(message.digest),
-        sealed_bytes,
-        message.type,
-        message.sender,
-        message.receiver,
-        uuid.UUID(message.case),
-        uuid.UUID(message.reply_to) if message.reply_to else None,
-        message.kid,
-        message.created,
-        accepted_at,
-        ledger_index,
-        hub_receipt,
-        payload_key,
-        retention_days,
+        " SELECT pg_notify('gateway_outbox', receiver) FROM (SELECT DISTINCT receiver FROM queued) AS receivers",
+        *columns,
     )
 
 
@@ -189,27 +246,6 @@ async def remember_request_proof(executor: Executor, jti: str, kid: str, expires
 async def forget_expired_request_proofs(executor: Executor, now: datetime) -> int:
     result = await executor.execute("DELETE FROM request_proof_ids WHERE expires_at < $1", now)
     return int(result.split()[-1])
-
-
-async def recheck_in_batch(connection: asyncpg.Connection, message_id: str, kid: str, at: datetime) -> str | None:
-    """Under the batch's ledger lock: the digest already accepted under this id, if any — after
-    refusing the message if the registry, as committed now, says `kid` is revoked or expired at `at`.
-
-    Key changes take the same lock, so the answer is the registry as of this batch's place in
-    the ledger's order (§10.4); one round trip for both questions.
-    """
-    row = await connection.fetchrow(
-        "SELECT m.digest, k.kid IS NOT NULL AS known, k.revoked_at, k.not_after"
-        " FROM (SELECT 1) AS one LEFT JOIN messages m ON m.id = $1 LEFT JOIN keys k ON k.kid = $2",
-        uuid.UUID(message_id), kid,
-    )
-    if not row["known"]:
-        raise ProtocolError("key-unknown", where="kid")
-    if row["revoked_at"] is not None and row["revoked_at"] <= at:
-        raise ProtocolError("key-revoked", where="kid")
-    if row["not_after"] <= at:
-        raise ProtocolError("key-expired", where="kid")
-    return row["digest"].hex() if row["digest"] is not None else None
 
 
 async def reseal_messages(pool: asyncpg.Pool, keys: PayloadKeys, *, clear_only: bool = False, batch: int = 500) -> int:

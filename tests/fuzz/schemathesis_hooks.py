@@ -1,6 +1,6 @@
 """Schemathesis hooks for tests/fuzz/test_openapi_schemathesis.py (loaded with SCHEMATHESIS_HOOKS=tests.fuzz.schemathesis_hooks).
 
-`application/jose` bodies are sent as generated (a string as UTF-8), and every GET gets a
+`application/jose` bodies and bulk bodies (`application/vnd.gba.jose-lines`) are sent as generated (a string as UTF-8), and every GET gets a
 fresh request proof (docs/protocol.md §9.5) signed by the key in GBA_PROOF_KEY_FILE for
 the hub's public base URL in GBA_PUBLIC_BASE_URL.
 """
@@ -21,7 +21,7 @@ _KEY = read_private_key(Path(os.environ["GBA_PROOF_KEY_FILE"]))
 _PUBLIC_BASE = os.environ["GBA_PUBLIC_BASE_URL"].rstrip("/")
 
 
-@schemathesis.serializer("application/jose")
+@schemathesis.serializer("application/jose", "application/vnd.gba.jose-lines")
 def as_sent(ctx: schemathesis.SerializationContext, value: object) -> bytes:
     if isinstance(value, bytes):
         return value

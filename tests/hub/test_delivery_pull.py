@@ -8,6 +8,7 @@ are tested end to end in tests/delivery/.
 from __future__ import annotations
 
 import json
+import time
 import threading
 from datetime import timedelta
 
@@ -286,3 +287,40 @@ def test_a_cancellation_supersedes_the_queued_request_and_is_delivered_itself(da
         assert Party(hub, mo).message_view(request["id"])["status"] == "superseded"
     cancelled = [e for e in ledger_kinds(database_url) if e["kind"] == "cancelled"]
     assert [(e["case"], e["message_id"], e["superseded"]) for e in cancelled] == [(request["case"], cancel["id"], [request["id"]])]
+
+
+def test_a_long_poll_its_client_gave_up_on_claims_nothing(database_url, example, test_key):
+    """A long poll whose client closed the connection must not lease what arrives afterwards: nobody reads that answer,
+    and a receipt counted as returned there would be acknowledged by the client's next cursor unseen (PROTO-12.6-2)."""
+    import select
+    import socket
+    from urllib.parse import urlsplit
+
+    hk, gd = test_key(HK), test_key(GD)
+    referral = sign_message(dict(example("referral.submit"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now())), gd)
+    with running_hub(database_url, long_polls_per_jurisdiction=1) as hub:
+        party = Party(hub, hk)
+        parts = urlsplit(hub.base_url)
+        deadline = time.monotonic() + 20
+        client = None
+        while True:
+            assert time.monotonic() < deadline, "the long poll never started"
+            if client is None or select.select([client], [], [], 0)[0]:  # none yet, or it was answered (refused): again
+                if client is not None:
+                    client.close()
+                client = socket.create_connection((parts.hostname, parts.port))
+                headers = "".join(f"{name}: {value}\r\n" for name, value in party.proof("GET", "/v1/inbox").items())
+                client.sendall(f"GET /v1/inbox?after=-1&wait=20 HTTP/1.1\r\nHost: {parts.netloc}\r\n{headers}\r\n".encode())
+            elif party.inbox(wait=0).status == 429:  # the long poll holds HK's only long-poll place: it is running
+                break
+        client.close()
+        # The client is gone; a message for HK arrives while the abandoned poll still waits.
+        assert hub.post_message(referral).status == 202
+        deadline = time.monotonic() + 20
+        while (answer := party.inbox(wait=1)).status == 429:  # the abandoned poll still holds the place
+            assert time.monotonic() < deadline, "the abandoned long poll never ended"
+        assert answer.status == 200
+        deliveries = answer.json()["deliveries"] or party.deliveries(wait=5)[0]
+    assert [d["message"] for d in deliveries] == [referral.decode()], "offered at once, not leased to a dead poll"
+    (row,) = query(database_url, "SELECT attempts FROM outbox")
+    assert row["attempts"] == 1, "one attempt: the delivery just made"

@@ -1,0 +1,70 @@
+"""The end-to-end benchmark works and keeps its shape (issue 12): a small bulk run of bench/pipeline.py.
+
+It runs the household re-verification exactly as the committed runs do — a real hub process over TLS, the embedded
+PostgreSQL (or a fresh database on GATEWAY_TEST_DATABASE_URL's server), three simulator processes that verify,
+receipt and answer every delivery, bulk bodies both ways — for 200 households, and checks the JSON: the stable keys
+with their types, no refusal, and the ledger checks (nothing lost, duplicated or misordered; `gateway ledger verify`
+intact; every payload sealed). No timing thresholds: how fast is docs/performance.md's business, not a test's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.database import external_test_database_url
+from tests.test_bench_accept import _processes_mentioning
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench" / "pipeline.py"
+
+STABLE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "pipeline_per_s": float,
+    "accepted_per_s": float,
+    "households_per_hour": (int, float),
+    "p50_ms": float,
+    "p95_ms": float,
+    "p99_ms": float,
+    "ratio_to_echo": float,
+    "cpu_us_per_message": dict,
+    "ceilings": dict,
+    "errors": dict,
+    "machine": dict,
+}
+
+
+def test_a_small_bulk_run_completes_every_household_and_loses_nothing(tmp_path):
+    out = tmp_path / "bulk.json"
+    command = [sys.executable, str(BENCH), "--mode", "bulk", "--households", "200", "--households-in-flight", "100",
+               "--echo-seconds", "1", "--copy-seconds", "1", "--json-out", str(out)]
+    external = external_test_database_url()
+    if external:
+        command += ["--database-url", external]
+    # Bounded: the run takes about 30 s; anything near this limit is a hang.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stderr[-4000:]}"
+    report = json.loads(result.stdout)
+    assert json.loads(out.read_text("utf-8")) == report
+
+    for key, kind in STABLE_KEYS.items():
+        assert key in report, key
+        assert isinstance(report[key], kind) and not isinstance(report[key], bool), (key, report[key])
+    assert report["errors"] == {} and report["problems"] == []
+    assert report["households_completed"] == 200
+    assert (report["lost"], report["duplicated"], report["misordered"]) == (0, 0, 0)
+    assert report["ledger_verified"] is True
+    assert report["tls"] is True and report["encryption_at_rest"] is True
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+    for ceiling in ("ed25519_sign_per_s", "ed25519_verify_per_s", "copy_rows_per_s"):
+        assert report["ceilings"][ceiling] > 0, ceiling
+    for role in ("hub", "CN-GD", "HK", "MO"):
+        assert role in report["cpu_us_per_message"], role
+    # Nothing it started outlives it: hub, simulators, embedded PostgreSQL, temporary folder.
+    folder = re.search(r"working in (/\S+)", result.stderr).group(1)
+    pids = [int(pid) for pid in re.findall(r"hub \d+: pid (\d+)", result.stderr)]
+    assert pids and not [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert _processes_mentioning(folder) == []
+    assert not Path(folder).exists()
