@@ -125,16 +125,31 @@ def _is_award(value: Any) -> bool:
     return type(value) not in _LEAVES and (type(value) is dict or isinstance(value, Mapping)) and _AWARD_MEMBERS <= value.keys()
 
 
+def _containers(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:
+    """`_walk` without the leaves: every object and array under `value` (itself included) with its JSON Pointer,
+    in document order. The checks made at acceptance look only for objects and arrays, and most values are leaves."""
+    stack = [(pointer, value)]
+    while stack:
+        pointer, value = stack.pop()
+        kind = type(value)
+        if kind is dict or (kind not in _LEAVES and kind is not list and isinstance(value, Mapping)):
+            yield pointer, value
+            stack += reversed([(f"{pointer}/{_escape(key)}", member) for key, member in value.items() if type(member) not in _LEAVES])
+        elif kind is list:
+            yield pointer, value
+            stack += reversed([(f"{pointer}/{index}", member) for index, member in enumerate(value) if type(member) not in _LEAVES])
+
+
 def _awards(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Every award (§6.1 *award*) in the body."""
-    for pointer, value in _walk(body, root):
+    for pointer, value in _containers(body, root):
         if _is_award(value):
             yield pointer, value
 
 
 def _identity_documents(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for pointer, value in _walk(body, root):
-        if pointer.endswith("/identity_documents") and isinstance(value, list):
+    for pointer, value in _containers(body, root):
+        if type(value) is list and pointer.endswith("/identity_documents"):
             for index, document in enumerate(value):
                 if isinstance(document, Mapping) and isinstance(document.get("number"), str):
                     yield f"{pointer}/{index}", document
