@@ -925,6 +925,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="record the hub with py-spy during the measured run (raw collapsed stacks) into this file")
     parser.add_argument("--no-tls", action="store_true",
                         help="plain HTTP (default: HTTPS with a certificate made for the run, as in production)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="hub processes on the one port (`gateway serve --workers N`; default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, config, bodies)")
     parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--echo-certificate", type=Path, help=argparse.SUPPRESS)
@@ -976,7 +978,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             port = free_port()
             config = folder / "gateway.toml"
             config.write_text(hub_config(port, folder / "data", tls), "utf-8")
-            serve = [*gateway_command(), "serve", "--config", str(config), "--port", str(port)]
+            serve = [*gateway_command(), "serve", "--config", str(config), "--port", str(port), "--workers", str(arguments.workers)]
             serve += ["--database-url", db.dsn] if db.embedded_data_dir is None else ["--data-dir", str(folder / "data")]
             with started(serve, folder / "hub.log", "gateway: serving") as (hub, _):
                 hub_url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
@@ -1007,11 +1009,11 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
 
                     postmaster = db.postmaster_pid()
                     db_before = process_tree_cpu(postmaster) if postmaster else {}
-                    hub_before = cpu_seconds(hub.pid)
+                    hub_before = process_tree_cpu(hub.pid)  # with --workers, the supervisor and its workers
                     busy_before = machine_busy_seconds()
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds)
-                    hub_after = cpu_seconds(hub.pid)
+                    hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster) if postmaster else {}
                     _finish_profiler(profiler, notes, folder / "py-spy.log")
@@ -1076,7 +1078,8 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "generator_detail": generator.describe(),
             "generator_cpu_s": round(main.generator_cpu_s, 3),
             "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,
-            "hub_cpu_s": round(hub_after - hub_before, 3) if hub_after is not None and hub_before is not None else None,
+            "hub_cpu_s": round(tree_cpu_delta(hub_before, hub_after), 3) if hub_after else None,
+            "workers": arguments.workers,
             "database_cpu_s": round(tree_cpu_delta(db_before, db_after), 3) if postmaster else None,
             "errors": main.errors,
             "stored_messages": stored,

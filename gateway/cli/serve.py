@@ -2,7 +2,8 @@
 
 Loads and checks the configuration, finds the database (embedded by default), and
 serves HTTPS — or plain HTTP on loopback, or anywhere with the explicit insecure
-development flag. SIGTERM and SIGINT drain in-flight requests before exit.
+development flag. SIGTERM and SIGINT drain in-flight requests before exit. With `--workers N`, N processes
+serve the same port (gateway/cli/workers.py): one machine's cores behind one address.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
+from gateway.cli import workers
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
 from gateway.hub.http import build_app, settings_for
@@ -30,6 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--database-url", help="use this PostgreSQL (default: $GATEWAY_DATABASE_URL, the config, or the embedded server)")
     serve.add_argument("--data-dir", type=Path, help="override the configuration's data_dir")
     serve.add_argument("--port", type=int, help="override the configured listen port (0 picks a free one)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="serve with N processes sharing the port (SO_REUSEPORT; default 1; at most one a core helps)")
     serve.set_defaults(run=_serve)
 
 
@@ -48,22 +53,31 @@ def _serve(arguments: argparse.Namespace) -> int:
     print(f"gateway: database: {database.describe()}", file=sys.stderr)
     before_commit, after_commit = kill_point_hooks(config.mode)
     before_commit = chain(hold_point_hook(config.mode, dsn), before_commit)
-    app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit)
     port = config.listen_port if arguments.port is None else arguments.port
-    return asyncio.run(_run(app, config, port))
+    if not 1 <= arguments.workers <= 64:
+        print("gateway: --workers must be from 1 to 64", file=sys.stderr)
+        return 2
+
+    def serve(port: int, reuse_port: bool, ready: Callable[[str], None]) -> int:
+        app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit)
+        return asyncio.run(_run(app, config, port, reuse_port, ready))
+
+    if arguments.workers == 1:
+        return serve(port, False, lambda line: print(line, flush=True))
+    return workers.supervise(arguments.workers, config.listen_host, port, serve)
 
 
-async def _run(app: web.Application, config: GatewayConfig, port: int) -> int:
+async def _run(app: web.Application, config: GatewayConfig, port: int, reuse_port: bool, ready: Callable[[str], None]) -> int:
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=30)
     await runner.setup()
     context = None
     if config.tls is not None:
         context = server_context(config.tls.certificate, config.tls.private_key, config.tls.client_ca)
-    site = web.TCPSite(runner, config.listen_host, port, ssl_context=context)
+    site = web.TCPSite(runner, config.listen_host, port, ssl_context=context, reuse_port=reuse_port or None)
     await site.start()
     scheme = "https" if context else "http"
     bound = runner.addresses[0]
-    print(f"gateway: serving {scheme}://{bound[0]}:{bound[1]} (mode {config.mode}); public base URL {config.public_base_url}", flush=True)
+    ready(f"gateway: serving {scheme}://{bound[0]}:{bound[1]} (mode {config.mode}); public base URL {config.public_base_url}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):

@@ -188,7 +188,7 @@ _TEST_FACILITIES = ("GATEWAY_KILL_POINT", "GATEWAY_HOLD_POINT")
 @contextlib.contextmanager
 def serve_process(
     folder: Path, database_url: str, environment: dict[str, str] | None = None, name: str = "serve",
-    config_text: str = SERVE_CONFIG, port: int = 0,
+    config_text: str = SERVE_CONFIG, port: int = 0, arguments: tuple[str, ...] = (),
 ):
     """`gateway serve` as a separate OS process on `database_url`; yields (process, RunningHub).
 
@@ -202,7 +202,8 @@ def serve_process(
     log_path = folder / f"{name}.log"
     log = log_path.open("a", encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", str(port)],
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", str(port),
+         *arguments],
         stdout=subprocess.PIPE, stderr=log, env=env, text=True,
     )
     try:

@@ -81,3 +81,65 @@ purposes = ["referral"]
         assert process.wait(60) == 0
         process.stdout.close()
         process.stderr.close()
+
+
+def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, database_url, example, test_key):
+    """`gateway serve --workers 2`: two processes answer on one address (SO_REUSEPORT); one killed is started again,
+    and messages sent meanwhile are accepted (a connection cut by the kill is resent, §8.1); SIGTERM stops all."""
+    import os
+    import time
+
+    from gateway.protocol.ids import new_uuid7
+    from gateway.protocol.message import sign_message
+    from gateway.protocol.timestamps import format_timestamp, utc_now
+    from tests.hub.harness import query, serve_process
+
+    def referral() -> bytes:
+        payload = dict(example("referral.submit"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))
+        return sign_message(payload, test_key("test-cn-gd-message-1"))
+
+    def send(hub, body: bytes) -> int:
+        for _ in range(5):  # a connection the kill cut gets no answer: the identical bytes again (§8.1)
+            try:
+                return hub.post_message(body).status
+            except (ConnectionError, http.client.HTTPException):
+                continue
+        raise AssertionError("no answer after five tries")
+
+    with serve_process(tmp_path, database_url, name="workers", arguments=("--workers", "2")) as (process, hub):
+        log = tmp_path / "workers.log"
+        workers = _children(process.pid)
+        port = int(hub.base_url.rsplit(":", 1)[1])
+        assert len(workers) == 2 and all(_listens(pid, port) for pid in workers), "both workers listen on the one port"
+        assert all(send(hub, referral()) == 202 for _ in range(10))
+        os.kill(workers[0], signal.SIGKILL)
+        assert all(send(hub, referral()) == 202 for _ in range(10)), "the other worker answers meanwhile"
+        deadline = time.monotonic() + 60
+        while not ((replaced := _children(process.pid)) and len(replaced) == 2 and all(_listens(pid, port) for pid in replaced)):
+            assert time.monotonic() < deadline, "the supervisor did not replace the killed worker"
+            assert process.poll() is None
+            time.sleep(0.1)  # polling /proc for the new worker's socket: bounded by the deadline above
+        assert workers[0] not in replaced and "worker" in log.read_text("utf-8")
+    assert process.returncode == 0
+    assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 20
+    assert not [pid for pid in workers[1:] if os.path.exists(f"/proc/{pid}")], "SIGTERM stopped every worker"
+
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc)."""
+    return [int(child) for child in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a TCP socket listening on `port` (Linux /proc)."""
+    import os
+
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # state LISTEN
+                listening.add(fields[9])
+    sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    return any(f"socket:[{inode}]" in sockets for inode in listening)

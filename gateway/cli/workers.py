@@ -1,0 +1,120 @@
+"""`gateway serve --workers N`: N processes serve one address (docs/operations.md, "Running several gateway processes").
+
+Each worker is a whole gateway process — its own event loop, database pool, group committer and background
+tasks — forked from the supervisor after the configuration is checked and the database found. They listen on the
+same port with SO_REUSEPORT, and the kernel spreads new connections over them. Nothing else is shared but
+PostgreSQL, exactly as for processes started one by one; only per-process figures differ (abuse limits, the
+counters of `/metrics`: a scrape reads the worker that answers).
+
+The supervisor prints `gateway: serving URL ... (N workers, pids ...)` once every worker listens, starts a worker
+again when one dies (at most once a second; a worker that cannot start at all ends the whole), and on SIGTERM or
+SIGINT passes the signal on and waits until every worker has drained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+Serve = Callable[[int, bool, Callable[[str], None]], int]
+"""Run one worker: serve(port, reuse_port, ready) calls ready(line) once it listens and returns its exit status."""
+
+RESTART_INTERVAL = 1.0
+"""A worker that died is started again, but not sooner than this after its previous start."""
+
+
+def supervise(count: int, host: str, port: int, serve: Serve) -> int:
+    """Run `count` workers of `serve` on `host`:`port` (0: a free port, the same for all) until SIGTERM or SIGINT."""
+    holder = None
+    if port == 0:  # choose the port once, and hold it until every worker listens on it
+        holder = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((host, 0))
+        port = holder.getsockname()[1]
+    stopping = False
+    workers: dict[int, float] = {}
+
+    def stop(signal_number: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        _pass_on(workers, signal.SIGTERM)  # each drains its requests and exits; os.wait() below sees them go
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    first_line = ""
+    try:
+        for _ in range(count):
+            pid, line = _start(serve, port)
+            workers[pid] = time.monotonic()
+            first_line = first_line or line
+        if holder is not None:
+            holder.close()
+        print(f"{first_line} ({count} workers, pids {' '.join(map(str, workers))})", flush=True)
+        while workers:
+            try:
+                pid, status = os.wait()
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
+            started = workers.pop(pid, None)
+            if started is None or stopping:
+                continue
+            print(f"gateway: worker {pid} ended ({_describe(status)}); starting another", file=sys.stderr, flush=True)
+            time.sleep(max(0.0, started + RESTART_INTERVAL - time.monotonic()))  # a worker that keeps dying: once a second
+            new_pid, _ = _start(serve, port)
+            workers[new_pid] = time.monotonic()
+            if stopping:  # the stop came while this one started
+                _pass_on(workers, signal.SIGTERM)
+    finally:
+        _pass_on(workers, signal.SIGTERM)
+        for pid in list(workers):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        if holder is not None:
+            holder.close()
+    return 0 if stopping else 1
+
+
+def _start(serve: Serve, port: int) -> tuple[int, str]:
+    """Fork one worker; return its pid and its `serving` line, once it listens."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os.close(read_end)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+        def ready(line: str) -> None:
+            os.write(write_end, line.encode() + b"\n")
+            os.close(write_end)
+
+        status = 1
+        try:
+            status = serve(port, True, ready)
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        line = pipe.readline().decode().strip()
+    if not line:
+        _, status = os.waitpid(pid, 0)
+        raise SystemExit(f"gateway: a worker did not start ({_describe(status)})")
+    return pid, line
+
+
+def _pass_on(workers: dict[int, float], signal_number: int) -> None:
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal_number)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit {os.WEXITSTATUS(status)}"
