@@ -1041,7 +1041,7 @@ class Orchestrator:
         config.write_text(accept.hub_config(port, self.folder / f"hub-{number}-data", self.tls), "utf-8")
         assert self.db is not None
         command = [*accept.gateway_command(), "serve", "--config", str(config), "--port", str(port),
-                   "--database-url", self.db.dsn]
+                   "--database-url", self.db.dsn, "--workers", str(self.arguments.hub_workers)]
         process, _ = self.stack.enter_context(accept.started(command, self.folder / f"hub-{number}.log", "gateway: serving"))
         hub.process = process
         self.hubs.append(hub)
@@ -1412,8 +1412,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                                                                    "capped at 1,000,000 bytes)")
     parser.add_argument("--bulk-concurrency", type=int, default=2, help="bulk bodies in flight per simulator (default 2)")
     parser.add_argument("--inbox-limit", type=int, default=500, help="GET /v1/inbox limit (default 500)")
-    parser.add_argument("--poll-wait", type=int, default=5, help="long-poll wait in seconds (default 5)")
+    parser.add_argument("--poll-wait", type=int, default=1,
+                        help="long-poll wait in seconds (default 1: a delivered receipt holds back the next message of its "
+                             "case until the next poll acknowledges it by cursor, PROTO-12.4-2, PROTO-12.6-2, so a long wait "
+                             "shows up in the latency tail)")
     parser.add_argument("--connections", type=int, default=256, help="HTTP connections per simulator (default 256)")
+    parser.add_argument("--hub-workers", type=int, default=1,
+                        help="processes per hub (`gateway serve --workers N`, one port; default 1). With more than one, "
+                             "`stages` counts only the workers that answered the /metrics scrapes")
     parser.add_argument("--kill-after", type=float, help="scaleout: SIGKILL hub 1 this many seconds into the third phase "
                                                          "(default: half of --seconds; 0: no kill phase)")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="time for open households to finish after "

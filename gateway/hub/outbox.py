@@ -67,11 +67,13 @@ class OutboxRow:
     last_error: str | None
 
 
-_READY = (
-    "c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1)"
-    " AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.receiver = c.receiver AND e.case_id = c.case_id"
+_NOT_HELD_BACK = (
+    "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.receiver = c.receiver AND e.case_id = c.case_id"
     " AND e.state = 'queued' AND e.ledger_index < c.ledger_index)"
 )
+"""PROTO-12.4-2: no earlier message of the same case for the same receiver is still queued."""
+
+_READY = "c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1) AND " + _NOT_HELD_BACK
 
 _CLAIMED = (
     " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
@@ -121,10 +123,18 @@ async def claim_for_inbox(
 
     A message other than a receipt that is fetched for the first time becomes `delivered`.
     """
+    # The unleased rows and the expired leases are read from their own indexes (migration 0007), each in ledger
+    # order, so that the deliveries in flight (leased) cost nothing; then the first `limit` of both are locked.
     rows = await executor.fetch(
-        "WITH pick AS (SELECT c.message_id FROM outbox c WHERE c.receiver = $2 AND "
-        + _READY
-        + " ORDER BY c.ledger_index LIMIT $5 FOR UPDATE SKIP LOCKED),"
+        "WITH ready AS ("
+        "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until IS NULL"
+        " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
+        " UNION ALL "
+        "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until <= $1"
+        " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)),"
+        " pick AS (SELECT c.message_id FROM outbox c JOIN ready r ON r.message_id = c.message_id"
+        " WHERE c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1)"
+        " ORDER BY r.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED),"
         " leased AS (UPDATE outbox o SET claimed_by = $3, lease_until = $1::timestamptz + make_interval(secs => $4::double precision),"
         " attempts = o.attempts + 1 FROM pick WHERE o.message_id = pick.message_id"
         " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at),"
