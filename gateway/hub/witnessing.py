@@ -7,8 +7,9 @@ latest checkpoint with C2SP `tlog-witness` `add-checkpoint`: `old` is the size t
 witness last cosigned, with the consistency proof from there. A witness that is down
 never stops the ledger; how far behind it is shows in `/metrics`.
 
-A witness that answers 409 with a size *larger* than the hub's latest checkpoint has
-seen a tree this database no longer holds: the database was restored from a backup
+A witness that answers 409 with a size *larger* than the hub's latest checkpoint, of which
+this database holds no checkpoint, has seen a tree this database no longer holds (one it
+does hold was signed by another process meanwhile): the database was restored from a backup
 or failed over to a replica that had not caught up (docs/operations.md, "Rollback").
 The checkpointer then stops signing for this origin and says so, until an operator
 starts a new origin (`gateway ledger new-origin`).
@@ -136,6 +137,8 @@ class Checkpointer:
         """Bring one witness up to `latest`; whether it answered (with anything)."""
         record = await checkpoints.witness_record(self._pool, witness.name)
         old = record.size if record is not None and record.origin == self.origin else 0
+        if old > latest.size:  # another process already brought this witness past this process's latest checkpoint
+            return True
         for _ in range(2):  # a 409 tells the size the witness holds: one more try from there
             answer = await self._send(session, witness, old, latest)
             if answer is None:
@@ -149,6 +152,10 @@ class Checkpointer:
                 if held_size is None:
                     break
                 if held_size > latest.size:
+                    if await checkpoints.checkpoint_at(self._pool, self.origin, held_size) is not None:
+                        # This database signed that larger tree too: another process's newer checkpoint reached the
+                        # witness first (several processes, docs/operations.md). A race, not a rollback.
+                        return True
                     self._stop(f"witness {witness.name} holds a tree of {held_size} entries; the latest checkpoint here has {latest.size}")
                     await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error=f"ahead-{held_size}")
                     return True

@@ -301,3 +301,29 @@ def test_a_database_restored_from_backup_is_caught_by_the_witnesses_and_a_new_or
         verified = notes.verify_checkpoint(note, exchange.log_key(), exchange.witness_keys(), exchange.config.quorum)
         assert verified.checkpoint.origin == "127.0.0.1/gba-ledger/2" and len(verified.cosigned_by) == 3
 
+
+
+def test_a_witness_ahead_with_a_checkpoint_this_database_signed_is_a_race_not_a_rollback(database_url, tmp_path):
+    """With several processes, one may bring a witness up to an older checkpoint after another process got a newer
+    one cosigned: the witness's 409 names a larger size that this database did sign. Signing must go on."""
+
+    async def scenario(exchange, session):
+        await verification(exchange, "HK")
+        older = await exchange.checkpointer.checkpoint_now()
+        await verification(exchange, "MO")
+        newer = await exchange.checkpointer.checkpoint_now()  # the witnesses cosign the larger tree
+        # A slower process read the witnesses' records before the newer cosignatures were noted, and brings them up
+        # to the older checkpoint it holds: each witness answers 409 with the larger size.
+        pool = await _pool(exchange)
+        for witness in exchange.checkpointer._witnesses:
+            await checkpoints.note_witness(pool, witness.name, exchange.config.origin, utc_now(), size=older.size, root=older.root)
+        answered = await exchange.checkpointer._witness_round(older)
+        await verification(exchange, "HK")
+        after = await exchange.checkpointer.checkpoint_now()
+        reported = await checkpoints.rollback_reported(pool, exchange.config.origin)
+        return older, newer, answered, after, exchange.checkpointer.rolled_back, reported
+
+    older, newer, answered, after, stopped, reported = run(database_url, tmp_path, scenario)
+    assert newer.size > older.size and answered > 0
+    assert stopped is None and reported is None, "a witness ahead with a tree this database signed is no rollback"
+    assert after.size > newer.size, "signing went on"
