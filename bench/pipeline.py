@@ -247,6 +247,18 @@ class Jurisdiction:
             code = None
         return f"{status} {code or 'no-problem-code'}"
 
+    def _accepted(self, item: Outgoing, answer: bytes | dict[str, Any]) -> None:
+        """A `202` for `item` (an answer's body, or a bulk line's result): settled once its hub receipt verifies, else
+        counted as an error."""
+        try:
+            self._check_hub_receipt(item, json.loads(answer) if isinstance(answer, bytes) else answer)
+        except (ProtocolError, ValueError, KeyError, TypeError, AttributeError) as error:
+            self.errors[f"hub receipt: {getattr(error, 'code', type(error).__name__)}"] += 1
+            _settle(item.future, Failed("hub receipt"))
+            return
+        self.counts[f"accepted_{item.kind}"] += 1
+        _settle(item.future, True)
+
     def _check_hub_receipt(self, item: Outgoing, document: dict[str, Any]) -> None:
         receipt = verify_hub_receipt(document["hub_receipt"].encode("ascii"), self.trust)
         if receipt.message_id != item.message_id or receipt.message_digest != item.digest:
@@ -275,14 +287,7 @@ class Jurisdiction:
             item.attempts += 1
             _, status, data = await self._post("/v1/messages", item.compact, JOSE, 1)
             if status == 202:
-                try:
-                    self._check_hub_receipt(item, json.loads(data))
-                except (ProtocolError, ValueError, KeyError, TypeError, AttributeError) as error:
-                    self.errors[f"hub receipt: {getattr(error, 'code', type(error).__name__)}"] += 1
-                    _settle(item.future, Failed("hub receipt"))
-                    return
-                self.counts[f"accepted_{item.kind}"] += 1
-                _settle(item.future, True)
+                self._accepted(item, data)
                 return
             if status:
                 problem = self._refusal(status, data)
@@ -331,14 +336,7 @@ class Jurisdiction:
             for item, result in zip(batch, results) if not retry else ():
                 line_status = result.get("status")
                 if line_status == 202:
-                    try:
-                        self._check_hub_receipt(item, result)
-                    except (ProtocolError, ValueError, KeyError, TypeError, AttributeError) as error:
-                        self.errors[f"hub receipt: {getattr(error, 'code', type(error).__name__)}"] += 1
-                        _settle(item.future, Failed("hub receipt"))
-                        continue
-                    self.counts[f"accepted_{item.kind}"] += 1
-                    _settle(item.future, True)
+                    self._accepted(item, result)
                     continue
                 problem = f"{line_status} {(result.get('problem') or {}).get('code', 'no-problem-code')}"
                 self.errors[problem] += 1

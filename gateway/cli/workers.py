@@ -7,7 +7,7 @@ PostgreSQL, exactly as for processes started one by one; only per-process figure
 counters of `/metrics`: a scrape reads the worker that answers).
 
 The supervisor prints `gateway: serving URL ... (N workers, pids ...)` once every worker listens, starts a worker
-again when one dies (at most once a second; a worker that cannot start at all ends the whole), and on SIGTERM or
+again when one dies (and prints `gateway: worker PID serving (it replaces PID)` once it listens) (at most once a second; a worker that cannot start at all ends the whole), and on SIGTERM or
 SIGINT passes the signal on and waits until every worker has drained.
 """
 
@@ -69,6 +69,7 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
             time.sleep(max(0.0, started + RESTART_INTERVAL - time.monotonic()))  # a worker that keeps dying: once a second
             new_pid, _ = _start(serve, port)
             workers[new_pid] = time.monotonic()
+            print(f"gateway: worker {new_pid} serving (it replaces {pid})", flush=True)
             if stopping:  # the stop came while this one started
                 _pass_on(workers, signal.SIGTERM)
     finally:

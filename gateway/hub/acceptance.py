@@ -224,13 +224,10 @@ class Hub:
             )
         except asyncpg.UniqueViolationError:  # a race the batch's lookup could not see: answered as one
             outcome = _IdRace()
-        if isinstance(outcome, _IdRace):
-            return await self._after_race(signed, message, now)
-        if isinstance(outcome, ProtocolError):
-            _log.info("message_refused", code=outcome.code, where=outcome.where, kid=message.kid, case=message.case, route=_route(message))
-            raise outcome
-        _log.info("message_accepted", message_id=message.id, case=message.case, route=_route(message))
-        return outcome
+        result = await self._settled(signed, message, outcome, now)
+        if isinstance(result, ProtocolError):
+            raise result
+        return result
 
     def _check_payload(self, signed: SignedMessage, payload: Any, known: str | None, trust: TrustList, now: datetime) -> Message:
         """The checks after the payload was read; `known` is the digest already accepted under its id, if any."""
@@ -338,7 +335,7 @@ class Hub:
         """The result of one committed bulk line: its acceptance or refusal, or `unavailable` when its batch did not commit."""
         error = future.exception()
         if isinstance(error, asyncpg.UniqueViolationError) and message is not None:
-            return await self._settle_race(signed, message, now)
+            return await self._settled(signed, message, _IdRace(), now)
         if error is not None:
             if isinstance(error, CommitFailed):
                 return ProtocolError("unavailable", retry_after_seconds=1)
@@ -346,22 +343,23 @@ class Hub:
         if message is None:
             assert refusal is not None
             return refusal[1]
-        outcome = future.result()
+        return await self._settled(signed, message, future.result(), now)
+
+    async def _settled(self, signed: SignedMessage, message: Message, outcome: Any, now: datetime) -> Acceptance | ProtocolError:
+        """What a committed acceptance work's `outcome` means for its sender, logged: the acceptance, the refusal, or
+        for a race with an identical message the stored receipt (a race with other bytes: id-conflict)."""
         if isinstance(outcome, _IdRace):
-            return await self._settle_race(signed, message, now)
+            try:
+                return await self._after_race(signed, message, now)
+            except ProtocolError as refusal:
+                return refusal
+            except CommitFailed:
+                return ProtocolError("unavailable", retry_after_seconds=1)
         if isinstance(outcome, ProtocolError):
             _log.info("message_refused", code=outcome.code, where=outcome.where, kid=message.kid, case=message.case, route=_route(message))
             return outcome
         _log.info("message_accepted", message_id=message.id, case=message.case, route=_route(message))
         return outcome
-
-    async def _settle_race(self, signed: SignedMessage, message: Message, now: datetime) -> Acceptance | ProtocolError:
-        try:
-            return await self._after_race(signed, message, now)
-        except ProtocolError as refusal:
-            return refusal
-        except CommitFailed:
-            return ProtocolError("unavailable", retry_after_seconds=1)
 
     def local_view(self, receiver: str, compact: bytes) -> LocalView:
         """The receiver's local view of an accepted message (§9.3), by its adapter; empty without one."""

@@ -87,7 +87,6 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, databa
     """`gateway serve --workers 2`: two processes answer on one address (SO_REUSEPORT); one killed is started again,
     and messages sent meanwhile are accepted (a connection cut by the kill is resent, §8.1); SIGTERM stops all."""
     import os
-    import time
 
     from gateway.protocol.ids import new_uuid7
     from gateway.protocol.message import sign_message
@@ -114,12 +113,11 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, databa
         assert all(send(hub, referral()) == 202 for _ in range(10))
         os.kill(workers[0], signal.SIGKILL)
         assert all(send(hub, referral()) == 202 for _ in range(10)), "the other worker answers meanwhile"
-        deadline = time.monotonic() + 60
-        while not ((replaced := _children(process.pid)) and len(replaced) == 2 and all(_listens(pid, port) for pid in replaced)):
-            assert time.monotonic() < deadline, "the supervisor did not replace the killed worker"
-            assert process.poll() is None
-            time.sleep(0.1)  # polling /proc for the new worker's socket: bounded by the deadline above
-        assert workers[0] not in replaced and "worker" in log.read_text("utf-8")
+        line = _next_line(process, timeout=60)  # the supervisor says so on stdout once the new worker listens
+        assert line.startswith("gateway: worker ") and f"(it replaces {workers[0]})" in line, line
+        replaced = _children(process.pid)
+        assert len(replaced) == 2 and workers[0] not in replaced and all(_listens(pid, port) for pid in replaced)
+        assert f"worker {workers[0]} ended (signal 9)" in log.read_text("utf-8")
     assert process.returncode == 0
     assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 20
     assert not [pid for pid in workers[1:] if os.path.exists(f"/proc/{pid}")], "SIGTERM stopped every worker"
@@ -143,3 +141,13 @@ def _listens(pid: int, port: int) -> bool:
                 listening.add(fields[9])
     sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
     return any(f"socket:[{inode}]" in sockets for inode in listening)
+
+
+def _next_line(process: subprocess.Popen, timeout: float) -> str:
+    """The next line `process` writes on its stdout (a text pipe), waiting at most `timeout` seconds for it."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    assert selector.select(timeout=timeout), f"no line within {timeout:g} s"
+    return process.stdout.readline().strip()
