@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.adapters.identity import AREA_CODE_INVALID, check_identity_document
-from gateway.adapters.local_view import local_view_texts
+from gateway.adapters.local_view import converted_texts, is_free_text
 from gateway.adapters.schemes import SchemeList
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.statements import LocalTime, LocalView, SchemeName
@@ -50,63 +50,93 @@ class JurisdictionAdapter:
 
     def check_sent(self, message: Any, today: date) -> None:
         """Refuse an award that names no scheme of this jurisdiction (PROTO-6.1-9)."""
-        for pointer, award in _awards(message.body, "/body"):
+        for place, award in _awards(message.body, "/body"):
             if self.schemes.get(award["scheme"]) is None:
-                raise ProtocolError("scheme-unknown", "The scheme is not in the granting jurisdiction's list", where=f"{pointer}/scheme")
+                raise ProtocolError("scheme-unknown", "The scheme is not in the granting jurisdiction's list", where=f"{_pointer(place)}/scheme")
 
     def check_received(self, message: Any, today: date) -> None:
         """Refuse an identity document whose number fails a published check (PROTO-6.1-3)."""
-        for pointer, document in _identity_documents(message.body, "/body"):
+        for place, document in _identity_documents(message.body, "/body"):
             fault = check_identity_document(document["kind"], document["number"], today)
             if fault is not None:
                 # An area code outside the kind's is the schema's refusal (its patterns fix them); here it
                 # can only follow a schema change, and is refused the same way.
                 code = "schema-violation" if fault.code == AREA_CODE_INVALID else fault.code
-                raise ProtocolError(code, fault.detail, where=f"{pointer}/number")
+                raise ProtocolError(code, fault.detail, where=f"{_pointer(place)}/number")
 
     def local_view(self, payload: Mapping[str, Any], sender_schemes: SchemeList | None = None) -> LocalView:
         """Free text converted to this receiver's script; the schemes of an award (the sender's, named in this
         receiver's language) and, for each needed category, this receiver's own schemes of it (§9.3)."""
-        names = []
-        awards = []
-        times = []
+        found = _ViewParts()
+        # One walk for all four, each in document order: every timestamp of the payload (§5.3 form) as the same
+        # instant in this receiver's zone; the free texts; in the body, the schemes of each needed category, then
+        # the awards. Pointers are spelled only for what is found.
+        _collect_view_parts(payload, ("",), False, False, found)
         zone = ZoneInfo(self.zone)
-        # One walk for all three, each in document order: every timestamp of the payload (§5.3 form) as the same
-        # instant in this receiver's zone; in the body, the schemes of each needed category, then the awards.
-        for pointer, value in _walk(payload, ""):
-            if type(value) is str:
-                if _TIMESTAMP.fullmatch(value):
-                    try:
-                        times.append(LocalTime(pointer, parse_timestamp(value).astimezone(zone).isoformat(), self.zone))
-                    except ValueError:
-                        pass
-                elif pointer.startswith("/body/") and pointer.rsplit("/", 2)[-2:-1] == ["needs"]:
-                    names += [SchemeName(pointer, scheme.code, self.schemes.name(scheme.code, self.lang), self.lang)
-                              for scheme in self.schemes.for_category(value)]
-            elif sender_schemes is not None and pointer.startswith("/body") and _is_award(value):
-                awards.append((pointer, value))
-        for pointer, award in awards:
-            if sender_schemes is not None and sender_schemes.get(award["scheme"]) is not None:
-                names.append(SchemeName(f"{pointer}/scheme", award["scheme"], sender_schemes.name(award["scheme"], self.lang), self.lang))
-        return LocalView(local_view_texts(payload, self.lang), tuple(names), tuple(times))
+        times = []
+        for place, value in found.timestamps:
+            try:
+                times.append(LocalTime(_pointer(place), parse_timestamp(value).astimezone(zone).isoformat(), self.zone))
+            except ValueError:
+                pass
+        names = []
+        for place, category in found.needs:
+            pointer = _pointer(place)
+            names += [SchemeName(pointer, scheme.code, self.schemes.name(scheme.code, self.lang), self.lang)
+                      for scheme in self.schemes.for_category(category)]
+        if sender_schemes is not None:
+            for place, award in found.awards:
+                if sender_schemes.get(award["scheme"]) is not None:
+                    names.append(SchemeName(f"{_pointer(place)}/scheme", award["scheme"], sender_schemes.name(award["scheme"], self.lang), self.lang))
+        texts = converted_texts(((_pointer(place), text) for place, text in found.free_texts), self.lang)
+        return LocalView(texts, tuple(names), tuple(times))
 
 
-def _walk(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:
-    """Every value under `value` with its JSON Pointer, in document order (pre-order), `value` first.
+@dataclass(slots=True)
+class _ViewParts:
+    """What a local view is made of, each with its place (see `_containers`), in document order."""
 
-    Iterative: a recursive generator pays for every level of nesting on every value it passes up, and this runs
-    several times for each message accepted and each delivery (docs/performance.md)."""
-    stack = [(pointer, value)]
-    while stack:
-        pointer, value = stack.pop()
-        yield pointer, value
-        kind = type(value)
-        if kind in _LEAVES:
-            continue
-        if kind is dict or isinstance(value, Mapping):
-            stack += reversed([(f"{pointer}/{_escape(key)}", member) for key, member in value.items()])
-        elif kind is list:
-            stack += reversed([(f"{pointer}/{index}", member) for index, member in enumerate(value)])
+    timestamps: list[tuple[tuple[Any, ...], str]] = field(default_factory=list)
+    needs: list[tuple[tuple[Any, ...], str]] = field(default_factory=list)
+    """The strings of a `needs` member in the body (categories)."""
+    awards: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = field(default_factory=list)
+    free_texts: list[tuple[tuple[Any, ...], Mapping[str, str]]] = field(default_factory=list)
+
+
+def _collect_view_parts(value: Any, place: tuple[Any, ...], in_body: bool, in_needs: bool, found: _ViewParts) -> None:
+    """Pre-order walk of `value` for `local_view`. `in_body`: `value` is the body or under it; `in_needs`: `value` is
+    a `needs` member below the body, so its strings are categories. Recursive: the payload's depth is bounded
+    (§4.5). Strings are judged where they are met, without a call each for most: most values are strings."""
+    kind = type(value)
+    if kind is list:
+        for index, member in enumerate(value):
+            if type(member) is str:
+                if in_needs or len(member) >= 20:
+                    _view_string(member, (place, index), in_needs, found)
+            elif type(member) not in _LEAVES:
+                _collect_view_parts(member, (place, index), in_body, False, found)
+    elif kind is dict or (kind not in _LEAVES and kind is not str and isinstance(value, Mapping)):
+        if in_body and _is_award(value):
+            found.awards.append((place, value))
+        if is_free_text(value):
+            found.free_texts.append((place, value))
+        top = len(place) == 1
+        for key, member in value.items():
+            if type(member) is str:
+                if in_needs or len(member) >= 20:
+                    _view_string(member, (place, key), in_needs, found)
+            elif type(member) not in _LEAVES:
+                _collect_view_parts(member, (place, key), in_body or (top and key == "body"), in_body and key == "needs", found)
+    elif kind is str:
+        _view_string(value, place, False, found)
+
+
+def _view_string(value: str, place: tuple[Any, ...], in_needs: bool, found: _ViewParts) -> None:
+    # A cheap look before the pattern: a §5.3 timestamp ends in Z and has at least 20 characters.
+    if len(value) >= 20 and value[-1] == "Z" and _TIMESTAMP.fullmatch(value):
+        found.timestamps.append((place, value))
+    elif in_needs:
+        found.needs.append((place, value))
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
@@ -125,31 +155,51 @@ def _is_award(value: Any) -> bool:
     return type(value) not in _LEAVES and (type(value) is dict or isinstance(value, Mapping)) and _AWARD_MEMBERS <= value.keys()
 
 
-def _containers(value: Any, pointer: str) -> Iterator[tuple[str, Any]]:
-    """`_walk` without the leaves: every object and array under `value` (itself included) with its JSON Pointer,
-    in document order. The checks made at acceptance look only for objects and arrays, and most values are leaves."""
-    stack = [(pointer, value)]
-    while stack:
-        pointer, value = stack.pop()
-        kind = type(value)
-        if kind is dict or (kind not in _LEAVES and kind is not list and isinstance(value, Mapping)):
-            yield pointer, value
-            stack += reversed([(f"{pointer}/{_escape(key)}", member) for key, member in value.items() if type(member) not in _LEAVES])
-        elif kind is list:
-            yield pointer, value
-            stack += reversed([(f"{pointer}/{index}", member) for index, member in enumerate(value) if type(member) not in _LEAVES])
+def _containers(value: Any, root: str) -> list[tuple[tuple[Any, ...], Any]]:
+    """`_walk` without the leaves: every object and array under `value` (itself included), in document order, with
+    its place as a linked path (`(root,)` for `value`, `(parent, key)` below it; `_pointer` spells it). The checks
+    made at acceptance look only for objects and arrays, most values are leaves, and a pointer is needed only for a
+    refusal, so none is spelled on the way. Recursive into a list, not a generator: the payload's depth is bounded
+    (§4.5), and this runs twice for every message accepted."""
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    _collect(value, (root,), found)
+    return found
 
 
-def _awards(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every award (§6.1 *award*) in the body."""
-    for pointer, value in _containers(body, root):
+def _collect(value: Any, place: tuple[Any, ...], found: list[tuple[tuple[Any, ...], Any]]) -> None:
+    kind = type(value)
+    if kind is list:
+        found.append((place, value))
+        for index, member in enumerate(value):
+            if type(member) not in _LEAVES:
+                _collect(member, (place, index), found)
+    elif kind is dict or (kind not in _LEAVES and isinstance(value, Mapping)):
+        found.append((place, value))
+        for key, member in value.items():
+            if type(member) not in _LEAVES:
+                _collect(member, (place, key), found)
+
+
+def _pointer(place: tuple[Any, ...]) -> str:
+    """The JSON Pointer of a `_containers` place."""
+    keys = []
+    while len(place) == 2:
+        place, key = place
+        keys.append(_escape(key) if type(key) is str else str(key))
+    return place[0] + "".join(f"/{key}" for key in reversed(keys))
+
+
+def _awards(body: Any, root: str) -> Iterator[tuple[tuple[Any, ...], Mapping[str, Any]]]:
+    """Every award (§6.1 *award*) in the body, with its place."""
+    for place, value in _containers(body, root):
         if _is_award(value):
-            yield pointer, value
+            yield place, value
 
 
-def _identity_documents(body: Any, root: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    for pointer, value in _containers(body, root):
-        if type(value) is list and pointer.endswith("/identity_documents"):
+def _identity_documents(body: Any, root: str) -> Iterator[tuple[tuple[Any, ...], Mapping[str, Any]]]:
+    """Every identity document with a number in the body, with its place."""
+    for place, value in _containers(body, root):
+        if type(value) is list and len(place) == 2 and place[1] == "identity_documents":
             for index, document in enumerate(value):
                 if isinstance(document, Mapping) and isinstance(document.get("number"), str):
-                    yield f"{pointer}/{index}", document
+                    yield (place, index), document

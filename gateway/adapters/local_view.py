@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -88,13 +88,23 @@ def local_view_texts(payload: Mapping[str, Any], receiver_lang: str) -> tuple[Co
     region (`zh-Hans` text for `zh-Hant-HK` becomes `zh-Hant-HK`). Texts that need no
     conversion are left out; names are never among them.
     """
+    return converted_texts(_free_texts(payload, ""), receiver_lang)
+
+
+def converted_texts(free_texts: Iterable[tuple[str, Mapping[str, str]]], receiver_lang: str) -> tuple[ConvertedText, ...]:
+    """`local_view_texts` of free texts already found, as (JSON Pointer, free text object) in document order."""
     texts = []
-    for pointer, free_text in _free_texts(payload, ""):
+    for pointer, free_text in free_texts:
         conversion = _conversion(free_text["lang"], receiver_lang)
         if conversion is not None:
             converted = _converter(conversion.config).convert(free_text["text"])
             texts.append(ConvertedText(pointer, converted, conversion.lang))
     return tuple(texts)
+
+
+def is_free_text(value: Mapping[str, Any]) -> bool:
+    """A free text object (§6.1 *free_text*): exactly `text` and `lang`, both strings."""
+    return value.keys() == _FREE_TEXT_MEMBERS and all(isinstance(member, str) for member in value.values())
 
 
 def _free_texts(value: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, str]]]:
@@ -106,7 +116,7 @@ def _free_texts(value: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, st
         if type(value) is str:
             continue
         if type(value) is dict or isinstance(value, Mapping):
-            if value.keys() == _FREE_TEXT_MEMBERS and all(isinstance(member, str) for member in value.values()):
+            if is_free_text(value):
                 yield pointer, value
                 continue
             stack += reversed([(f"{pointer}/{_escape(key)}", member) for key, member in value.items()])
