@@ -811,6 +811,13 @@ async def _execute(url: str, statement: str) -> None:
         await connection.close()
 
 
+INDEX_BEHIND_SQL = (
+    "SELECT count(*) FROM messages WHERE type IN ('referral.submit', 'verification.request')"
+    " AND ledger_index > coalesce((SELECT max(ledger_index) FROM console_person_cursor), -1)"
+)
+"""Accepted messages the console's person indexer has not read yet (gateway/console/persons.py): work the hub still owes."""
+
+
 async def _fetchval(url: str, query: str) -> Any:
     import asyncpg
 
@@ -1016,11 +1023,15 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster) if postmaster else {}
+                    behind = asyncio.run(_fetchval(db.dsn, INDEX_BEHIND_SQL))
                     _finish_profiler(profiler, notes, folder / "py-spy.log")
                     if time.monotonic() - signing_started > FRESHNESS_SECONDS:
                         problems.append("the run outlasted the freshness window; later messages may be stale")
                     _say(f"hub: {main.accepted_per_s:,.0f} accepted/s, p50 {main.p50_ms:.1f} ms, "
-                         f"p99 {main.p99_ms:.1f} ms, errors {main.errors}")
+                         f"p99 {main.p99_ms:.1f} ms, errors {main.errors}; person index {behind} messages behind")
+                    if behind > max(100, main.accepted // 20):
+                        notes.append(f"the console's person indexer was {behind} messages behind at the end of the window: "
+                                     f"indexing them ran after it, and its CPU is not in hub_cpu_us_per_message")
 
                     echo_run = generator.run(echo_url, bodies, echo_seconds, cycle=True)
                     _say(f"echo: {echo_run.accepted_per_s:,.0f}/s, p99 {echo_run.p99_ms:.1f} ms")
@@ -1061,6 +1072,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "echo_p99_ms": round(echo_run.p99_ms, 2),
             "ratio_to_echo": round(main.accepted_per_s / echo_run.accepted_per_s, 4) if echo_run.accepted_per_s else 0.0,
             "ed25519_verify_per_s": round(verify_rate),
+            "person_index_behind": behind,
             "messages": main.answered,
             "accepted": main.accepted,
             "concurrency": arguments.concurrency,

@@ -28,6 +28,7 @@ STABLE_KEYS: dict[str, type | tuple[type, ...]] = {
     "echo_ceiling_per_s": float,
     "ratio_to_echo": float,
     "ed25519_verify_per_s": int,
+    "person_index_behind": int,
     "messages": int,
     "concurrency": int,
     "seconds": float,
