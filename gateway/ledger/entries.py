@@ -4,18 +4,20 @@ An entry never holds personal data: message and case ids are opaque UUIDs, diges
 are hashes, parties are jurisdiction codes, a refusal holds its catalogue code and
 the JSON Pointer of the fault. So purging a payload never breaks the ledger.
 
-`canonical` writes RFC 8785 (JCS) itself rather than calling the `rfc8785` package:
-entries contain only ASCII member names, strings, integers, booleans and null, for
-which `json.dumps` with sorted keys, no spaces and no ASCII escaping produces exactly
-the JCS bytes (JCS number formatting, where the two differ, never arises: a float is
-refused). The tests hold it against the package; it is about 20 times faster.
+`canonical` writes RFC 8785 (JCS) with `gateway.protocol.jcs.simple_dumps` rather than
+the `rfc8785` package: entries contain only ASCII member names, strings, integers,
+booleans and null, for which `json.dumps` with sorted keys, no spaces and no ASCII
+escaping produces exactly the JCS bytes (JCS number formatting, where the two differ,
+never arises: a float is refused). The tests hold it against the package; it is about
+20 times faster.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from gateway.protocol import jcs
 
 EntryKind = Literal[
     "accepted",
@@ -54,7 +56,7 @@ class LedgerEntry:
 def canonical(value: dict[str, Any]) -> bytes:
     """RFC 8785 canonical JSON of an entry-shaped value (see the module docstring)."""
     _check(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return jcs.simple_dumps(value)
 
 
 def _check(value: Any) -> None:

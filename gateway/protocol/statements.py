@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping, TypeVar
 
-import rfc8785
 
-from gateway.protocol import jws, strict_json
+from gateway.protocol import jcs, jws, strict_json
 from gateway.protocol.cases import MESSAGE_TYPES
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.ids import UUID7
@@ -193,7 +192,7 @@ class LocalView:
     @property
     def digest(self) -> str:
         """SHA-256 of the RFC 8785 serialisation, as the attestation's `local_view_digest` names it (§9.2)."""
-        return hashlib.sha256(rfc8785.dumps(self.to_document())).hexdigest()
+        return hashlib.sha256(jcs.dumps(self.to_document())).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
