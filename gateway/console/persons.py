@@ -111,8 +111,8 @@ async def index_new_messages(pool: Any, key: bytes, payload_keys: Any, batch: in
         )
         blinds: list[bytes] = []
         message_ids: list[Any] = []
-        for number, row in enumerate(rows):
-            if number and number % _ROWS_BETWEEN_YIELDS == 0:
+        for position, row in enumerate(rows):
+            if position and position % _ROWS_BETWEEN_YIELDS == 0:
                 await asyncio.sleep(0)  # a batch is tens of milliseconds of CPU: let requests in between (p99)
             payload = payload_of(row, payload_keys)
             for value in {blind(key, number) for number in identity_numbers(payload.get("body") if payload else None)}:
