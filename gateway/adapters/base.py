@@ -156,7 +156,7 @@ def _is_award(value: Any) -> bool:
 
 
 def _containers(value: Any, root: str) -> list[tuple[tuple[Any, ...], Any]]:
-    """`_walk` without the leaves: every object and array under `value` (itself included), in document order, with
+    """Every object and array under `value` (itself included), in document order, with
     its place as a linked path (`(root,)` for `value`, `(parent, key)` below it; `_pointer` spells it). The checks
     made at acceptance look only for objects and arrays, most values are leaves, and a pointer is needed only for a
     refusal, so none is spelled on the way. Recursive into a list, not a generator: the payload's depth is bounded

@@ -108,8 +108,8 @@ def is_free_text(value: Mapping[str, Any]) -> bool:
 
 
 def _free_texts(value: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, str]]]:
-    """Every free text object (not looked into) with its JSON Pointer, in document order; iterative (see
-    gateway/adapters/base.py `_walk`)."""
+    """Every free text object (not looked into) with its JSON Pointer, in document order. The adapters' local view
+    finds them in its own single walk (gateway/adapters/base.py `_collect_view_parts`)."""
     stack = [(pointer, value)]
     while stack:
         pointer, value = stack.pop()

@@ -6,9 +6,10 @@ same port with SO_REUSEPORT, and the kernel spreads new connections over them. N
 PostgreSQL, exactly as for processes started one by one; only per-process figures differ (abuse limits, the
 counters of `/metrics`: a scrape reads the worker that answers).
 
-The supervisor prints `gateway: serving URL ... (N workers, pids ...)` once every worker listens, starts a worker
-again when one dies (and prints `gateway: worker PID serving (it replaces PID)` once it listens) (at most once a second; a worker that cannot start at all ends the whole), and on SIGTERM or
-SIGINT passes the signal on and waits until every worker has drained.
+The supervisor prints `gateway: serving URL ... (N workers, pids ...)` once every worker listens. It starts a worker
+again when one dies, at most once a second, and prints `gateway: worker PID serving (it replaces PID)` once the new
+one listens; a worker that cannot start at all ends the whole. On SIGTERM or SIGINT it passes the signal on and waits
+until every worker has drained.
 """
 
 from __future__ import annotations
