@@ -1416,8 +1416,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                              "shows up in the latency tail)")
     parser.add_argument("--connections", type=int, default=256, help="HTTP connections per simulator (default 256)")
     parser.add_argument("--hub-workers", type=int, default=1,
-                        help="processes per hub (`gateway serve --workers N`, one port; default 1). With more than one, "
-                             "`stages` counts only the workers that answered the /metrics scrapes")
+                        help="processes per hub (`gateway serve --workers N`, one port; default 1); their /metrics "
+                             "counters are summed over the workers, so `stages` counts them all")
     parser.add_argument("--kill-after", type=float, help="scaleout: SIGKILL hub 1 this many seconds into the third phase "
                                                          "(default: half of --seconds; 0: no kill phase)")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="time for open households to finish after "

@@ -21,6 +21,8 @@ from gateway.cli import workers
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
 from gateway.hub.http import build_app, settings_for
+from gateway.hub.metrics import Metrics, counter_board
+from gateway.hub.stages import STAGE_TIMES
 from gateway.hub.transport import server_context
 from gateway.logs import configure_logging
 from gateway.store.database import resolve_database
@@ -58,12 +60,19 @@ def _serve(arguments: argparse.Namespace) -> int:
         print("gateway: --workers must be from 1 to 64", file=sys.stderr)
         return 2
 
-    def serve(port: int, reuse_port: bool, ready: Callable[[str], None]) -> int:
-        app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit)
+    boards = (counter_board(), STAGE_TIMES.board)
+
+    def serve(slot: int, port: int, reuse_port: bool, ready: Callable[[str], None]) -> int:
+        for board in boards:
+            board.use_slot(slot)
+        metrics = Metrics(boards[0])
+        app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit, metrics=metrics)
         return asyncio.run(_run(app, config, port, reuse_port, ready))
 
     if arguments.workers == 1:
-        return serve(port, False, lambda line: print(line, flush=True))
+        return serve(0, port, False, lambda line: print(line, flush=True))
+    for board in boards:  # before the fork: every worker adds to its own slot, /metrics sums them all
+        board.share(arguments.workers)
     return workers.supervise(arguments.workers, config.listen_host, port, serve)
 
 

@@ -3,8 +3,9 @@
 Each worker is a whole gateway process — its own event loop, database pool, group committer and background
 tasks — forked from the supervisor after the configuration is checked and the database found. They listen on the
 same port with SO_REUSEPORT, and the kernel spreads new connections over them. Nothing else is shared but
-PostgreSQL, exactly as for processes started one by one; only per-process figures differ (abuse limits, the
-counters of `/metrics`: a scrape reads the worker that answers).
+PostgreSQL, exactly as for processes started one by one, and the counters of `/metrics`, which every worker adds
+to its own slot of shared memory and reports summed (gateway/hub/counters.py). Abuse limits stay per worker.
+Each worker has a slot number from 0 to N-1; one started in place of a dead one takes its slot.
 
 The supervisor prints `gateway: serving URL ... (N workers, pids ...)` once every worker listens. It starts a worker
 again when one dies, at most once a second, and prints `gateway: worker PID serving (it replaces PID)` once the new
@@ -22,8 +23,8 @@ import sys
 import time
 from collections.abc import Callable
 
-Serve = Callable[[int, bool, Callable[[str], None]], int]
-"""Run one worker: serve(port, reuse_port, ready) calls ready(line) once it listens and returns its exit status."""
+Serve = Callable[[int, int, bool, Callable[[str], None]], int]
+"""Run one worker: serve(slot, port, reuse_port, ready) calls ready(line) once it listens and returns its exit status."""
 
 RESTART_INTERVAL = 1.0
 """A worker that died is started again, but not sooner than this after its previous start."""
@@ -38,7 +39,7 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
         holder.bind((host, 0))
         port = holder.getsockname()[1]
     stopping = False
-    workers: dict[int, float] = {}
+    workers: dict[int, tuple[float, int]] = {}  # pid: (when it started, its slot)
 
     def stop(signal_number: int, frame: object) -> None:
         nonlocal stopping
@@ -49,9 +50,9 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
     signal.signal(signal.SIGINT, stop)
     first_line = ""
     try:
-        for _ in range(count):
-            pid, line = _start(serve, port)
-            workers[pid] = time.monotonic()
+        for slot in range(count):
+            pid, line = _start(serve, slot, port)
+            workers[pid] = (time.monotonic(), slot)
             first_line = first_line or line
         if holder is not None:
             holder.close()
@@ -63,13 +64,14 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
                 continue
             except ChildProcessError:
                 break
-            started = workers.pop(pid, None)
-            if started is None or stopping:
+            ended = workers.pop(pid, None)
+            if ended is None or stopping:
                 continue
+            started, slot = ended
             print(f"gateway: worker {pid} ended ({_describe(status)}); starting another", file=sys.stderr, flush=True)
             time.sleep(max(0.0, started + RESTART_INTERVAL - time.monotonic()))  # a worker that keeps dying: once a second
-            new_pid, _ = _start(serve, port)
-            workers[new_pid] = time.monotonic()
+            new_pid, _ = _start(serve, slot, port)
+            workers[new_pid] = (time.monotonic(), slot)
             print(f"gateway: worker {new_pid} serving (it replaces {pid})", flush=True)
             if stopping:  # the stop came while this one started
                 _pass_on(workers, signal.SIGTERM)
@@ -83,8 +85,8 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
     return 0 if stopping else 1
 
 
-def _start(serve: Serve, port: int) -> tuple[int, str]:
-    """Fork one worker; return its pid and its `serving` line, once it listens."""
+def _start(serve: Serve, slot: int, port: int) -> tuple[int, str]:
+    """Fork worker number `slot`; return its pid and its `serving` line, once it listens."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker
@@ -98,7 +100,7 @@ def _start(serve: Serve, port: int) -> tuple[int, str]:
 
         status = 1
         try:
-            status = serve(port, True, ready)
+            status = serve(slot, port, True, ready)
         finally:
             os._exit(status)
     os.close(write_end)
@@ -110,7 +112,7 @@ def _start(serve: Serve, port: int) -> tuple[int, str]:
     return pid, line
 
 
-def _pass_on(workers: dict[int, float], signal_number: int) -> None:
+def _pass_on(workers: dict[int, tuple[float, int]], signal_number: int) -> None:
     for pid in workers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal_number)

@@ -183,15 +183,17 @@ def settings_for(config: GatewayConfig, dsn: str, payload_keys: PayloadKeys | No
 
 
 def build_app(
-    settings: HubSettings, clock: Callable[[], Any] = utc_now, before_commit: Any = None, after_commit: Any = None
+    settings: HubSettings, clock: Callable[[], Any] = utc_now, before_commit: Any = None, after_commit: Any = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
+    """The hub's aiohttp application; `metrics` gives counters that several workers share (default: its own)."""
     app = web.Application(middlewares=[_problems, _address_limits, _authorize], client_max_size=settings.max_message_bytes + 1)
     app[ROUTE_ACCESS] = dict(API_ROUTES)
     app[CALLER_LIMITS] = CallerLimits(settings.caller_limit)
     app[ADDRESS_LIMITS] = CallerLimits(settings.address_limit)
     app[LONG_POLLS] = CallerLimits(CallerLimit(rate_per_second=1e9, burst=10**9, in_flight=settings.long_polls_per_jurisdiction))
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    app[METRICS] = metrics if metrics is not None else Metrics()
     app[WAKEUPS] = Wakeups()
     app.cleanup_ctx.append(_resources(clock, before_commit, after_commit))
     app.on_shutdown.append(_end_long_polls)

@@ -1,8 +1,11 @@
-"""Prometheus metrics: this process's counters, plus figures read from the database.
+"""Prometheus metrics: the hub's counters, plus figures read from the database.
 
-Counters of requests are per process (Prometheus sums them across processes); the
-figures that matter across processes — ledger size, messages accepted, outbox depth —
-come from PostgreSQL, the one shared engine, so every process reports the same.
+Counters of requests are those of the process, summed over the workers of
+`gateway serve --workers N` (gateway/hub/counters.py), so a scrape reads the same totals
+whichever worker answers; processes started one by one are scraped one by one, and
+Prometheus sums them. The figures that matter across processes — ledger size, messages
+accepted, outbox depth — come from PostgreSQL, the one shared engine, so every process
+reports the same.
 """
 
 from __future__ import annotations
@@ -15,20 +18,42 @@ from datetime import datetime
 import asyncpg
 
 from gateway.hub import outbox
+from gateway.hub.counters import Board
 from gateway.hub.stages import STAGE_TIMES
 from gateway.ledger import checkpoints
+from gateway.protocol.errors import CATALOGUE
+
+ACCEPTED_KINDS = ("new", "replayed")
+
+
+def counter_board() -> Board:
+    """A board for `Metrics`: messages accepted by kind, refusals by catalogue code."""
+    return Board([f"accepted:{kind}" for kind in ACCEPTED_KINDS] + [f"refused:{code}" for code in sorted(CATALOGUE)])
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self._accepted = Counter[str]()
-        self._refused = Counter[str]()
+    """The hub's request counters, on `board` (a private one unless workers share theirs)."""
+
+    def __init__(self, board: Board | None = None) -> None:
+        self.board = board if board is not None else counter_board()
+        self._other_refusals = Counter[str]()  # a code outside the catalogue would be a bug, but still counted
 
     def accepted(self, replayed: bool) -> None:
-        self._accepted["replayed" if replayed else "new"] += 1
+        self.board.add("accepted:replayed" if replayed else "accepted:new")
 
     def refused(self, code: str) -> None:
-        self._refused[code] += 1
+        name = f"refused:{code}"
+        if name in self.board.index:
+            self.board.add(name)
+        else:
+            self._other_refusals[code] += 1
+
+    def _counts(self, prefix: str) -> list[tuple[str, int]]:
+        """(label, count) of every counter under `prefix` that is not zero, by label."""
+        found = Counter[str]({name[len(prefix):]: int(self.board.total(name)) for name in self.board.names if name.startswith(prefix)})
+        if prefix == "refused:":
+            found.update(self._other_refusals)
+        return sorted((label, count) for label, count in found.items() if count)
 
     async def render(self, pool: asyncpg.Pool, now: datetime, origin: str | None = None) -> str:
         row = await pool.fetchrow(
@@ -36,14 +61,14 @@ class Metrics:
         )
         delivery = await outbox.delivery_figures(pool, now)
         lines = [
-            "# HELP gateway_messages_accepted_total Messages answered with a hub receipt by this process.",
+            "# HELP gateway_messages_accepted_total Messages answered with a hub receipt.",
             "# TYPE gateway_messages_accepted_total counter",
-            *(f'gateway_messages_accepted_total{{kind="{kind}"}} {count}' for kind, count in sorted(self._accepted.items())),
-            "# HELP gateway_refusals_total Requests refused by this process, by catalogue code.",
+            *(f'gateway_messages_accepted_total{{kind="{kind}"}} {count}' for kind, count in self._counts("accepted:")),
+            "# HELP gateway_refusals_total Requests refused, by catalogue code.",
             "# TYPE gateway_refusals_total counter",
-            *(f'gateway_refusals_total{{code="{code}"}} {count}' for code, count in sorted(self._refused.items())),
+            *(f'gateway_refusals_total{{code="{code}"}} {count}' for code, count in self._counts("refused:")),
             *STAGE_TIMES.lines(),
-            "# HELP gateway_process_tasks Asyncio tasks alive in this process (workers, requests in flight): a leak grows it.",
+            "# HELP gateway_process_tasks Asyncio tasks alive in the process that answers (with --workers, one worker): a leak grows it.",
             "# TYPE gateway_process_tasks gauge",
             f"gateway_process_tasks {len(asyncio.all_tasks())}",
             "# HELP gateway_ledger_size Entries in the audit ledger (from the database).",

@@ -4,16 +4,18 @@ Each stage is timed around the code that does it, in the process that does it. C
 does not yield) count the thread's CPU time, so other processes on the same cores do not inflate them. Stages that
 await the database (`lookup`, `batch_lookup`, `insert`, `ledger_write`, `commit`, `inbox_claim`) and `queue`
 measure wall time, which includes waiting for PostgreSQL and for the event loop. The
-figures are this process's since it started (counters); a benchmark reads them before and after its window and
-divides by the messages it measured. Timing costs about a microsecond a stage.
+figures are counters since the process started, summed over the workers of `gateway serve --workers N`
+(gateway/hub/counters.py); a benchmark reads them before and after its window and divides by the messages it
+measured. Timing costs about a microsecond a stage.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Iterator
+
+from gateway.hub.counters import Board
 
 STAGES = (
     ("signature", "JWS parse, key lookup and Ed25519 verification (§3)"),
@@ -38,15 +40,16 @@ CPU_STAGES = frozenset({"signature", "payload", "envelope", "decide", "receipt_s
 
 
 class StageTimes:
-    """Counters of seconds and occurrences per stage."""
+    """Counters of seconds and occurrences per stage, on a `Board` that workers share."""
 
     def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
-        self.count: Counter[str] = Counter()
+        self.board = Board([f"seconds:{name}" for name, _ in STAGES] + [f"count:{name}" for name, _ in STAGES])
+        self._seconds = {name: f"seconds:{name}" for name, _ in STAGES}
+        self._count = {name: f"count:{name}" for name, _ in STAGES}
 
     def add(self, stage: str, seconds: float, count: int = 1) -> None:
-        self.seconds[stage] += seconds
-        self.count[stage] += count
+        self.board.add(self._seconds[stage], seconds)
+        self.board.add(self._count[stage], count)
 
     @contextlib.contextmanager
     def timed(self, stage: str, count: int = 1) -> Iterator[None]:
@@ -57,18 +60,23 @@ class StageTimes:
         try:
             yield
         finally:
-            self.seconds[stage] += clock() - started
-            self.count[stage] += count
+            self.add(stage, clock() - started, count)
+
+    def seconds(self, stage: str) -> float:
+        return self.board.total(self._seconds[stage])
+
+    def count(self, stage: str) -> int:
+        return int(self.board.total(self._count[stage]))
 
     def lines(self) -> list[str]:
         """The Prometheus text of both counters."""
         return [
-            "# HELP gateway_stage_seconds_total Seconds this process spent in each stage of the pipeline (gateway/hub/stages.py).",
+            "# HELP gateway_stage_seconds_total Seconds spent in each stage of the pipeline (gateway/hub/stages.py).",
             "# TYPE gateway_stage_seconds_total counter",
-            *(f'gateway_stage_seconds_total{{stage="{name}"}} {self.seconds[name]:.6f}' for name, _ in STAGES),
-            "# HELP gateway_stage_count_total Times this process ran each stage (a batch stage counts once a batch).",
+            *(f'gateway_stage_seconds_total{{stage="{name}"}} {self.seconds(name):.6f}' for name, _ in STAGES),
+            "# HELP gateway_stage_count_total Times each stage ran (a batch stage counts once a batch).",
             "# TYPE gateway_stage_count_total counter",
-            *(f'gateway_stage_count_total{{stage="{name}"}} {self.count[name]}' for name, _ in STAGES),
+            *(f'gateway_stage_count_total{{stage="{name}"}} {self.count(name)}' for name, _ in STAGES),
         ]
 
 

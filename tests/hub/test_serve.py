@@ -85,7 +85,8 @@ purposes = ["referral"]
 
 def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, database_url, example, test_key):
     """`gateway serve --workers 2`: two processes answer on one address (SO_REUSEPORT); one killed is started again,
-    and messages sent meanwhile are accepted (a connection cut by the kill is resent, §8.1); SIGTERM stops all."""
+    and messages sent meanwhile are accepted (a connection cut by the kill is resent, §8.1); every scrape of /metrics,
+    whichever worker answers it, counts the messages of both workers and of the killed one; SIGTERM stops all."""
     import os
 
     from gateway.protocol.ids import new_uuid7
@@ -118,10 +119,27 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, databa
         replaced = _children(process.pid)
         assert len(replaced) == 2 and workers[0] not in replaced and all(_listens(pid, port) for pid in replaced)
         assert f"worker {workers[0]} ended (signal 9)" in log.read_text("utf-8")
+        # Each request is a new connection, which the kernel gives to either worker: 20 messages went to both (all to
+        # one has odds of 2^-19), so a scrape that counted only its own worker's would read less than 20.
+        for _ in range(8):
+            counters = _accepted_and_verified(hub.request("GET", "/metrics").body.decode())
+            assert counters["new"] == 20 and counters["replayed"] == 0, counters
+            assert counters["signature"] >= 20, counters
     assert process.returncode == 0
     assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 20
     assert not [pid for pid in workers[1:] if os.path.exists(f"/proc/{pid}")], "SIGTERM stopped every worker"
 
+
+
+def _accepted_and_verified(metrics: str) -> dict[str, int]:
+    """Accepted messages by kind, and signature stages run, from a /metrics text."""
+    import re
+
+    found = {"new": 0, "replayed": 0, "signature": 0}
+    for kind, count in re.findall(r'^gateway_messages_accepted_total\{kind="(\w+)"\} (\d+)$', metrics, re.M):
+        found[kind] = int(count)
+    found["signature"] = int(re.search(r'^gateway_stage_count_total\{stage="signature"\} (\d+)$', metrics, re.M).group(1))
+    return found
 
 
 def _children(pid: int) -> list[int]:
