@@ -1,8 +1,9 @@
 """Publishing checkpoints and collecting the witnesses' cosignatures (docs/protocol.md §13.4, §13.5).
 
-Every process runs a `Checkpointer`: at most every `interval` seconds it signs a
-checkpoint of the latest tree head if the ledger grew (gateway/ledger/checkpoints.py:
-one signer at a time, never a fork), then brings every configured witness up to the
+Every process runs a `Checkpointer`: every `interval` seconds it signs a checkpoint of
+the latest tree head if the ledger grew and no process signed one in the last `interval`
+seconds (gateway/ledger/checkpoints.py: one signer at a time, never a fork; so N processes
+on one database sign once a period between them, not N times), then brings every configured witness up to the
 latest checkpoint with C2SP `tlog-witness` `add-checkpoint`: `old` is the size that
 witness last cosigned, with the consistency proof from there. A witness that is down
 never stops the ledger; how far behind it is shows in `/metrics`.
@@ -86,13 +87,14 @@ class Checkpointer:
     async def run(self) -> None:
         while True:
             try:
-                await self.checkpoint_now()
+                await self.checkpoint_now(min_interval_seconds=self._interval)
             except Exception as error:  # noqa: BLE001 - the next round tries again; the ledger goes on
                 _log.warning("checkpoint_round_failed", error=type(error).__name__)
             await asyncio.sleep(self._interval)  # a period, not synchronisation
 
-    async def checkpoint_now(self) -> StoredCheckpoint | None:
-        """Sign a checkpoint if the ledger grew, then bring the witnesses up to it; the latest checkpoint."""
+    async def checkpoint_now(self, min_interval_seconds: float = 0.0) -> StoredCheckpoint | None:
+        """Sign a checkpoint if the ledger grew (and, with `min_interval_seconds`, the last one is at least that old),
+        then bring the witnesses up to the latest; the latest checkpoint."""
         async with self._lock:
             if not self._met_witnesses:
                 # Before the first signature of this process: do the witnesses hold a larger tree
@@ -111,7 +113,9 @@ class Checkpointer:
             if self.rolled_back is None:
                 try:
                     async with self._pool.acquire() as connection:
-                        await checkpoints.sign_checkpoint(connection, self.origin, self._key, self._clock())
+                        await checkpoints.sign_checkpoint(
+                            connection, self.origin, self._key, self._clock(), min_interval_seconds=min_interval_seconds
+                        )
                 except CheckpointInconsistent as error:
                     self._stop(str(error))
             latest = await checkpoints.latest_checkpoint(self._pool, self.origin)

@@ -67,9 +67,13 @@ async def checkpoint_at(executor: Any, origin: str, size: int) -> StoredCheckpoi
     return _stored(row) if row else None
 
 
-async def sign_checkpoint(connection: asyncpg.Connection, origin: str, key: PrivateKey, now: datetime) -> StoredCheckpoint | None:
+async def sign_checkpoint(
+    connection: asyncpg.Connection, origin: str, key: PrivateKey, now: datetime, *, min_interval_seconds: float = 0.0
+) -> StoredCheckpoint | None:
     """Sign a checkpoint of the latest tree head if it is newer than the last one; return the latest signed.
 
+    With `min_interval_seconds`, sign only if the last checkpoint of `origin` was signed at least that long before
+    `now`, by whichever process: the period then holds for all the processes on one database together.
     Raises CheckpointInconsistent if the head does not extend the last signed checkpoint.
     Returns None only while the ledger has no head at all.
     """
@@ -78,6 +82,8 @@ async def sign_checkpoint(connection: asyncpg.Connection, origin: str, key: Priv
         head = await latest_head(connection)
         last = await latest_checkpoint(connection, origin)
         if head is None or (last is not None and head.size == last.size and head.root == last.root):
+            return last
+        if last is not None and (now - last.signed_at).total_seconds() < min_interval_seconds:
             return last
         if last is None:
             # The first checkpoint of an origin that a hand-over started must extend the tree handed over (§13.8).

@@ -97,6 +97,35 @@ def test_a_witness_that_is_down_does_not_stop_the_ledger_and_catches_up_when_bac
     assert mo_holds == (back.size, back.root), "Macao cosigned the latest checkpoint once it was back"
 
 
+def test_processes_on_one_database_sign_one_checkpoint_a_period_between_them(database_url, tmp_path):
+    """The periodic round signs only when no process signed in the last interval (checkpoint_interval_seconds holds for
+    all processes together); on demand it signs whenever the ledger grew."""
+    from datetime import timedelta
+
+    from gateway.hub.witnessing import Checkpointer
+
+    async def scenario(exchange, session):
+        pool = await _pool(exchange)
+        mine = exchange.checkpointer
+
+        def another_process(hours_later: float) -> Checkpointer:
+            return Checkpointer(pool=pool, origin=mine.origin, key=mine._key, witnesses=(), interval_seconds=3600,
+                                clock=lambda: utc_now() + timedelta(hours=hours_later))
+
+        await verification(exchange, "HK")
+        signed = await mine.checkpoint_now()
+        await verification(exchange, "MO")
+        grown = await pool.fetchval("SELECT size FROM ledger_size")
+        within_the_period = await another_process(0).checkpoint_now(min_interval_seconds=3600)
+        after_the_period = await another_process(2).checkpoint_now(min_interval_seconds=3600)
+        return signed, grown, within_the_period, after_the_period
+
+    signed, grown, within_the_period, after_the_period = run(database_url, tmp_path, scenario)
+    assert grown > signed.size
+    assert within_the_period == signed, "another process signed nothing within the period, though the ledger grew"
+    assert after_the_period.size >= grown, "once the period had passed, it signed the grown ledger"
+
+
 async def _pool(exchange):
     from gateway.hub.http import POOL
 
