@@ -334,6 +334,8 @@ class GatewayConfig:
     witnesses: tuple[Witness, ...] = ()
     console: ConsoleSettings = ConsoleSettings()
     storage: StorageSettings = StorageSettings()
+    database_timeout_seconds: float = 30.0
+    """Longest one database statement of the serving hub may go unanswered before it is cancelled (503)."""
 
     @property
     def payload_keys_dir(self) -> Path:
@@ -538,6 +540,7 @@ class _Reader:
         insecure_development = top.take("insecure_development", bool, False)
         data_dir = self.path(top, "data_dir", "var/gateway")
         database_url = top.take("database_url", str, None)
+        database_timeout_seconds = top.take("database_timeout_seconds", float, 30.0)
         tls = self.tls(top.table("tls"))
         hub_table = top.table("hub")
         if hub_table is None:
@@ -562,6 +565,7 @@ class _Reader:
             public_base_url=_normalise_url(public_base_url),
             data_dir=data_dir,
             database_url=database_url,
+            database_timeout_seconds=database_timeout_seconds,
             tls=tls,
             insecure_development=insecure_development,
             hub=hub,
@@ -744,6 +748,8 @@ def _check(config: GatewayConfig, file: Path | str) -> None:
         problem = _database_url_problem(config.database_url)
         if problem:
             raise fail("database_url", problem)
+    if not 1 <= config.database_timeout_seconds <= 3600:
+        raise fail("database_timeout_seconds", "must be between 1 and 3600 seconds")
     if config.tls is not None:
         _check_tls(config.tls, fail)
     _check_hub(config.hub, production, fail)

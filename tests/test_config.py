@@ -347,6 +347,11 @@ def test_a_listen_port_outside_0_to_65535_is_refused(tmp_path):
     _assert_refused(_refusal(tmp_path, top="listen_port = 70000"), "listen_port", "between 0 and 65535")
 
 
+@pytest.mark.parametrize("value", ["0.5", "3601", "nan"])
+def test_a_database_timeout_outside_1_to_3600_seconds_is_refused(tmp_path, value):
+    _assert_refused(_refusal(tmp_path, top=f"database_timeout_seconds = {value}"), "database_timeout_seconds", "between 1 and 3600")
+
+
 def _certificate(folder: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hub.example")])

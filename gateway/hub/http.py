@@ -79,6 +79,9 @@ class HubSettings:
     max_wait_ms: float = 0.0
     lock_timeout_ms: int = 10_000
     pool_size: int = 10
+    database_timeout_seconds: float = 30.0
+    """Client side: a statement unanswered this long is cancelled and its request answered 503 (a server that vanished
+    without a reset would otherwise hold the connection until the kernel gives up; docs/operations.md)."""
     push_endpoints: Mapping[str, str] = field(default_factory=dict)
     """Receiver code -> endpoint of every jurisdiction delivered by push; the others pull."""
     delivery: DeliveryPolicy = DeliveryPolicy()
@@ -141,6 +144,7 @@ def settings_for(config: GatewayConfig, dsn: str, payload_keys: PayloadKeys | No
         payload_keys=payload_keys or payload_keys_for(config),
         purge_interval_seconds=config.storage.purge_interval_seconds,
         dsn=dsn,
+        database_timeout_seconds=config.database_timeout_seconds,
         mode=config.mode,
         public_base_url=config.public_base_url,
         receipt_key_file=config.hub.receipt_key,
@@ -224,11 +228,26 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
         settings = app[SETTINGS]
         process_id = f"{APPLICATION_PREFIX}{secrets.token_hex(6)}"
         async with contextlib.AsyncExitStack() as resources:
+            if settings.payload_keys is None:
+                raise ValueError("no payload keys: the hub seals every stored message (settings.payload_keys)")
+            # Migrations and sealing may take long on a large database: they run before serving, on connections
+            # of their own, without the serving pool's statement timeout.
+            async with asyncpg.create_pool(
+                settings.dsn, min_size=1, max_size=2, server_settings={"application_name": process_id}
+            ) as startup:
+                async with startup.acquire() as connection:
+                    applied = await migrate(connection)
+                    if applied:
+                        _log.info("migrations_applied", names=applied)
+                await _seal_clear_payloads(startup, settings.payload_keys)
             pool = await asyncpg.create_pool(
                 settings.dsn,
                 min_size=2,
                 max_size=settings.pool_size,
-                # Nobody waits for ever: a stalled peer holding the ledger lock yields 503s, not hangs.
+                # Nobody waits for ever: a stalled peer holding the ledger lock yields 503s, not hangs (lock_timeout);
+                # so does a server that stopped answering without closing the connection (command_timeout: asyncpg
+                # cancels the statement, and closes the connection if the cancel goes unanswered too).
+                command_timeout=settings.database_timeout_seconds,
                 server_settings={
                     "application_name": process_id,
                     "lock_timeout": str(settings.lock_timeout_ms),
@@ -237,13 +256,6 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 reset=_no_session_reset,
             )
             resources.push_async_callback(pool.close)
-            async with pool.acquire() as connection:
-                applied = await migrate(connection)
-                if applied:
-                    _log.info("migrations_applied", names=applied)
-            if settings.payload_keys is None:
-                raise ValueError("no payload keys: the hub seals every stored message (settings.payload_keys)")
-            await _seal_clear_payloads(pool, settings.payload_keys)
             committer = GroupCommitter(
                 pool, settings.max_batch, settings.max_wait_ms, before_commit=before_commit, after_commit=after_commit
             )
@@ -254,6 +266,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             registry = Registry(pool, settings.mode, process_id, listeners={OUTBOX_CHANNEL: wakeups.notified})
             resources.push_async_callback(registry.close)
             await registry.start()
+            await resources.enter_async_context(_background(registry.watch(), "registry-watch"))
             await resources.enter_async_context(_background(_forget_used_request_proofs(pool, clock), "jti-sweeper"))
             receipt_key = read_private_key(settings.receipt_key_file)
             hub = Hub(

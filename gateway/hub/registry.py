@@ -474,6 +474,10 @@ def _acknowledgement(version: int, processes: list[tuple[str, int]]) -> Acknowle
 # --- This process's copy ----------------------------------------------------------------
 
 
+LISTENER_CHECK_SECONDS = 10.0
+"""How often `Registry.watch` checks that the LISTEN connection still answers."""
+
+
 class Registry:
     """This process's copy of the trust registry, kept current by LISTEN/NOTIFY."""
 
@@ -543,6 +547,24 @@ class Registry:
             await self._pool.release(connection)
             raise
         self._listener = connection
+
+    async def watch(self, every_seconds: float = LISTENER_CHECK_SECONDS) -> None:
+        """Put a statement to the LISTEN connection every `every_seconds`, for the life of the process.
+
+        A connection whose server vanished without a reset (a failover) is never closed by itself, and LISTEN alone
+        would wait on it for ever, missing every change. The statement's timeout (the pool's `command_timeout`,
+        `database_timeout_seconds`) ends the wait; the connection is then closed, and `_on_lost` listens again."""
+        while True:
+            await asyncio.sleep(every_seconds)  # a period, not synchronisation
+            listener = self._listener
+            if listener is None or listener.is_closed():
+                continue
+            try:
+                await listener.fetchval("SELECT 1")
+            except Exception as error:  # noqa: BLE001 - any failure means the connection cannot be trusted
+                _log.warning("registry_listener_unanswered", error=type(error).__name__)
+                if not listener.is_closed():
+                    listener.terminate()  # its termination listener, _on_lost, listens again
 
     def _on_lost(self, connection: asyncpg.Connection) -> None:
         """The LISTEN connection died (server restart, failover, a killed backend): listen again."""

@@ -99,17 +99,24 @@ def test_a_database_restart_under_load_gives_503s_and_loses_nothing(tmp_path, ex
                 time.sleep(0.2)  # a bounded poll of the hub's readiness, not synchronisation
             assert process.poll() is None, "the hub never stopped"
 
-        for sender in senders:
-            assert sender.failure is None, repr(sender.failure)
         statuses = sum((sender.statuses for sender in senders), Counter())
         assert statuses[503] > 0, f"the load met the database down: {statuses}"
         assert set(statuses) <= {0, 202, 503}, f"only 202 and 503 (and cut connections): {statuses}"
-        assert sum(sender.missing_retry_after for sender in senders) == 0, "every 503 says when to retry"
-        accepted = set().union(*(sender.accepted for sender in senders))
-        stored = query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"]
-        assert stored == len(accepted), f"{stored} stored, {len(accepted)} accepted: each exactly once"
-        verified = run_cli("ledger", "verify", "--database-url", database_url)
-        assert verified.status == 0, verified.stdout + verified.stderr
+        accepted = accepted_once_and_verified(senders, database_url)
         stop_embedded_server(data_dir)
     record("database-restart", "PostgreSQL stopped and started under load", accepted=len(accepted), lost=0,
            answered_503=statuses[503], answered_500=statuses[500], connections_cut=statuses[0])
+
+
+def accepted_once_and_verified(senders: list[Sender], database_url: str) -> set[bytes]:
+    """What the senders got accepted, after checking that none failed, every 503 said when to retry, each accepted
+    message is stored exactly once, and the ledger verifies."""
+    for sender in senders:
+        assert sender.failure is None, repr(sender.failure)
+    assert sum(sender.missing_retry_after for sender in senders) == 0, "every 503 says when to retry"
+    accepted = set().union(*(sender.accepted for sender in senders))
+    stored = query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"]
+    assert stored == len(accepted), f"{stored} stored, {len(accepted)} accepted: each exactly once"
+    verified = run_cli("ledger", "verify", "--database-url", database_url)
+    assert verified.status == 0, verified.stdout + verified.stderr
+    return accepted
