@@ -865,12 +865,19 @@ def _database_url_problem(url: str) -> str | None:
         return "empty; leave the key out to use the embedded server"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018
     except ValueError:
         return "not a valid URL"
     if parts.scheme not in ("postgresql", "postgres"):
         return "must be a postgresql:// URL"
+    # libpq and asyncpg take several hosts, each with its own port (host1:5432,host2:5432): a failover setting.
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        found = _HOST_AND_PORT.fullmatch(host)
+        if found is None or (found.group(1) is not None and not 1 <= int(found.group(1)) <= 65535):
+            return "not a valid URL: each host must be NAME, NAME:PORT, [IPv6] or [IPv6]:PORT, with a port from 1 to 65535"
     return None
+
+
+_HOST_AND_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^\[\]:/@,]*)(?::([0-9]{1,5}))?")
 
 
 def _check_tls(tls: TlsConfig, fail: _Fail) -> None:

@@ -757,6 +757,24 @@ def test_a_database_url_is_kept_as_written(tmp_path):
     assert _load(tmp_path, top=f'database_url = "{url}"').database_url == url
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://gateway@pg-a.internal:5432,pg-b.internal:5433/gba?target_session_attrs=read-write",
+    "postgresql://gateway@[fd00::1]:5432,10.0.0.2/gba",
+    "postgresql:///gba?host=/run/postgresql",
+])
+def test_a_database_url_with_several_hosts_each_with_its_port_is_accepted(tmp_path, url):
+    """libpq's and asyncpg's failover form: the hosts are tried in order (docs/operations.md)."""
+    assert _load(tmp_path, top=f'database_url = "{url}"').database_url == url
+
+
+@pytest.mark.parametrize("url", ["postgresql://gateway:s3cret@db:99999/gba", "postgresql://gateway:s3cret@a:1,b:x/gba",
+                                 "postgresql://gateway:s3cret@[fd00::1/gba"])
+def test_a_database_url_with_a_bad_host_or_port_is_refused_without_its_password(tmp_path, url):
+    error = _refusal(tmp_path, top=f'database_url = "{url}"')
+    _assert_refused(error, "database_url", "not a valid URL")
+    assert "s3cret" not in str(error)
+
+
 # --- gateway config check ---
 
 
