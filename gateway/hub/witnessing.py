@@ -8,10 +8,10 @@ latest checkpoint with C2SP `tlog-witness` `add-checkpoint`: `old` is the size t
 witness last cosigned, with the consistency proof from there. A witness that is down
 never stops the ledger; how far behind it is shows in `/metrics`.
 
-A witness that answers 409 with a size *larger* than the hub's latest checkpoint, of which
-this database holds no checkpoint, has seen a tree this database no longer holds (one it
-does hold was signed by another process meanwhile): the database was restored from a backup
-or failed over to a replica that had not caught up (docs/operations.md, "Rollback").
+A witness that answers 409 with a size of which this database holds no checkpoint, larger
+or smaller than the hub's latest, has seen a tree this database no longer holds (a larger
+one it does hold was signed by another process meanwhile): the database was restored from
+a backup or failed over to a replica that had not caught up (docs/operations.md, "Rollback").
 The checkpointer then stops signing for this origin and says so, until an operator
 starts a new origin (`gateway ledger new-origin`).
 """
@@ -163,8 +163,15 @@ class Checkpointer:
                     self._stop(f"witness {witness.name} holds a tree of {held_size} entries; the latest checkpoint here has {latest.size}")
                     await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error=f"ahead-{held_size}")
                     return True
-                if held_size == old or await checkpoints.checkpoint_at(self._pool, self.origin, held_size) is None:
+                if held_size == old:
                     break
+                if held_size > 0 and await checkpoints.checkpoint_at(self._pool, self.origin, held_size) is None:
+                    # A smaller tree than ours, but one this database never signed: every checkpoint is stored (in one
+                    # transaction) before any process sends it, so the database lost it. A process that kept running
+                    # through a failover to a standby that was behind meets this once the new ledger outgrows the old.
+                    self._stop(f"witness {witness.name} holds a checkpoint of {held_size} entries that this database does not hold")
+                    await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error=f"ahead-{held_size}")
+                    return True
                 old = held_size
                 continue
             break

@@ -171,7 +171,8 @@ async def latest_verification(executor: Any) -> asyncpg.Record | None:
 
 
 async def rollback_reported(executor: Any, origin: str) -> str | None:
-    """Why a witness says this database was rolled back (it holds a larger tree of `origin`), or None."""
+    """Why a witness says this database was rolled back (it holds a tree of `origin` that this database never
+    checkpointed, or a larger one), or None."""
     row = await executor.fetchrow(
         "SELECT witness, last_error FROM ledger_witnesses WHERE origin = $1 AND last_error LIKE 'ahead-%' ORDER BY witness LIMIT 1",
         origin,

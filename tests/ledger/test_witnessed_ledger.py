@@ -332,6 +332,38 @@ def test_a_database_restored_from_backup_is_caught_by_the_witnesses_and_a_new_or
 
 
 
+def test_a_running_process_stops_signing_when_a_witness_holds_a_checkpoint_the_database_lost(database_url, tmp_path):
+    """A process that met the witnesses before a failover to a standby that was behind goes on running: once the new
+    ledger outgrows the old, a witness answers 409 with a size smaller than the new checkpoint, but one this database
+    never signed. That is a rollback too (docs/operations.md, "Rollback"): signing stops."""
+
+    async def scenario(exchange, session):
+        pool = await _pool(exchange)
+        origin = exchange.config.origin
+        await verification(exchange, "HK")
+        kept = await exchange.checkpointer.checkpoint_now()
+        await verification(exchange, "MO")
+        lost = await exchange.checkpointer.checkpoint_now()  # the witnesses cosign it; then the database loses it
+        await pool.execute("DELETE FROM ledger_cosignatures WHERE origin = $1 AND size = $2", origin, lost.size)
+        await pool.execute("DELETE FROM ledger_checkpoints WHERE origin = $1 AND size = $2", origin, lost.size)
+        for witness in exchange.checkpointer._witnesses:
+            await checkpoints.note_witness(pool, witness.name, origin, utc_now(), size=kept.size, root=kept.root)
+        await verification(exchange, "HK")  # the ledger grows past the lost checkpoint
+        outgrown = await exchange.checkpointer.checkpoint_now()
+        await verification(exchange, "MO")
+        after = await exchange.checkpointer.checkpoint_now()
+        async with session.get(exchange.hub_url + "/metrics") as response:
+            metrics = await response.text()
+        reported = await checkpoints.rollback_reported(pool, origin)
+        return kept, lost, outgrown, after, exchange.checkpointer.rolled_back, reported, metrics
+
+    kept, lost, outgrown, after, stopped, reported, metrics = run(database_url, tmp_path, scenario)
+    assert kept.size < lost.size < outgrown.size
+    assert stopped is not None and f"holds a checkpoint of {lost.size} entries that this database does not hold" in stopped
+    assert reported is not None and "gateway_checkpoint_signing_stopped 1" in metrics
+    assert after == outgrown, "nothing signed after the witness told"
+
+
 def test_a_witness_ahead_with_a_checkpoint_this_database_signed_is_a_race_not_a_rollback(database_url, tmp_path):
     """With several processes, one may bring a witness up to an older checkpoint after another process got a newer
     one cosigned: the witness's 409 names a larger size that this database did sign. Signing must go on."""
