@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,9 @@ from gateway.protocol.errors import ProtocolError
 from gateway.protocol.keys import PrivateKey
 from gateway.protocol.statements import Attestation, Delivery, LocalView, sign_attestation
 from gateway.protocol.timestamps import format_timestamp
+
+MISSING_KEY_CHECK_SECONDS = 60.0
+"""How often the push worker looks for queued pushes sealed under a payload key this process lacks."""
 
 OUTBOX_CHANNEL = "gateway_outbox"
 """NOTIFY channel: the payload is the receiver whose outbox got work (gateway/hub/store.py)."""
@@ -175,8 +179,12 @@ class Deliverer:
         connector = aiohttp.TCPConnector(ssl=self._ssl)
         async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False, connector=connector) as session:
             self._session = session
+            next_key_check = 0.0
             try:
                 while not self._wakeups.closing:
+                    if time.monotonic() >= next_key_check:
+                        next_key_check = time.monotonic() + MISSING_KEY_CHECK_SECONDS
+                        await self._report_missing_keys()
                     free = self._policy.concurrency - len(self._in_flight)
                     claimed: list[outbox.ClaimedDelivery] = []
                     if free > 0:
@@ -185,7 +193,7 @@ class Deliverer:
                                 self._pool, list(self._endpoints), self._process_id, self._clock(), self._policy.lease_seconds, free,
                                 self._hub.payload_keys,
                             )
-                        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                        except Exception as error:  # noqa: BLE001 - the worker outlives any one claim; it tries again when woken
                             _log.warning("outbox_claim_failed", error=type(error).__name__)
                     for item in claimed:
                         task = asyncio.get_running_loop().create_task(self._deliver(item))
@@ -200,6 +208,17 @@ class Deliverer:
                     task.cancel()
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
                 self._session = None
+
+    async def _report_missing_keys(self) -> None:
+        """Log the payload keys this process lacks for queued pushes: it leaves those to processes that have them."""
+        try:
+            missing = await outbox.sealed_under_missing_keys(self._pool, list(self._endpoints), self._hub.payload_keys)
+        except Exception as error:  # noqa: BLE001 - a check, never a reason to stop pushing
+            _log.warning("payload_key_check_failed", error=type(error).__name__)
+            return
+        if missing:
+            _log.error("payload_keys_missing", keys=sorted(missing), deliveries=sum(missing.values()),
+                       hint="copy the payload keys to this host (docs/operations.md, Payload keys)")
 
     async def _deliver(self, item: outbox.ClaimedDelivery) -> None:
         try:

@@ -55,7 +55,7 @@ from gateway.protocol.schema import load_message_schemas
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from gateway.protocol.trust import load_trust_list
 from gateway.store.migrate import migrate
-from gateway.store.payloads import KEYS_VARIABLE, PayloadKeys, generate_key, load_keys
+from gateway.store.payloads import KEYS_VARIABLE, PayloadKeyError, PayloadKeys, generate_key, load_keys
 
 JOSE = "application/jose"
 PROBLEM = "application/problem+json"
@@ -679,9 +679,15 @@ async def get_inbox(request: web.Request) -> web.Response:
     with request.app[LONG_POLLS].admit(caller.owner):
         while not _client_gone(request):
             with STAGE_TIMES.timed("inbox_claim"):
-                claimed = await outbox.claim_for_inbox(
-                    pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
-                )
+                try:
+                    claimed = await outbox.claim_for_inbox(
+                        pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
+                    )
+                except PayloadKeyError as error:
+                    # This process cannot open a stored message (its key not copied here, or the row altered): another
+                    # process may, so the pull is unavailable here, not wrong (docs/operations.md).
+                    _log.error("payload_unopenable", receiver=caller.owner, error=str(error))
+                    raise ProtocolError("unavailable", retry_after_seconds=1) from None
             remaining = deadline - asyncio.get_running_loop().time()
             if claimed or remaining <= 0 or wakeups.closing:
                 break

@@ -19,8 +19,11 @@ from datetime import datetime
 from typing import Literal
 
 import asyncpg
+import structlog
 
-from gateway.store.payloads import PayloadKeys
+from gateway.store.payloads import PayloadKeyError, PayloadKeys
+
+_log = structlog.get_logger(__name__)
 
 Executor = asyncpg.Connection | asyncpg.Pool
 
@@ -103,17 +106,40 @@ async def claim_for_push(
     executor: Executor, receivers: list[str], process_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` ready rows for the push `receivers` whose retry time has come (PROTO-12.4-3);
-    their messages opened with `keys`."""
+    their messages opened with `keys`.
+
+    Only rows sealed under a key in `keys` are leased: a process that lacks a key (not yet copied to its host)
+    leaves those rows to the processes that have it (`sealed_under_missing_keys` finds them). A row whose bytes
+    do not open under its key (altered) is logged and left leased: it is tried again when the lease runs out,
+    and the other rows go on."""
     rows = await executor.fetch(
         "WITH pick AS (SELECT c.message_id FROM outbox c WHERE c.receiver = ANY($2::text[]) AND c.due_at <= $1 AND "
         + _READY
-        + " ORDER BY c.due_at, c.ledger_index LIMIT $5 FOR UPDATE SKIP LOCKED)"
+        + " AND EXISTS (SELECT 1 FROM messages k WHERE k.id = c.message_id AND (k.payload_key IS NULL OR k.payload_key = ANY($6::text[])))"
+        " ORDER BY c.due_at, c.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED)"
         " UPDATE outbox o SET claimed_by = $3, lease_until = $1::timestamptz + make_interval(secs => $4::double precision), attempts = o.attempts + 1"
         " FROM pick, messages m WHERE o.message_id = pick.message_id AND m.id = o.message_id"
         + _CLAIMED,
-        now, receivers, process_id, float(lease_seconds), limit,
+        now, receivers, process_id, float(lease_seconds), limit, list(keys.keys),
     )
-    return [_claimed(row, keys) for row in rows]
+    claimed = []
+    for row in rows:
+        try:
+            claimed.append(_claimed(row, keys))
+        except PayloadKeyError as error:
+            _log.error("payload_unopenable", message_id=str(row["message_id"]), error=str(error))
+    return claimed
+
+
+async def sealed_under_missing_keys(executor: Executor, receivers: list[str], keys: PayloadKeys) -> dict[str, int]:
+    """Key id -> queued deliveries to `receivers` sealed under that key, for every key missing from `keys`."""
+    rows = await executor.fetch(
+        "SELECT m.payload_key, count(*) AS n FROM outbox o JOIN messages m ON m.id = o.message_id"
+        " WHERE o.receiver = ANY($1::text[]) AND o.state = 'queued' AND m.payload_key IS NOT NULL"
+        " AND m.payload_key <> ALL($2::text[]) GROUP BY m.payload_key ORDER BY m.payload_key",
+        receivers, list(keys.keys),
+    )
+    return {row["payload_key"]: row["n"] for row in rows}
 
 
 async def claim_for_inbox(
@@ -121,7 +147,8 @@ async def claim_for_inbox(
 ) -> list[ClaimedDelivery]:
     """Lease up to `limit` ready rows for a pulling receiver, in ledger order (PROTO-12.6-1).
 
-    A message other than a receipt that is fetched for the first time becomes `delivered`.
+    A message other than a receipt that is fetched for the first time becomes `delivered`. If a row does not open
+    with `keys` (a key missing on this host, or altered bytes), the claim is undone and PayloadKeyError raised.
     """
     # The unleased rows and the expired leases are read from their own indexes (migration 0007), each in ledger
     # order, so that the deliveries in flight (leased) cost nothing; then the first `limit` of both are locked.
@@ -145,7 +172,12 @@ async def claim_for_inbox(
         " ORDER BY m.ledger_index",
         now, receiver, caller_id, float(lease_seconds), limit,
     )
-    return [_claimed(row, keys) for row in rows]
+    try:
+        return [_claimed(row, keys) for row in rows]
+    except PayloadKeyError:
+        # Pulls go in ledger order, so no row may be skipped: give them all back, and let the caller refuse the pull.
+        await release_inbox_claim(executor, [str(row["message_id"]) for row in rows], caller_id)
+        raise
 
 
 async def release_inbox_claim(executor: Executor, message_ids: list[str], caller_id: str) -> None:

@@ -227,3 +227,43 @@ def test_two_gateway_processes_share_the_deliveries_and_each_reaches_the_applica
     assert [application for _, application in counts] == [1] * 6
     by = asyncio.run(fetch(database_url, "SELECT DISTINCT delivered_by FROM messages WHERE type = 'referral.submit'"))
     assert len({row["delivered_by"] for row in by}) == 2, "both processes delivered"
+
+
+def test_a_process_without_a_payload_key_leaves_those_pushes_to_one_that_has_it_and_goes_on_pushing(database_url, tmp_path, example):
+    """A payload key rotated on one host and not yet copied to another (docs/operations.md): the process that lacks it
+    never claims a push sealed under it, says so in its log, and goes on pushing what it can open; a process with the
+    key delivers the rest."""
+    import base64
+    import secrets
+
+    def ring(**keys: bytes) -> dict[str, str]:
+        return {"GATEWAY_PAYLOAD_KEYS": ";".join(f"{key_id}={base64.b64encode(key).decode()}" for key_id, key in keys.items())}
+
+    k1 = secrets.token_bytes(32)
+    rotated, behind = ring(k1=k1, k2=secrets.token_bytes(32)), ring(k1=k1)
+    ports, hk_port = (free_port(), free_port()), free_port()
+    config = push_config(hk_port)
+    under_k2, under_k1 = referral(example), referral(example)
+
+    async def run() -> int:
+        # Hong Kong is not up yet: the rotated process accepts a message, sealed under k2, and stops before it can push.
+        async with serving(tmp_path, database_url, config, ports[0], rotated, name="rotated"):
+            assert await asyncio.to_thread(post, f"http://127.0.0.1:{ports[0]}", under_k2[1]) == 202
+        await until(database_url, "SELECT 1 FROM outbox WHERE message_id = $1::uuid AND state = 'queued'"
+                                  " AND due_at <= now() AND (lease_until IS NULL OR lease_until <= now())", under_k2[0])  # due
+        hk = hong_kong(f"http://127.0.0.1:{ports[1]}", tmp_path / "hk", hk_port)
+        await hk.start()
+        try:
+            async with serving(tmp_path, database_url, config, ports[1], behind, name="behind"):
+                assert await asyncio.to_thread(post, f"http://127.0.0.1:{ports[1]}", under_k1[1]) == 202
+                await until(database_url, *receipted(under_k1[0]))  # pushed after the k2 message came due
+                left = hk.wire_deliveries(under_k2[0])
+            async with serving(tmp_path, database_url, config, ports[0], rotated, name="rotated-again"):
+                await until(database_url, *receipted(under_k2[0]))
+            return left
+        finally:
+            await hk.stop()
+
+    assert asyncio.run(run()) == 0, "the process without k2 left its message alone"
+    log = (tmp_path / "behind.log").read_text("utf-8")
+    assert '"payload_keys_missing"' in log and '"k2"' in log, "and said which key it lacks"

@@ -324,3 +324,25 @@ def test_a_long_poll_its_client_gave_up_on_claims_nothing(database_url, example,
     assert [d["message"] for d in deliveries] == [referral.decode()], "offered at once, not leased to a dead poll"
     (row,) = query(database_url, "SELECT attempts FROM outbox")
     assert row["attempts"] == 1, "one attempt: the delivery just made"
+
+
+def test_a_pull_from_a_process_without_the_payload_key_is_unavailable_and_claims_nothing(database_url, referral, test_key):
+    """A process whose host lacks the key a message was sealed under (a rotation not yet copied to it) answers a pull
+    503 with Retry-After and gives the claim back, since pulls go in ledger order; a process with the key delivers."""
+    import secrets
+
+    from gateway.store.payloads import PayloadKeys
+
+    old = secrets.token_bytes(32)
+    rotated = PayloadKeys({"k1": old, "k2": secrets.token_bytes(32)}, "the rotated ring")
+    behind = PayloadKeys({"k1": old}, "a ring not yet copied")
+    payload, compact = referral()
+    with running_hub(database_url, payload_keys=rotated) as up_to_date, running_hub(database_url, payload_keys=behind) as lagging:
+        assert up_to_date.post_message(compact).status == 202  # sealed under k2
+        answer = Party(lagging, test_key(HK)).inbox()
+        assert answer.status == 503 and answer.json()["code"] == "unavailable" and answer.headers.get("retry-after") == "1"
+        row = query(database_url, "SELECT o.attempts, o.lease_until, m.status, m.payload_key FROM outbox o"
+                                  " JOIN messages m ON m.id = o.message_id WHERE o.message_id = $1::uuid", payload["id"])[0]
+        assert (row["attempts"], row["lease_until"], row["status"], row["payload_key"]) == (0, None, "accepted", "k2")
+        deliveries, _ = Party(up_to_date, test_key(HK)).deliveries()
+        assert [parse_delivery(json.dumps(d).encode()).message for d in deliveries] == [compact]
