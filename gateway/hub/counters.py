@@ -36,7 +36,8 @@ class Board:
             raise ValueError("a board's counter names must be distinct")
         self.slots = 1
         self._all = memoryview(bytearray(_DOUBLE * len(self.names))).cast("d")
-        self._mine = self._all
+        self.mine = self._all
+        """This process's slot: counter `i` is `mine[i]` (`index[name]`). Hot paths add to it directly."""
 
     def share(self, slots: int) -> None:
         """Move the counters into memory that processes forked after this call share, `slots` of them.
@@ -47,19 +48,19 @@ class Board:
         width = len(self.names)
         shared = memoryview(mmap.mmap(-1, max(_DOUBLE * width * slots, 1))).cast("d")
         for position in range(width):
-            shared[position] = self._mine[position]
+            shared[position] = self.mine[position]
         self._all, self.slots = shared, slots
-        self._mine = shared[:width]
+        self.mine = shared[:width]
 
     def use_slot(self, slot: int) -> None:
         """Add to slot `slot` from now on (a worker's own number, from 0)."""
         if not 0 <= slot < self.slots:
             raise ValueError(f"slot {slot} is not one of this board's {self.slots}")
         width = len(self.names)
-        self._mine = self._all[slot * width:(slot + 1) * width]
+        self.mine = self._all[slot * width:(slot + 1) * width]
 
     def add(self, name: str, amount: float = 1.0) -> None:
-        self._mine[self.index[name]] += amount
+        self.mine[self.index[name]] += amount
 
     def total(self, name: str) -> float:
         """The counter summed over every slot."""
