@@ -64,3 +64,26 @@ def test_the_indexer_reads_in_batches_from_its_cursor_and_indexes_each_document_
     last = query(database_url, "SELECT max(ledger_index) AS i FROM messages")[0]["i"]
     assert query(database_url, "SELECT ledger_index FROM console_person_cursor")[0]["ledger_index"] == last
     assert asyncio.run(_index_all(database_url, key, batch=2)) == [], "nothing new: the cursor holds"
+
+
+def test_the_blind_index_is_hmac_sha256_of_the_normalised_number():
+    """Indexes written before stay valid: the value is exactly HMAC-SHA256(key, number), however it is computed."""
+    import hashlib
+    import hmac
+
+    key = secrets.token_bytes(32)
+    assert blind(key, "A1234567") == hmac.new(key, b"A1234567", hashlib.sha256).digest()
+
+
+def test_identity_numbers_are_found_at_any_depth_and_odd_shapes_are_passed_over():
+    from gateway.console.persons import identity_numbers
+
+    body = {
+        "identity_documents": [{"number": "a123456(7)"}, "not a document", {"type": "none"}, {"number": 44010219900101}],
+        "household": {"members": [{"person": {"identity_documents": [{"number": "M/123456/7"}]}}, [[{"identity_documents": [
+            {"number": "440102199001011234"}]}]]]},
+        "note": "identity_documents", "identity_documents_extra": [{"number": "X9999999"}],
+        "nested": {"identity_documents": {"number": "not in a list"}},
+    }
+    assert sorted(identity_numbers(body)) == sorted(["A1234567", "44010219900101", "M1234567", "440102199001011234"])
+    assert identity_numbers(None) == [] and identity_numbers("text") == []
