@@ -24,7 +24,7 @@ from gateway.hub.http import build_app, settings_for
 from gateway.hub.metrics import Metrics, counter_board
 from gateway.hub.stages import STAGE_TIMES
 from gateway.hub.transport import server_context
-from gateway.logs import configure_logging
+from gateway.logs import JsonAccessLog, configure_logging
 from gateway.store.database import resolve_database
 from gateway.store.embedded import ensure_embedded_server
 
@@ -77,7 +77,7 @@ def _serve(arguments: argparse.Namespace) -> int:
 
 
 async def _run(app: web.Application, config: GatewayConfig, port: int, reuse_port: bool, ready: Callable[[str], None]) -> int:
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=30)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=30, access_log_class=JsonAccessLog)
     await runner.setup()
     context = None
     if config.tls is not None:

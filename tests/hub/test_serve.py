@@ -72,7 +72,7 @@ purposes = ["referral"]
         port = int(url.rsplit(":", 1)[1])
         context = ssl.create_default_context(cafile=str(certificate))
         connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
-        connection.request("GET", "/v1/about")
+        connection.request("GET", "/v1/about?probe=1")
         response = connection.getresponse()
         assert response.status == 200 and json.loads(response.read())["mode"] == "test"
         connection.close()
@@ -80,7 +80,13 @@ purposes = ["referral"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
         process.stdout.close()
+        log = process.stderr.read()
         process.stderr.close()
+    # The log is JSON lines (docs/operations.md), the access log included; only the CLI's own `gateway:` lines are text.
+    events = [json.loads(line) for line in log.splitlines() if line and not line.startswith("gateway: ")]
+    access = [event for event in events if event["event"] == "http_request"]
+    assert [(event["method"], event["path"], event["status"]) for event in access] == [("GET", "/v1/about", 200)]
+    assert access[0]["bytes"] > 0 and access[0]["seconds"] >= 0 and access[0]["remote"] == "127.0.0.1"
 
 
 def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, database_url, example, test_key):
