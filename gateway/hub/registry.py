@@ -16,6 +16,7 @@ docs/protocol.md §10.1-§10.3 and §10.5 live there, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -478,6 +479,15 @@ LISTENER_CHECK_SECONDS = 10.0
 """How often `Registry.watch` checks that the LISTEN connection still answers."""
 
 
+def _alive(connection: asyncpg.Connection | None) -> bool:
+    """Whether `connection` is open. A pooled connection that was terminated has been handed back to the pool already,
+    and its proxy then refuses every call, `is_closed` included."""
+    try:
+        return connection is not None and not connection.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 class Registry:
     """This process's copy of the trust registry, kept current by LISTEN/NOTIFY."""
 
@@ -493,6 +503,7 @@ class Registry:
         self._version = -1
         self._listener: asyncpg.Connection | None = None
         self._reloading = asyncio.Lock()
+        self._relistening = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -504,7 +515,7 @@ class Registry:
     @property
     def listening(self) -> bool:
         """True while the LISTEN connection is up (readiness: without it changes would be missed)."""
-        return self._listener is not None and not self._listener.is_closed()
+        return _alive(self._listener)
 
     async def start(self) -> None:
         """Register this process, listen for changes on a dedicated connection, then load."""
@@ -522,7 +533,7 @@ class Registry:
         listener, self._listener = self._listener, None
         if listener is not None:
             try:
-                if not listener.is_closed():
+                if _alive(listener):
                     await listener.remove_listener(CHANGED, self._on_change)
                     for channel, callback in self._listeners.items():
                         await listener.remove_listener(channel, callback)
@@ -557,13 +568,13 @@ class Registry:
         while True:
             await asyncio.sleep(every_seconds)  # a period, not synchronisation
             listener = self._listener
-            if listener is None or listener.is_closed():
+            if not _alive(listener):
                 continue
             try:
                 await listener.fetchval("SELECT 1")
             except Exception as error:  # noqa: BLE001 - any failure means the connection cannot be trusted
                 _log.warning("registry_listener_unanswered", error=type(error).__name__)
-                if not listener.is_closed():
+                if _alive(listener):
                     listener.terminate()  # its termination listener, _on_lost, listens again
 
     def _on_lost(self, connection: asyncpg.Connection) -> None:
@@ -574,17 +585,27 @@ class Registry:
         self._spawn(self._listen_again())
 
     async def _listen_again(self) -> None:
-        """Reconnect, LISTEN, and reload (changes made meanwhile were not notified), with backoff."""
+        """Reconnect, LISTEN, and reload (changes made meanwhile were not notified), with backoff.
+
+        One round at a time: a connection that dies while a round opens it calls `_on_lost` too, and two rounds
+        at once would each take a connection from the pool, one of them never given back (then `pool.close()`
+        waits for ever, and SIGTERM never ends the process; seen in tests/faults/test_failover.py). A round that
+        finds the listener already up again has nothing to do."""
+        async with self._relistening:
+            await self._listen_again_alone()
+
+    async def _listen_again_alone(self) -> None:
+        if _alive(self._listener):
+            return  # an earlier round listens again already (and reloaded before it ended)
         delay = 0.1
         while not self._closing:
-            lost, self._listener = self._listener, None
-            if lost is not None:
-                try:
-                    await self._pool.release(lost)
-                except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
-                    pass
             try:
-                await self._listen()
+                if not _alive(self._listener):
+                    lost, self._listener = self._listener, None
+                    if lost is not None:
+                        with contextlib.suppress(OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
+                            await self._pool.release(lost)
+                    await self._listen()
                 await self.reload()
                 _log.info("registry_listener_restored", version=self._version)
                 return

@@ -75,3 +75,32 @@ def test_an_id_in_another_spelling_of_an_accepted_uuid_is_a_schema_fault_not_a_c
         answer = hub.post_message(_referral(example, test_key, id=payload["id"].upper())[1])
     assert_refused(answer, "schema-violation")
     assert answer.json()["where"] == "/id"
+
+
+def test_two_losses_reported_at_once_take_one_listen_connection_and_the_pool_still_closes(database_url):
+    """A connection that dies while the registry opens its new LISTEN connection reports its loss too. Two rounds of
+    listening again at once each took a connection from the pool and one was never given back, so `pool.close()`
+    (and SIGTERM) waited for ever (seen once in a dozen runs of tests/faults/test_failover.py). Now one round runs;
+    the other finds the listener up and ends."""
+    from gateway.hub.registry import Registry
+
+    with running_hub(database_url):  # migrations and the trust list
+        pass
+
+    async def scenario() -> tuple[int, int]:
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+        registry = Registry(pool, "test", "test-registry-losses")
+        await registry.start()
+        lost = registry._listener
+        lost.terminate()  # the termination listener starts a round of listening again...
+        registry._on_lost(lost)  # ...and a second report of a loss arrives meanwhile
+        while registry._reloads:
+            await asyncio.gather(*list(registry._reloads))
+        held = pool.get_size() - pool.get_idle_size()
+        replaced = 1 if registry._listener is not lost and registry.listening else 0
+        await registry.close()
+        await asyncio.wait_for(pool.close(), 20)  # before the fix: a connection never released, and this waits
+        return held, replaced
+
+    held, replaced = asyncio.run(scenario())
+    assert (held, replaced) == (1, 1), "one LISTEN connection, a new one, is all the registry holds"
