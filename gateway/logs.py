@@ -7,8 +7,10 @@ call, and a processor refuses keys that could carry it, as a second line of defe
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
@@ -23,10 +25,28 @@ def _drop_personal_fields(logger: Any, method: str, event: dict[str, Any]) -> di
     return event
 
 
+class JsonLinesFormatter(logging.Formatter):
+    """The libraries' own `logging` records (asyncpg, aiohttp) as JSON lines like structlog's.
+
+    A record's exception is reported by its type only: a traceback, or an exception's text, may quote what a
+    statement or a request carried."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "event": record.getMessage(), "logger": record.name, "level": record.levelname.lower(),
+            "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            event["error"] = record.exc_info[0].__name__
+        return json.dumps(_drop_personal_fields(None, "", event), ensure_ascii=False)
+
+
 def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
-    """JSON lines to `stream` (default stderr)."""
+    """JSON lines to `stream` (default stderr), from structlog and from the libraries' `logging` alike."""
     stream = stream or sys.stderr
-    logging.basicConfig(format="%(message)s", stream=stream, level=level, force=True)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLinesFormatter())
+    logging.basicConfig(handlers=[handler], level=level, force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -22,3 +22,23 @@ def test_a_latin_name_inside_a_longer_word_is_not_a_leak():
     name = next(datum for datum, kind in data.items() if kind == "name" and datum.isascii() and datum.isalpha())
     assert leaks_in(f"registry listener {name.upper()}ED and {name}X") == []
     assert leaks_in(f"a log line about {name}.") == ["name"]
+
+
+def test_the_libraries_log_records_are_json_lines_with_exceptions_by_type_only():
+    """asyncpg and aiohttp log through `logging`: their records come out as JSON lines like the gateway's own, and an
+    exception is named by its type, never its text or traceback (which may quote a statement's values)."""
+    import json
+    import logging
+    import sys
+
+    from gateway.logs import JsonLinesFormatter
+
+    try:
+        raise ValueError("A1234567 in a statement")
+    except ValueError:
+        record = logging.LogRecord("asyncpg.pool", logging.ERROR, __file__, 1, "pool %s", ("failed",), sys.exc_info())
+    line = JsonLinesFormatter().format(record)
+    event = json.loads(line)
+    assert event["event"] == "pool failed" and event["logger"] == "asyncpg.pool" and event["level"] == "error"
+    assert event["error"] == "ValueError" and "A1234567" not in line and "Traceback" not in line
+    assert event["timestamp"].endswith("Z")
