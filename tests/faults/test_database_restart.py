@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 from gateway.store.embedded import ensure_embedded_server, stop_embedded_server
 from tests.cli_runner import run_cli
@@ -81,23 +82,11 @@ def test_a_database_restart_under_load_gives_503s_and_loses_nothing(tmp_path, ex
                 sender.start()
             wait_for_row(database_url, "SELECT 1 FROM messages OFFSET 20")  # load is flowing
             stop_embedded_server(data_dir)
-            met_by = time.monotonic() + OUTAGE_DEADLINE_SECONDS
-            while not all(sender.met_outage.is_set() for sender in senders):  # every sender meets the database down
-                assert process.poll() is None
-                assert time.monotonic() < met_by, "not every sender met the outage"
-                waiting = next(sender for sender in senders if not sender.met_outage.is_set())
-                waiting.met_outage.wait(1.0)  # an event wait; the loop re-checks the hub and the deadline
+            every_sender_meets_the_outage(senders, process)
             ensure_embedded_server(data_dir)
             before = query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"]
             wait_for_row(database_url, "SELECT 1 FROM messages OFFSET $1", before + 20)  # served again, by itself
-            stop.set()
-            for sender in senders:
-                sender.join(RESEND_DEADLINE_SECONDS + 30)
-            ready_by = time.monotonic() + 30  # the registry listener reconnects with back-off (at most 5 s apart)
-            while hub.request("GET", "/readyz").status != 200:
-                assert time.monotonic() < ready_by, "the hub did not become ready again by itself"
-                time.sleep(0.2)  # a bounded poll of the hub's readiness, not synchronisation
-            assert process.poll() is None, "the hub never stopped"
+            stop_and_see_the_hub_ready(senders, stop, hub, process)
 
         statuses = sum((sender.statuses for sender in senders), Counter())
         assert statuses[503] > 0, f"the load met the database down: {statuses}"
@@ -120,3 +109,25 @@ def accepted_once_and_verified(senders: list[Sender], database_url: str) -> set[
     verified = run_cli("ledger", "verify", "--database-url", database_url)
     assert verified.status == 0, verified.stdout + verified.stderr
     return accepted
+
+
+def every_sender_meets_the_outage(senders: list[Sender], process: Any) -> None:
+    """Wait until every sender has met the outage (a 503 or a cut connection), at most OUTAGE_DEADLINE_SECONDS."""
+    met_by = time.monotonic() + OUTAGE_DEADLINE_SECONDS
+    while not all(sender.met_outage.is_set() for sender in senders):
+        assert process.poll() is None
+        assert time.monotonic() < met_by, "not every sender met the outage"
+        waiting = next(sender for sender in senders if not sender.met_outage.is_set())
+        waiting.met_outage.wait(1.0)  # an event wait; the loop re-checks the hub and the deadline
+
+
+def stop_and_see_the_hub_ready(senders: list[Sender], stop: threading.Event, hub: Any, process: Any) -> None:
+    """Stop the senders (each ends once its message is accepted), then wait until the hub is ready again by itself."""
+    stop.set()
+    for sender in senders:
+        sender.join(RESEND_DEADLINE_SECONDS + 30)
+    ready_by = time.monotonic() + 30  # the registry listener reconnects with back-off (at most 5 s apart)
+    while hub.request("GET", "/readyz").status != 200:
+        assert time.monotonic() < ready_by, "the hub did not become ready again by itself"
+        time.sleep(0.2)  # a bounded poll of the hub's readiness, not synchronisation
+    assert process.poll() is None, "the hub never stopped"
