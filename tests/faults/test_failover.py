@@ -28,6 +28,7 @@ from tests.faults.test_database_restart import (
     SENDERS,
     Sender,
     accepted_once_and_verified,
+    database_now,
     every_sender_meets_the_outage,
     stop_and_see_the_hub_ready,
 )
@@ -87,12 +88,13 @@ def test_a_failover_to_a_synchronous_standby_loses_nothing_and_the_hub_finds_the
             for sender in senders:
                 sender.start()
             wait_for_row(primary.dsn, "SELECT 1 FROM messages OFFSET 20")  # load is flowing
+            crash = database_now(primary.dsn)
             _as_server_user([str(tool("pg_ctl")), "-D", str(primary_dir / PGDATA_NAME), "-m", "immediate", "-w", "stop"], log)
             every_sender_meets_the_outage(senders, process)  # before the promotion: no primary at all
             _as_server_user([str(tool("pg_ctl")), "-D", str(standby_pgdata), "-w", "promote"], log)
             before = query(promoted_url, "SELECT count(*) AS n FROM messages")[0]["n"]
             wait_for_row(promoted_url, "SELECT 1 FROM messages OFFSET $1", before + 20, timeout=90)  # served again, by itself
-            stop_and_see_the_hub_ready(senders, stop, hub, process)
+            stop_and_see_the_hub_ready(senders, stop, hub, process, promoted_url, crash)
 
         statuses = sum((sender.statuses for sender in senders), Counter())
         assert statuses[503] > 0, f"the load met the failover: {statuses}"
