@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.protocol import base64url
 from gateway.protocol.errors import ProtocolError
@@ -82,3 +84,68 @@ def test_es256_signatures_are_raw_64_bytes_and_der_is_refused():
 
     der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
     assert not key.public().verify(der, b"input")
+
+
+# --- Ed25519 verification (PROTO-3.5-1): libsodium verifies, and agrees with OpenSSL on every honest signature ---
+
+L = 2**252 + 27742317777372353535851937790883648493  # the order of the Ed25519 base point (RFC 8032 §5.1)
+
+
+def _openssl_accepts(key, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.public().key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.binary(max_size=600), flip=st.integers(min_value=0, max_value=64 * 8 - 1))
+def test_ed25519_verification_agrees_with_openssl_on_valid_and_altered_signatures(message, flip):
+    key = generate("Ed25519", "k1")
+    signature = key.sign(message)
+    assert key.public().verify(signature, message) and _openssl_accepts(key, signature, message)
+    altered = bytearray(signature)
+    altered[flip // 8] ^= 1 << (flip % 8)
+    assert not key.public().verify(bytes(altered), message) and not _openssl_accepts(key, bytes(altered), message)
+    assert not key.public().verify(signature, message + b"x")
+
+
+def test_an_ed25519_signature_with_s_not_below_the_group_order_fails():
+    key = generate("Ed25519", "k1")
+    signature = key.sign(b"input")
+    s = int.from_bytes(signature[32:], "little")
+    malleated = signature[:32] + (s + L).to_bytes(32, "little")  # the same point equation, S >= L
+    assert not key.public().verify(malleated, b"input")
+    assert not key.public().verify(signature[:63], b"input") and not key.public().verify(signature + b"\0", b"input")
+
+
+def test_an_ed25519_signature_whose_r_has_small_order_fails_although_openssl_takes_it():
+    """Only the key's holder can make one: R = identity, S = h·a. RFC 8032 §5.1.7 accepts it, §3.5 refuses it."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    key = generate("Ed25519", "k1")
+    seed = key.key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    half = bytearray(hashlib.sha512(seed).digest()[:32])
+    half[0] &= 248
+    half[31] &= 127
+    half[31] |= 64
+    a = int.from_bytes(half, "little")
+    public = key.public().key.public_bytes_raw()
+    message = b"input"
+    identity = (1).to_bytes(32, "little")
+    h = int.from_bytes(hashlib.sha512(identity + public + message).digest(), "little") % L
+    signature = identity + (h * a % L).to_bytes(32, "little")
+    assert _openssl_accepts(key, signature, message)  # the crafted signature satisfies the equation
+    assert not key.public().verify(signature, message)
+
+
+@settings(max_examples=50, deadline=None)
+@given(message=st.binary(max_size=600))
+def test_ed25519_signatures_are_the_bytes_openssl_makes(message):
+    key = generate("Ed25519", "k1")
+    assert key.sign(message) == key.key.sign(message)  # RFC 8032 signatures are deterministic
