@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from gateway.console.persons import blind, index_new_messages, normalise
+from gateway.console.persons import blind, blinder, index_new_messages, normalise
 from gateway.protocol.message import sign_message
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from tests.hub.harness import TEST_PAYLOAD_KEYS, query, running_hub
@@ -73,6 +73,9 @@ def test_the_blind_index_is_hmac_sha256_of_the_normalised_number():
 
     key = secrets.token_bytes(32)
     assert blind(key, "A1234567") == hmac.new(key, b"A1234567", hashlib.sha256).digest()
+    blinded = blinder(key)  # the indexer's: one keyed state, copied for each number
+    for number in ("A1234567", "A1234567", "440102199001011234", "1234567(8)"):
+        assert blinded(number) == hmac.new(key, number.encode(), hashlib.sha256).digest()
 
 
 def test_identity_numbers_are_found_at_any_depth_and_odd_shapes_are_passed_over():
