@@ -1,13 +1,16 @@
 """Protocol benchmark (issue 2): the whole message check against a bare Ed25519 verify.
 
 Measures, in one run and one process, on the shipped ~2 KB referral example:
-  - `ed25519_verify_per_s`: raw Ed25519 verifications (cryptography) of that message;
+  - `ed25519_verify_per_s`: raw Ed25519 verifications of that message, by the gateway's own key objects
+    (gateway/protocol/keys.py: libsodium since the fourth pass of docs/performance.md, OpenSSL before);
   - `full_check_per_s`: `verify_message` = size, JWS parse with strict header, key
     lookup, signature, strict I-JSON payload, schema validation (jsonschema-rs, formats on),
     sender and receiver checks;
   - the parts: `strict_json_per_s`, `schema_fast_per_s` and, for reference, the pure-Python
     `schema_reference_per_s` (jsonschema, used only in tests).
 `ratio_full_to_verify` = verify rate / full rate; the target is <= 2.0 (docs/performance.md).
+`openssl_verify_per_s` is the same verification by `cryptography` (OpenSSL), the verifier the target
+was set against, and `ratio_full_to_openssl_verify` the ratio against it.
 Prints one JSON object. `--seconds` sets the time per measurement.
 """
 
@@ -75,6 +78,7 @@ def main() -> int:
     document = strict_json.loads(payload_bytes)
 
     verify_rate = _rate(lambda: public.verify(parsed.signature, parsed.signing_input), arguments.seconds)
+    openssl_rate = _rate(lambda: public.key.verify(parsed.signature, parsed.signing_input), arguments.seconds)
     full_rate = _rate(lambda: verify_message(compact, trust, schemas, AT), arguments.seconds)
     results = {
         "message_bytes": len(compact),
@@ -84,6 +88,8 @@ def main() -> int:
         "ratio_full_to_verify": round(verify_rate / full_rate, 3),
         "target_ratio": 2.0,
         "meets_target": verify_rate / full_rate <= 2.0,
+        "openssl_verify_per_s": round(openssl_rate),
+        "ratio_full_to_openssl_verify": round(openssl_rate / full_rate, 3),
         "strict_json_per_s": round(_rate(lambda: strict_json.loads(payload_bytes), arguments.seconds)),
         "schema_fast_per_s": round(_rate(lambda: schemas.validate(document), arguments.seconds)),
         "schema_reference_per_s": round(_rate(lambda: schemas.reference_errors(document), min(arguments.seconds, 1.0), rounds=1)),
