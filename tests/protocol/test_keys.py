@@ -149,3 +149,11 @@ def test_an_ed25519_signature_whose_r_has_small_order_fails_although_openssl_tak
 def test_ed25519_signatures_are_the_bytes_openssl_makes(message):
     key = generate("Ed25519", "k1")
     assert key.sign(message) == key.key.sign(message)  # RFC 8032 signatures are deterministic
+
+
+def test_a_signature_given_as_any_bytes_like_object_verifies_as_before():
+    """`cryptography` took any bytes-like signature; PyNaCl takes bytes only, and the key converts."""
+    key = generate("Ed25519", "k1")
+    signature = key.sign(b"input")
+    assert key.public().verify(bytearray(signature), b"input") and key.public().verify(memoryview(signature), b"input")
+    assert not key.public().verify(bytearray(64), b"input")
