@@ -78,6 +78,19 @@ def test_an_accepted_message_is_stored_sealed_and_delivered_as_received(database
         assert [d["message"].encode() for d in deliveries] == [compact]
 
 
+def test_a_sealed_payload_of_a_few_kilobytes_stays_in_its_row(database_url, example, test_key):
+    """Migration 0008: no compression attempt on ciphertext, no TOAST chunks to write and read back."""
+    compact = referral(example, test_key(GD))
+    with running_hub(database_url) as hub:
+        assert hub.post_message(compact).status == 202
+        (row,) = query(database_url, "SELECT length(compact) AS stored, pg_column_compression(compact) AS compression FROM messages")
+        assert row["stored"] > 2100 and row["compression"] is None  # above the default TOAST threshold, not compressed
+        (toast,) = query(database_url, "SELECT pg_relation_size(reltoastrelid) AS size FROM pg_class WHERE relname = 'messages'")
+        assert toast["size"] == 0, "the sealed payload went to the TOAST table"
+        deliveries, _ = Party(hub, test_key(HK)).deliveries()
+        assert [d["message"].encode() for d in deliveries] == [compact]
+
+
 def test_rows_stored_in_clear_are_sealed_at_start(example, test_key):
     # Its own embedded server: the row in clear must not reach the WAL of the session's server, which
     # tests/test_at_rest.py searches for personal data after the run.
