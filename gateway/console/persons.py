@@ -51,15 +51,15 @@ def normalise(number: str) -> str | None:
 
 
 def blind(key: bytes, normalised: str) -> bytes:
-    """HMAC-SHA256 of the normalised number (`hmac.digest`: the one-shot C path, a third of `hmac.new`'s cost)."""
-    return hmac.digest(key, normalised.encode("ascii"), "sha256")
+    """HMAC-SHA256 of the normalised number: one lookup's blind value (the indexer keeps a `blinder`)."""
+    return blinder(key)(normalised)
 
 
 def blinder(key: bytes) -> Callable[[str], bytes]:
     """`blind(key, ·)` for many numbers: the key's HMAC state is made once and copied for each number.
 
-    The indexer blinds several numbers a message; `hmac.digest` sets OpenSSL's MAC up again each time, which
-    made it two thirds of the indexer's HMAC cost (bench/instructions.py).
+    The indexer blinds several numbers a message; setting OpenSSL's MAC up for each one (`hmac.digest`) made
+    two thirds of its HMAC cost (bench/instructions.py).
     """
     keyed = hmac.new(key, digestmod="sha256")
 

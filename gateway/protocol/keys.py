@@ -15,7 +15,7 @@ from typing import Any, Literal, Union
 import nacl.exceptions
 import nacl.signing
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
@@ -105,12 +105,13 @@ class PrivateKey:
 
     def __post_init__(self) -> None:
         if self.alg == "Ed25519":
-            from cryptography.hazmat.primitives import serialization
+            object.__setattr__(self, "_sodium", nacl.signing.SigningKey(self._ed25519_seed()))
 
-            seed = self.key.private_bytes(  # type: ignore[union-attr]
-                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-            )
-            object.__setattr__(self, "_sodium", nacl.signing.SigningKey(seed))
+    def _ed25519_seed(self) -> bytes:
+        """The 32-byte RFC 8032 private key (the JWK's `d`)."""
+        return self.key.private_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
 
     def sign(self, signing_input: bytes) -> bytes:
         """The raw JWS signature: 64 bytes for both algorithms (R||S for ES256)."""
@@ -127,11 +128,7 @@ class PrivateKey:
         """The private JWK (public members plus `d`). Write it only to a 0600 file."""
         jwk = self.public().to_jwk()
         if self.alg == "Ed25519":
-            from cryptography.hazmat.primitives import serialization
-
-            raw = self.key.private_bytes(  # type: ignore[union-attr]
-                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-            )
+            raw = self._ed25519_seed()
         else:
             raw = self.key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
         jwk["d"] = base64url.encode_str(raw)
@@ -200,9 +197,10 @@ def private_key_from_jwk(jwk: Any) -> PrivateKey:
         if len(d) != 32 or not 0 < int.from_bytes(d, "big") < _P256_ORDER:
             raise ValueError("a P-256 private key 'd' must be 32 bytes in range")
         key = ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1())
-    if PrivateKey(public.kid, public.alg, key).public().to_jwk() != public.to_jwk():
+    private = PrivateKey(public.kid, public.alg, key)
+    if private.public().to_jwk() != public.to_jwk():
         raise ValueError("the private JWK's 'd' does not match its public part")
-    return PrivateKey(public.kid, public.alg, key)
+    return private
 
 
 def _check_kid(kid: str) -> None:
