@@ -1036,7 +1036,7 @@ class Orchestrator:
         scheme = "https" if self.tls else "http"
         hub = Hub(number, port, f"{scheme}://127.0.0.1:{port}")
         config = self.folder / f"hub-{number}.toml"
-        config.write_text(accept.hub_config(port, self.folder / f"hub-{number}-data", self.tls), "utf-8")
+        config.write_text(accept.hub_config(port, self.folder / f"hub-{number}-data", self.tls, self.arguments.hub_toml), "utf-8")
         assert self.db is not None
         command = [*accept.gateway_command(), "serve", "--config", str(config), "--port", str(port),
                    "--database-url", self.db.dsn, "--workers", str(self.arguments.hub_workers)]
@@ -1418,6 +1418,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hub-workers", type=int, default=1,
                         help="processes per hub (`gateway serve --workers N`, one port; default 1); their /metrics "
                              "counters are summed over the workers, so `stages` counts them all")
+    parser.add_argument("--hub-toml", default="", help='TOML appended to each hub\'s generated configuration, e.g. '
+                                                       '"[commit]\\nmax_batch = 1024" (docs/configuration.md; default none)')
     parser.add_argument("--kill-after", type=float, help="scaleout: SIGKILL hub 1 this many seconds into the third phase "
                                                          "(default: half of --seconds; 0: no kill phase)")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="time for open households to finish after "
