@@ -7,7 +7,7 @@
     route and legal basis          hub.policy; the adapters' checks
     (a refusal so far: one lookup) a resend of identical bytes gets its stored hub receipt (§8.2),
                                    an accepted id with other bytes id-conflict (§8.3)
-    -- a group-committed transaction, set-based over the batch's messages of distinct cases --
+    -- a group-committed transaction, set-based over the batch's messages, judged in order --
     id and key again, case locked  hub.store.look_up_many (a resend that raced in: the stored receipt)
     reply_to, case transition      hub.cases.decide
     hub receipt                    signed before the insert, stored with the message
@@ -373,27 +373,31 @@ class Hub:
         return adapter.local_view(payload, sender.schemes if sender is not None else None)
 
     async def _commit_many(self, connection: asyncpg.Connection, appender: LedgerAppender, works: list[_AcceptWork]) -> list[Any]:
-        """The acceptance of consecutive messages of a batch, set-based: the messages are taken in runs of distinct
-        cases (a later message of a case must see what an earlier one wrote), each by `_commit_run`. The results and
-        ledger entries are those of accepting the messages one by one, in order."""
+        """The acceptance of consecutive messages of a batch, set-based, by `_commit_run`: in one run as a rule, since
+        the run judges each message against what the earlier ones of the run decided (`_Overlay`). A new run starts
+        only where a statement of the run must see the rows an earlier message of the run writes (`_starts_run`). The
+        results and ledger entries are those of accepting the messages one by one, in order."""
         results: list[Any] = []
         start = 0
         while start < len(works):
             cases_seen: set[str] = set()
+            ids_seen: set[str] = set()
             end = start
-            while end < len(works) and works[end].message.case not in cases_seen:
+            while end < len(works) and not (end > start and _starts_run(works[end].message, cases_seen, ids_seen)):
                 cases_seen.add(works[end].message.case)
+                ids_seen.add(works[end].message.id)
                 end += 1
             results += await self._commit_run(connection, appender, works[start:end])
             start = end
         return results
 
     async def _commit_run(self, connection: asyncpg.Connection, appender: LedgerAppender, works: list[_AcceptWork]) -> list[Any]:
-        """Messages of distinct cases inside a group-committed transaction: one lookup (ids, keys, cases locked,
-        reply_to targets), the decisions, one statement for the receipts among them, the ledger entries in order, and
-        one insert of cases, messages and outbox rows, whatever the number of messages. Each result is an Acceptance,
-        a ProtocolError whose refusal it ledgered, or _IdRace, never an exception for a refusal; nothing is written
-        before every decision is made, so it needs no savepoint (gateway/hub/committer.py)."""
+        """Messages of a batch inside its group-committed transaction: one lookup (ids, keys, cases locked, reply_to
+        targets), the decisions in order (each seeing what the earlier ones of the run decided), one statement for the
+        receipts among them, the ledger entries in order, and one insert of cases, messages and outbox rows, whatever
+        the number of messages. Each result is an Acceptance, a ProtocolError whose refusal it ledgered, or _IdRace,
+        never an exception for a refusal; nothing is written before every decision is made but the expiry of a case
+        found past its deadline, so it needs no savepoint (gateway/hub/committer.py)."""
         accepted_at = self._clock()
         started = time.perf_counter()
         for work in works:
@@ -401,27 +405,32 @@ class Hub:
         views = await store.look_up_many(connection, [work.message for work in works], accepted_at)
         STAGE_TIMES.add("batch_lookup", time.perf_counter() - started, count=len(works))
         plans = []
+        overlay = _Overlay()
         with STAGE_TIMES.timed("decide", count=len(works)):
             for work, view in zip(works, views):
                 plan = _Plan(work.message)
                 plans.append(plan)
-                case = view.case
+                case, replied, known_digest = overlay.view(plan.message, view)
                 if plan.message.type in _DEADLINE_TYPES and _due(case, accepted_at):
                     respond_by = await outbox.expire_case_if_due(connection, plan.message.case, accepted_at)
                     if respond_by is not None:
                         plan.expired = respond_by
                         case = dataclasses.replace(case, state="expired")
+                        overlay.cases[plan.message.case] = case
                 try:
                     if view.key_refusal is not None:
                         raise view.key_refusal
-                    if view.known_digest == plan.message.digest:
+                    if known_digest == plan.message.digest:
                         plan.outcome = _IdRace()
                         continue
-                    if view.known_digest is not None:
+                    if known_digest is not None:
                         raise ProtocolError("id-conflict", where="/id")
-                    plan.outcome = cases.decide(plan.message, case, view.replied, accepted_at)
+                    plan.outcome = cases.decide(plan.message, case, replied, accepted_at)
                 except ProtocolError as refusal:
                     plan.outcome = refusal
+                    continue
+                overlay.accepted(plan.message, case, plan.outcome)
+        _net_case_writes(plans)
         accepted = [plan for plan in plans if not isinstance(plan.outcome, (ProtocolError, _IdRace))]
         for plan in accepted:
             if plan.message.type in _ENDINGS:
@@ -507,6 +516,71 @@ class SecurityLog:
             _log.warning("unauthenticated_refusal", code=code)
         else:
             self._suppressed += 1
+
+
+def _starts_run(message: Message, cases_seen: set[str], ids_seen: set[str]) -> bool:
+    """Whether `message` must start a new run of `_commit_run` after messages of `cases_seen` and `ids_seen`: an ending
+    supersedes the queued rows of its case (PROTO-12.7-1), and a receipt completes the delivery of its target, so each
+    must come after the rows that earlier messages of the run insert; the overlay cannot stand in for rows."""
+    if message.type in _ENDINGS:
+        return message.case in cases_seen
+    return message.type == "receipt" and message.reply_to in ids_seen
+
+
+class _Overlay:
+    """What the earlier messages of a run decided, laid over the run's one lookup: the later messages of the run are
+    judged as if the earlier ones were already written, as accepting them one by one would judge them."""
+
+    __slots__ = ("cases", "messages", "receipted")
+
+    def __init__(self) -> None:
+        self.cases: dict[str, store.CaseRow] = {}
+        """Case id -> the case as the run's accepted messages left it (opened, moved, or expired)."""
+        self.messages: dict[str, Message] = {}
+        """Message id -> the run's accepted message with that id."""
+        self.receipted: set[str] = set()
+        """Ids of messages that an accepted receipt of the run acknowledged."""
+
+    def view(self, message: Message, looked_up: store.BatchView) -> tuple[store.CaseRow | None, store.RepliedMessage | None, str | None]:
+        """The message's case, `reply_to` target and digest already accepted under its id, as of its place in the run."""
+        case = self.cases.get(message.case, looked_up.case)
+        earlier = self.messages.get(message.id)
+        known_digest = earlier.digest if earlier is not None else looked_up.known_digest
+        replied = looked_up.replied
+        if message.reply_to is not None:
+            target = self.messages.get(message.reply_to)
+            if target is not None:
+                replied = store.RepliedMessage(target.case, target.type, target.receiver, message.reply_to in self.receipted, target.digest)
+            elif replied is not None and message.reply_to in self.receipted:
+                replied = dataclasses.replace(replied, receipted=True)
+        return case, replied, known_digest
+
+    def accepted(self, message: Message, case: store.CaseRow | None, write: "cases.CaseWrite | None") -> None:
+        """Record an accepted message of the run: its id, its receipt's target, its case write (`cases.decide`)."""
+        self.messages[message.id] = message
+        if message.type == "receipt" and message.reply_to is not None:
+            self.receipted.add(message.reply_to)
+        if write is None:
+            return
+        if write.action == "open":
+            self.cases[message.case] = store.CaseRow(write.kind, message.sender, message.receiver, write.state, write.respond_by)
+        else:
+            assert case is not None, "a move is decided on an existing case"
+            self.cases[message.case] = dataclasses.replace(case, state=write.state)
+
+
+def _net_case_writes(plans: list[_Plan]) -> None:
+    """Fold the case writes of a run into one a case, for the run's one insert: the first writer of a case carries it
+    (an opening message names the opener, the responder and `opened_by`), with the state the last writer left."""
+    first: dict[str, _Plan] = {}
+    for plan in plans:
+        write = plan.outcome
+        if not isinstance(write, cases.CaseWrite):
+            continue
+        carrier = first.setdefault(plan.message.case, plan)
+        if carrier is not plan:
+            carrier.outcome = dataclasses.replace(carrier.outcome, state=write.state)
+            plan.outcome = None
 
 
 def _due(case: store.CaseRow | None, now: datetime) -> bool:

@@ -144,9 +144,11 @@ class BatchView:
 
 
 async def look_up_many(connection: asyncpg.Connection, messages: list[Message], at: datetime) -> list[BatchView]:
-    """Under the batch's ledger lock, for messages of distinct cases, one round trip: for each, the digest already
-    accepted under its id, its case row locked FOR UPDATE (in id order), the message its `reply_to` names, and the
-    refusal of its key if the registry, as committed now, says it is unknown, revoked or expired at `at`.
+    """Under the batch's ledger lock, one round trip: for each message, the digest already accepted under its id, its
+    case row locked FOR UPDATE (in id order), the message its `reply_to` names, and the refusal of its key if the
+    registry, as committed now, says it is unknown, revoked or expired at `at`. Each view is what the database holds
+    before the batch writes: what earlier messages of the same run decided is laid over it by the caller
+    (gateway/hub/acceptance.py, `_Overlay`).
 
     Key changes take the same ledger lock, so the answer is the registry as of this batch's place in the ledger's
     order (§10.4). Locking the case rows makes racing messages of one case take turns, in any number of processes.
@@ -198,7 +200,7 @@ class NewMessage:
 
 
 async def insert_messages(connection: asyncpg.Connection, rows: list[NewMessage]) -> None:
-    """Record accepted messages of distinct cases in one statement: their case writes (open or move), the messages,
+    """Record accepted messages in one statement: their case writes (open or move; at most one a case), the messages,
     their outbox rows (queued for delivery), and a notification per receiver that wakes its long polls and the push
     workers at COMMIT."""
     columns: list[list[Any]] = [[] for _ in range(19)]

@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -133,6 +134,47 @@ def running_hub(database_url: str, **changes: Any) -> Iterator[RunningHub]:
         loop.call_soon_threadsafe(state["stop"].set)
         thread.join(60)
         loop.close()
+
+
+def case_message(example: Any, message_type: str, case: str, parties: tuple[str, str], created: datetime,
+                 sent: list[tuple[str, str, str, bytes]], respond_by: datetime | None = None) -> dict[str, Any]:
+    """A payload of `message_type` in `case` from parties[0] to parties[1], made from the schema's example so that only
+    the case rules can refuse it; `sent` is the case's messages so far, (id, type, receiver, compact), in order.
+
+    A reply names the case's first message of the type it answers; a receipt, the last message sent to its sender.
+    """
+    from gateway.adapters.schemes import SCHEME_LISTS
+    from gateway.protocol.ids import new_uuid7
+    from gateway.protocol.jws import digest
+    from gateway.protocol.timestamps import format_timestamp
+
+    sender, receiver = parties
+    payload = example(message_type)
+    payload.update(id=new_uuid7(), case=case, created=format_timestamp(created))
+    payload["from"], payload["to"] = sender, receiver
+    wanted = {"referral.accept": "referral.submit", "referral.decline": "referral.submit",
+              "verification.response": "verification.request"}.get(message_type)
+    if wanted is None:
+        payload["reply_to"] = None
+    else:
+        found = next((entry[0] for entry in sent if entry[1] == wanted), None)
+        payload["reply_to"] = found or (sent[0][0] if sent else new_uuid7())
+    if message_type == "verification.request":
+        payload["body"]["respond_by"] = format_timestamp(respond_by)
+    if sender == "CN-GD" and message_type != "receipt":
+        # The default routes require a transfer mechanism out of Guangdong (docs/data-protection.md).
+        mechanism = example("referral.submit")["legal_basis"]["transfer_mechanism"]
+        payload["legal_basis"] = dict(payload["legal_basis"], transfer_mechanism=mechanism)
+    for award in payload["body"].get("awards", ()):
+        # An award names a scheme of its sender (PROTO-6.1-9): the case rules are what is tested.
+        award["scheme"] = SCHEME_LISTS[sender].schemes[0].code
+    if message_type == "receipt":
+        target = next((entry for entry in reversed(sent) if entry[2] == sender), None)
+        target_id, target_digest = (target[0], digest(target[3])) if target else (new_uuid7(), "0" * 64)
+        payload["reply_to"] = target_id
+        payload["body"].update(message_id=target_id, message_digest=target_digest, status="accepted")
+        payload["body"].pop("code", None)
+    return payload
 
 
 class Clock:

@@ -11,12 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gateway.protocol import cases as machine
-from gateway.adapters.schemes import SCHEME_LISTS
 from gateway.protocol.ids import new_uuid7
-from gateway.protocol.jws import digest
 from gateway.protocol.message import sign_message
-from gateway.protocol.timestamps import format_timestamp
-from tests.hub.harness import Clock, running_hub
+from tests.hub.harness import Clock, case_message, running_hub
 
 PARTIES = {machine.Role.OPENER: ("CN-GD", "HK"), machine.Role.RESPONDER: ("HK", "CN-GD")}
 KEYS = {"CN-GD": "test-cn-gd-message-1", "HK": "test-hk-message-1"}
@@ -45,36 +42,11 @@ class CaseDriver:
 
     def message(self, message_type: str, role: machine.Role) -> bytes:
         sender, receiver = PARTIES[role]
-        payload = self.example(message_type)
-        payload.update(id=new_uuid7(), case=self.case, created=format_timestamp(self.clock().replace(microsecond=0)))
-        payload["from"], payload["to"] = sender, receiver
-        payload["reply_to"] = self._reply_to(message_type, sender)
-        if message_type == "verification.request":
-            payload["body"]["respond_by"] = format_timestamp(self.clock().replace(microsecond=0) + timedelta(hours=1))
-        if sender == "CN-GD" and message_type != "receipt":
-            # The default routes require a transfer mechanism out of Guangdong (docs/data-protection.md).
-            mechanism = self.example("referral.submit")["legal_basis"]["transfer_mechanism"]
-            payload["legal_basis"] = dict(payload["legal_basis"], transfer_mechanism=mechanism)
-        for award in payload["body"].get("awards", ()):
-            # An award names a scheme of its sender (PROTO-6.1-9): the state table is what is tested here.
-            award["scheme"] = SCHEME_LISTS[sender].schemes[0].code
-        if message_type == "receipt":
-            target = next((entry for entry in reversed(self.sent) if entry[2] == sender), None)
-            target_id, target_digest = (target[0], digest(target[3])) if target else (new_uuid7(), "0" * 64)
-            payload["reply_to"] = target_id
-            payload["body"].update(message_id=target_id, message_digest=target_digest, status="accepted")
-            payload["body"].pop("code", None)
+        now = self.clock().replace(microsecond=0)
+        payload = case_message(self.example, message_type, self.case, (sender, receiver), now, self.sent, now + timedelta(hours=1))
         compact = sign_message(payload, self.test_key(KEYS[sender]))
         self.sent.append((payload["id"], message_type, receiver, compact))
         return compact
-
-    def _reply_to(self, message_type: str, sender: str) -> str | None:
-        wanted = {"referral.accept": "referral.submit", "referral.decline": "referral.submit",
-                  "verification.response": "verification.request"}.get(message_type)
-        if wanted is None:
-            return None
-        found = next((entry[0] for entry in self.sent if entry[1] == wanted), None)
-        return found or (self.sent[0][0] if self.sent else new_uuid7())
 
     def send(self, message_type: str, role: machine.Role):
         return self.hub.post_message(self.message(message_type, role))
