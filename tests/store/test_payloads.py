@@ -78,17 +78,22 @@ def test_an_accepted_message_is_stored_sealed_and_delivered_as_received(database
         assert [d["message"].encode() for d in deliveries] == [compact]
 
 
-def test_a_sealed_payload_of_a_few_kilobytes_stays_in_its_row(database_url, example, test_key):
-    """Migration 0008: no compression attempt on ciphertext, no TOAST chunks to write and read back."""
+def test_a_sealed_payload_is_stored_uncompressed_out_of_its_row_and_not_copied_by_a_delivery(database_url, example, test_key):
+    """Migrations 0008 and 0009: no compression attempt on ciphertext, and the payload kept out of the message's row,
+    so that the `delivered` and `receipted` updates copy a small row and point to the same stored payload."""
     compact = referral(example, test_key(GD))
     with running_hub(database_url) as hub:
         assert hub.post_message(compact).status == 202
         (row,) = query(database_url, "SELECT length(compact) AS stored, pg_column_compression(compact) AS compression FROM messages")
         assert row["stored"] > 2100 and row["compression"] is None  # above the default TOAST threshold, not compressed
-        (toast,) = query(database_url, "SELECT pg_relation_size(reltoastrelid) AS size FROM pg_class WHERE relname = 'messages'")
-        assert toast["size"] == 0, "the sealed payload went to the TOAST table"
+        (toast,) = query(database_url, "SELECT reltoastrelid::regclass::text AS name FROM pg_class WHERE relname = 'messages'")
+        chunks = f"SELECT count(*) AS n FROM {toast['name']}"
+        (stored,) = query(database_url, chunks)
+        assert stored["n"] > 0, "the sealed payload is out of the row"
         deliveries, _ = Party(hub, test_key(HK)).deliveries()
         assert [d["message"].encode() for d in deliveries] == [compact]
+        assert query(database_url, "SELECT status FROM messages")[0]["status"] == "delivered"
+        assert query(database_url, chunks)[0]["n"] == stored["n"], "the delivery's update did not copy the payload"
 
 
 def test_rows_stored_in_clear_are_sealed_at_start(example, test_key):
