@@ -36,6 +36,7 @@ import math
 import multiprocessing
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -278,25 +279,72 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def process_tree_cpu(root: int) -> dict[int, float]:
-    """CPU seconds of `root` and its children (a postmaster and its backends)."""
+REAPED = -1
+"""The key, in a process-tree snapshot, of the CPU of the root's children that have ended: the kernel adds a child's
+CPU to its parent's record when the parent waits for it. PostgreSQL's autovacuum workers and short-lived backends
+come and go inside a run, and without it their CPU would be counted by nobody."""
+ENDED = "ended in the window"
+
+
+def process_tree_cpu(root: int, kinds: dict[int, str] | None = None) -> dict[int, float]:
+    """CPU seconds of `root` and its children (a postmaster and its backends), and of its ended children (`REAPED`).
+
+    With `kinds`, also what each process is, from its title ("checkpointer", "autovacuum worker", ...)."""
+    tick = os.sysconf("SC_CLK_TCK")
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            title = (entry / "cmdline").read_bytes() if kinds is not None else b""
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         fields = stat.rpartition(")")[2].split()
         pid, parent = int(entry.name), int(fields[1])
         if pid == root or parent == root:
-            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            found[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            if pid == root:
+                found[REAPED] = (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
+            if kinds is not None:
+                kinds[pid] = "main process" if pid == root else process_kind(title)
     return found
 
 
+def process_kind(cmdline: bytes) -> str:
+    """What a PostgreSQL child process is, from the title it sets: "postgres: walwriter" -> "walwriter",
+    "postgres: postgres gba [local] idle" -> "client backends", "postgres: io worker 2" -> "io workers",
+    "postgres: autovacuum: VACUUM public.outbox" -> "autovacuum workers"."""
+    title = cmdline.replace(b"\0", b" ").decode("utf-8", "replace").strip().removeprefix("postgres: ")
+    if title.startswith("autovacuum launcher"):
+        return "autovacuum launcher"
+    if title.startswith("autovacuum"):
+        return "autovacuum workers"
+    if re.search(r"\[local\]|\(\d+\) ", title):
+        return "client backends"
+    return re.sub(r" \d+$", "s", title) or "unnamed"
+
+
 def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
+    """CPU seconds the tree used between two snapshots, including children that ended in between."""
+    return sum(tree_cpu_by_kind(before, after, {}).values())
+
+
+def tree_cpu_by_kind(before: dict[int, float], after: dict[int, float], kinds: dict[int, str]) -> dict[str, float]:
+    """`tree_cpu_delta` by what the processes are (`kinds` from the later snapshot; "other" when unknown).
+
+    A child that ended between the snapshots has all its CPU in the root's `REAPED` total, so its share before
+    the window is taken off that total's growth; what remains is `ENDED`: the window's CPU of every child that
+    ended in it, autovacuum workers included."""
+    found: dict[str, float] = {}
+    for pid, value in after.items():
+        if pid != REAPED:
+            kind = kinds.get(pid, "other")
+            found[kind] = found.get(kind, 0.0) + value - before.get(pid, 0.0)
+    if REAPED in before and REAPED in after:
+        gone = sum(value for pid, value in before.items() if pid != REAPED and pid not in after)
+        found[ENDED] = after[REAPED] - before[REAPED] - gone
+    return found
 
 
 def machine_busy_seconds() -> float | None:
@@ -1015,14 +1063,15 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                          f"measuring {arguments.seconds:g} s at concurrency {arguments.concurrency}")
 
                     postmaster = db.postmaster_pid()
-                    db_before = process_tree_cpu(postmaster) if postmaster else {}
+                    db_kinds: dict[int, str] = {}
+                    db_before = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     hub_before = process_tree_cpu(hub.pid)  # with --workers, the supervisor and its workers
                     busy_before = machine_busy_seconds()
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
-                    db_after = process_tree_cpu(postmaster) if postmaster else {}
+                    db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     behind = asyncio.run(_fetchval(db.dsn, INDEX_BEHIND_SQL))
                     _finish_profiler(profiler, notes, folder / "py-spy.log")
                     if time.monotonic() - signing_started > FRESHNESS_SECONDS:
@@ -1111,6 +1160,10 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             result["database_cpu_us_per_message"] = (
                 round(result["database_cpu_s"] / main.accepted * 1e6, 1) if main.accepted else None
             )
+            by_kind = tree_cpu_by_kind(db_before, db_after, db_kinds)
+            result["database_cpu_us_per_message_by_kind"] = {
+                kind: round(value / main.accepted * 1e6, 1) if main.accepted else None
+                for kind, value in sorted(by_kind.items(), key=lambda item: -item[1])}
         return result
     finally:
         if arguments.keep:

@@ -752,16 +752,24 @@ class Cpu:
 
     def __init__(self, hubs: list[Hub], postmaster: int | None, simulators: dict[str, int]) -> None:
         self.hubs, self.postmaster, self.simulators = hubs, postmaster, simulators
+        self.database_kinds: dict[int, str] = {}  # pid -> what the process is, from the latest snapshot
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "hubs": {hub.number: accept.process_tree_cpu(hub.process.pid) for hub in self.hubs
                      if hub.process is not None and not hub.killed},
-            "database": accept.process_tree_cpu(self.postmaster) if self.postmaster else None,
+            "database": accept.process_tree_cpu(self.postmaster, self.database_kinds) if self.postmaster else None,
             "simulators": {code: accept.cpu_seconds(pid) for code, pid in self.simulators.items()},
             "orchestrator": sum(os.times()[:2]),
             "machine": accept.machine_busy_seconds(),
         }
+
+    def database_by_kind(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, float] | None:
+        """The database's CPU seconds in the window by process kind (client backends, walwriter, autovacuum...)."""
+        if before["database"] is None or after["database"] is None:
+            return None
+        found = accept.tree_cpu_by_kind(before["database"], after["database"], self.database_kinds)
+        return {kind: round(value, 3) for kind, value in sorted(found.items(), key=lambda item: -item[1])}
 
     @staticmethod
     def delta(before: dict[str, Any], after: dict[str, Any], killed_cpu: float = 0.0) -> dict[str, Any]:
@@ -779,6 +787,18 @@ class Cpu:
             result["machine"] = round(after["machine"] - before["machine"], 3)
             result["other"] = round(max(0.0, result["machine"] - own), 3)
         return result
+
+
+def database_by_kind(seconds: dict[str, float] | None, result: dict[str, Any]) -> dict[str, Any]:
+    """`database_cpu_s_by_kind` and `database_cpu_us_per_message_by_kind`: the database's CPU by process kind,
+    in seconds and in µs per end-to-end message (scaled as `cpu_us_per_message["database"]` is)."""
+    if seconds is None:
+        return {}
+    total, per_message = result["cpu_s"].get("database"), result["cpu_us_per_message"].get("database")
+    scale = per_message / total if total and per_message is not None else None
+    return {"database_cpu_s_by_kind": seconds,
+            "database_cpu_us_per_message_by_kind": ({kind: round(value * scale, 1) for kind, value in seconds.items()}
+                                                    if scale is not None else None)}
 
 
 def fetch_metrics(hubs: list[Hub], cafile: str | None) -> dict[str, float] | None:
@@ -1111,6 +1131,7 @@ class Orchestrator:
         phase.result.update(self._summarise(name, reports, start, end, before, after,
                                             killed_cpu_after - killed_cpu_before, metrics_before, metrics_after,
                                             households_in_flight, len(hubs), bulk, seconds is None))
+        phase.result |= database_by_kind(cpu.database_by_kind(before, after), phase.result)
         phase.sent = b"".join(report["sent_ids"] for report in reports.values())
         phase.not_back = [value for report in reports.values() for value in report["receipt_not_back"]]
         if phase.not_back:
@@ -1332,7 +1353,7 @@ class Orchestrator:
         }
         headline = ("households_per_s", "households_per_hour", "projected_hours_for_1650000_households", "pipeline_per_s",
                     "accepted_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms", "duration_s", "households_completed",
-                    "cpu_us_per_message", "stages", "other_cpu_s")
+                    "cpu_us_per_message", "database_cpu_us_per_message_by_kind", "stages", "other_cpu_s")
         result |= {key: main.result.get(key) for key in headline}
         result["ratio_to_echo"] = (round(main.result["accepted_per_s"] / ceiling["echo_ceiling_per_s"], 4)
                                    if main.result.get("accepted_per_s") and ceiling.get("echo_ceiling_per_s") else None)

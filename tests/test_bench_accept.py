@@ -72,6 +72,10 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
     assert report["echo_ceiling_per_s"] > 0 and report["ed25519_verify_per_s"] > 0
     assert report["ratio_to_echo"] > 0
     assert report["generator_cpu_s"] > 0
+    if report["database_cpu_s"] is not None:  # the embedded server: its CPU by process kind adds up
+        by_kind = report["database_cpu_us_per_message_by_kind"]
+        assert by_kind["client backends"] > 0 and "ended in the window" in by_kind
+        assert abs(sum(by_kind.values()) - report["database_cpu_us_per_message"]) <= 0.1 * len(by_kind)
     for key in ("cpus", "python", "postgresql", "platform"):
         assert key in report["machine"], key
     # Nothing it started outlives it: hub, echo server, embedded PostgreSQL, temporary folder.

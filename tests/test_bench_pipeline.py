@@ -62,6 +62,10 @@ def test_a_small_bulk_run_completes_every_household_and_loses_nothing(tmp_path):
         assert report["ceilings"][ceiling] > 0, ceiling
     for role in ("hub", "CN-GD", "HK", "MO"):
         assert role in report["cpu_us_per_message"], role
+    if not external:  # the embedded server's processes are the benchmark's children: its CPU by process kind
+        by_kind = report["database_cpu_us_per_message_by_kind"]
+        assert by_kind["client backends"] > 0 and "walwriter" in by_kind and "ended in the window" in by_kind
+        assert abs(sum(by_kind.values()) - report["cpu_us_per_message"]["database"]) <= 0.1 * len(by_kind)
     # Nothing it started outlives it: hub, simulators, embedded PostgreSQL, temporary folder.
     folder = re.search(r"working in (/\S+)", result.stderr).group(1)
     pids = [int(pid) for pid in re.findall(r"hub \d+: pid (\d+)", result.stderr)]
