@@ -54,6 +54,7 @@ import random
 import re
 import secrets
 import signal
+import statistics
 import ssl
 import subprocess
 import sys
@@ -884,6 +885,7 @@ def _floats(data: bytes) -> array.array:
 def window_stats(reports: dict[str, dict[str, Any]], start: float, end: float) -> dict[str, Any]:
     """What the simulators recorded between `start` and `end` (monotonic seconds)."""
     ttr_all, ttr_by_kind = [], {kind: [] for kind in KIND_CODES if kind != "receipt"}
+    by_second: list[list[float]] = [[] for _ in range(math.ceil(end - start) or 1)]
     names = {code: kind for kind, code in KIND_CODES.items()}
     posts, post_lines = [], 0
     for report in reports.values():
@@ -893,13 +895,27 @@ def window_stats(reports: dict[str, dict[str, Any]], start: float, end: float) -
             if start <= moment <= end:
                 ttr_all.append(latency)
                 ttr_by_kind[names[kind]].append(latency)
+                by_second[min(int(moment - start), len(by_second) - 1)].append(latency)
         lines = array.array("i")
         lines.frombytes(report["post_lines"])
         for moment, latency, count in zip(_floats(report["post_time"]), _floats(report["post_latency"]), lines):
             if start <= moment <= end:
                 posts.append(latency)
                 post_lines += count
-    return {"ttr": ttr_all, "ttr_by_kind": ttr_by_kind, "posts": posts, "post_lines": post_lines}
+    return {"ttr": ttr_all, "ttr_by_kind": ttr_by_kind, "ttr_by_second": by_second, "posts": posts, "post_lines": post_lines}
+
+
+def by_second(latencies: list[list[float]], start: float) -> dict[str, Any]:
+    """The window second by second, by the moment each receipt came back: how many, and their median and
+    worst time to receipt. A tail that comes from one stall (a checkpoint, a pause) shows as a few bad seconds;
+    `started_at` puts second 0 on the clock of the servers' logs."""
+    return {
+        "started_at": datetime.fromtimestamp(time.time() - (time.monotonic() - start), timezone.utc)
+        .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "receipts": [len(values) for values in latencies],
+        "p50_ms": [round(statistics.median(values) * 1000, 1) if values else None for values in latencies],
+        "max_ms": [round(max(values) * 1000, 1) if values else None for values in latencies],
+    }
 
 
 def household_times(reports: dict[str, dict[str, Any]]) -> list[float]:
@@ -1231,6 +1247,7 @@ class Orchestrator:
             "p99_9_ms": ttr["p99_9_ms"], "max_ms": ttr["max_ms"],
             "time_to_receipt_by_kind": {kind: percentiles(values) for kind, values in stats["ttr_by_kind"].items()},
             "time_to_receipt_histogram": histogram(stats["ttr"]),
+            "time_to_receipt_by_second": by_second(stats["ttr_by_second"], start),
             "post_latency": percentiles(stats["posts"]) | {"requests": len(stats["posts"]),
                                                            "lines_per_request": round(stats["post_lines"] / len(stats["posts"]), 1) if stats["posts"] else None},
             "cpu_s": cpu,

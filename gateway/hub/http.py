@@ -674,24 +674,21 @@ async def get_inbox(request: web.Request) -> web.Response:
     pool, wakeups = request.app[POOL], request.app[WAKEUPS]
     if after >= 0 and await outbox.receipts_to_acknowledge(pool, caller.owner, after):
         await request.app[COMMITTER].run(lambda connection, appender: _acknowledge_receipts(connection, appender, caller.owner, after, hub.now()))
-    deadline = asyncio.get_running_loop().time() + wait
-    claimed: list[outbox.ClaimedDelivery] = []
+
+    async def claim() -> list[outbox.ClaimedDelivery]:
+        with STAGE_TIMES.timed("inbox_claim"):
+            try:
+                return await outbox.claim_for_inbox(
+                    pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
+                )
+            except PayloadKeyError as error:
+                # This process cannot open a stored message (its key not copied here, or the row altered): another
+                # process may, so the pull is unavailable here, not wrong (docs/operations.md).
+                _log.error("payload_unopenable", receiver=caller.owner, error=str(error))
+                raise ProtocolError("unavailable", retry_after_seconds=1) from None
+
     with request.app[LONG_POLLS].admit(caller.owner):
-        while not _client_gone(request):
-            with STAGE_TIMES.timed("inbox_claim"):
-                try:
-                    claimed = await outbox.claim_for_inbox(
-                        pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
-                    )
-                except PayloadKeyError as error:
-                    # This process cannot open a stored message (its key not copied here, or the row altered): another
-                    # process may, so the pull is unavailable here, not wrong (docs/operations.md).
-                    _log.error("payload_unopenable", receiver=caller.owner, error=str(error))
-                    raise ProtocolError("unavailable", retry_after_seconds=1) from None
-            remaining = deadline - asyncio.get_running_loop().time()
-            if claimed or remaining <= 0 or wakeups.closing:
-                break
-            await wakeups.for_receiver(caller.owner, min(remaining, 1.0))
+        claimed = await wakeups.long_poll(caller.owner, claim, wait, stop=lambda: _client_gone(request))
     if claimed and _client_gone(request):
         # Nobody will read this answer: give the deliveries back, so that no receipt counts as returned (and is then
         # acknowledged by a later cursor, PROTO-12.6-2) and no message waits out a lease for nothing.
