@@ -196,6 +196,7 @@ class Jurisdiction:
         self.awaiting_receipt: dict[str, tuple[float, int]] = {}
         self.answered: dict[str, Outgoing] = {}
         self.pending_indexes: list[int] = []
+        self.cursor_moved = asyncio.Event()  # set when the lowest pending delivery is answered (the safe cursor moves)
         self.max_seen = -1
         self.case_last_index: dict[str, int] = {}
         self.poll_log: list[tuple[float, float, int, int, int, int]] = []
@@ -372,9 +373,14 @@ class Jurisdiction:
             index = self.hubs.pick()
             url = self.hubs.urls[index] + "/v1/inbox"
             after = self._safe_cursor()
+            # A cursor held back by answers still in flight leaves unacknowledged the receipts it would pass, and each
+            # holds back the next message of its case (PROTO-12.4-2, PROTO-12.6-2). A long poll with it could find
+            # nothing and wait out `poll_wait` while those answers land: ask without waiting instead, and if nothing
+            # came, wait here for the cursor to move (below).
+            held_back = bool(self.pending_indexes)
             polled = time.monotonic()
             proof = make_request_proof(self.key, "GET", url, None, utc_now()).decode("ascii")
-            query = {"after": str(after), "wait": str(self.s.poll_wait), "limit": str(self.s.inbox_limit)}
+            query = {"after": str(after), "wait": "0" if held_back else str(self.s.poll_wait), "limit": str(self.s.inbox_limit)}
             try:
                 async with self.session.get(url, params=query, headers={"GBA-Request-Proof": proof},
                                             timeout=aiohttp.ClientTimeout(total=self.s.poll_wait + 30)) as answer:
@@ -410,6 +416,11 @@ class Jurisdiction:
                 except Exception as error:  # noqa: BLE001 - counted (the run is invalid), the loop goes on
                     self.errors[f"delivery not handled: {type(error).__name__}: {error}"[:200]] += 1
             self.max_seen = max(self.max_seen, document["cursor"])
+            if held_back and not document["deliveries"]:
+                self.cursor_moved.clear()
+                if self._safe_cursor() == after:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self.cursor_moved.wait(), self.s.poll_wait)
 
     def _take(self, item: dict[str, Any]) -> None:
         """Verify one delivery end to end and act on it."""
@@ -467,6 +478,8 @@ class Jurisdiction:
         position = bisect.bisect_left(self.pending_indexes, index)
         if position < len(self.pending_indexes) and self.pending_indexes[position] == index:
             del self.pending_indexes[position]
+            if position == 0:
+                self.cursor_moved.set()
 
     def _receipt_back(self, message_id: str | None, case: str) -> None:
         waiting = self.awaiting_receipt.pop(message_id or "", None)
