@@ -45,8 +45,10 @@ def _load(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def _label(path: Path, document: dict[str, Any]) -> str:
+    """"pipeline 6112209 2026-11-29": results of one day are told apart by their commit."""
     date = (document.get("date") or "")[:10]
-    return f"{document.get('benchmark', path.stem)} {date}".strip()
+    commit = document.get("commit") or (document.get("machine") or {}).get("commit") or ""
+    return " ".join(part for part in (document.get("benchmark", path.stem), commit, date) if part)
 
 
 def throughput_plot(results: list[tuple[Path, dict[str, Any]]], out: Path, plt: Any) -> Path | None:
