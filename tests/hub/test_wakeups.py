@@ -26,8 +26,8 @@ def test_work_committed_while_a_claim_runs_ends_the_wait_at_once():
         async def claim() -> list[str]:
             claims.append(1)
             if len(claims) == 1:
-                await asyncio.sleep(0)  # the claim's query is under way: its answer does not hold the new work
-                wakeups.notified(None, 0, OUTBOX_CHANNEL, "HK")  # the new work's NOTIFY arrives meanwhile
+                # The claim's answer is made and does not hold the new work, whose NOTIFY arrives before it returns.
+                wakeups.notified(None, 0, OUTBOX_CHANNEL, "HK")
                 return []
             return ["delivery"]
 
@@ -59,18 +59,17 @@ def test_work_for_another_receiver_does_not_end_the_wait():
 def test_a_notification_during_the_wait_ends_it_and_the_poll_claims_again():
     async def scenario() -> tuple[list[str], int]:
         wakeups, claims = Wakeups(), []
-        claimed_once = asyncio.Event()
 
         async def claim() -> list[str]:
             claims.append(1)
-            claimed_once.set()
-            return ["delivery"] if len(claims) > 1 else []
+            if len(claims) == 1:
+                # The loop runs this callback only once the poll has taken this empty answer and yielded to wait.
+                asyncio.get_running_loop().call_soon(wakeups.notified, None, 0, OUTBOX_CHANNEL, "HK")
+                return []
+            return ["delivery"]
 
-        poll = asyncio.ensure_future(wakeups.long_poll("HK", claim, HOUR, recheck_seconds=HOUR))
-        await claimed_once.wait()
-        await asyncio.sleep(0)  # the poll is waiting now
-        wakeups.notified(None, 0, OUTBOX_CHANNEL, "HK")
-        return await asyncio.wait_for(poll, BOUND), len(claims)
+        found = await asyncio.wait_for(wakeups.long_poll("HK", claim, HOUR, recheck_seconds=HOUR), BOUND)
+        return found, len(claims)
 
     assert asyncio.run(scenario()) == (["delivery"], 2)
 
