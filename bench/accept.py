@@ -1067,11 +1067,13 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     db_before = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     hub_before = process_tree_cpu(hub.pid)  # with --workers, the supervisor and its workers
                     busy_before = machine_busy_seconds()
+                    gc_before = collector_pauses(hub_url, tls)
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
+                    gc_after = collector_pauses(hub_url, tls)
                     behind = asyncio.run(_fetchval(db.dsn, INDEX_BEHIND_SQL))
                     _finish_profiler(profiler, notes, folder / "py-spy.log")
                     if time.monotonic() - signing_started > FRESHNESS_SECONDS:
@@ -1147,6 +1149,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "ledger_size": ledger,
             "database": db.description,
             "machine": machine | {"postgresql": db.version},
+            "hub_gc": collector_delta(gc_before, gc_after),
             "problems": problems,
             "notes": notes,
         }
@@ -1170,6 +1173,48 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             _say(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+_GC_LINE = re.compile(r'^gateway_gc_pause_seconds_(count|sum|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} ([0-9.eE+-]+)$')
+
+
+def collector_pauses(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:
+    """The hub's `gateway_gc_pause_seconds` histogram (gateway/hub/collector.py) from /metrics, summed over its
+    workers by the hub itself: `{"count:G": n, "sum:G": seconds, "le:G:BOUND": n}`; None if it exposes none."""
+    import urllib.request
+
+    try:
+        context = tls.client_context() if tls else None
+        with urllib.request.urlopen(hub_url + "/metrics", timeout=30, context=context) as answer:
+            text = answer.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = {}
+    for line in text.splitlines():
+        match = _GC_LINE.match(line)
+        if match:
+            kind, generation, bound, value = match.groups()
+            found[f"{kind if kind != 'bucket' else 'le'}:{generation}" + (f":{bound}" if bound else "")] = float(value)
+    return found or None
+
+
+def collector_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
+    """What the collector did in the window, by generation: collections, pause seconds in all, and pauses over 10 ms
+    (the run's p99 is tens of milliseconds: a pause that long holds every request in flight in that worker)."""
+    if before is None or after is None:
+        return None
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {
+        generation: {
+            "collections": int(delta(f"count:{generation}")),
+            "pause_ms": round(delta(f"sum:{generation}") * 1000, 1),
+            "pauses_over_10ms": int(delta(f"count:{generation}") - delta(f"le:{generation}:0.01")),
+        }
+        for generation in ("0", "1", "2")
+    }
 
 
 def _command_line(script: str = "bench/accept.py") -> str:

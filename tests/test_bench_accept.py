@@ -76,6 +76,11 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
         by_kind = report["database_cpu_us_per_message_by_kind"]
         assert by_kind["client backends"] > 0 and "ended in the window" in by_kind
         assert abs(sum(by_kind.values()) - report["database_cpu_us_per_message"]) <= 0.1 * len(by_kind)
+    # The hub's collector in the window, from its /metrics: the youngest generation runs many times in 10 s of load.
+    gc = report["hub_gc"]
+    assert sorted(gc) == ["0", "1", "2"]
+    assert gc["0"]["collections"] > 0 and gc["0"]["pause_ms"] > 0
+    assert all(0 <= figures["pauses_over_10ms"] <= figures["collections"] for figures in gc.values()), gc
     for key in ("cpus", "python", "postgresql", "platform"):
         assert key in report["machine"], key
     # Nothing it started outlives it: hub, echo server, embedded PostgreSQL, temporary folder.

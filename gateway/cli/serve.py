@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.cli import workers
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.hub.collector import COLLECTOR_PAUSES, freeze_startup_objects
 from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
 from gateway.hub.http import build_app, settings_for
 from gateway.hub.metrics import Metrics, counter_board
@@ -60,11 +61,12 @@ def _serve(arguments: argparse.Namespace) -> int:
         print("gateway: --workers must be from 1 to 64", file=sys.stderr)
         return 2
 
-    boards = (counter_board(), STAGE_TIMES.board)
+    boards = (counter_board(), STAGE_TIMES.board, COLLECTOR_PAUSES.board)
 
     def serve(slot: int, port: int, reuse_port: bool, ready: Callable[[str], None]) -> int:
         for board in boards:
             board.use_slot(slot)
+        COLLECTOR_PAUSES.install()
         metrics = Metrics(boards[0])
         app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit, metrics=metrics)
         return asyncio.run(_run(app, config, port, reuse_port, ready))
@@ -86,6 +88,9 @@ async def _run(app: web.Application, config: GatewayConfig, port: int, reuse_por
     await site.start()
     scheme = "https" if context else "http"
     bound = runner.addresses[0]
+    # What startup built lives as long as the process: out of the collector's reach, its pauses shrink to what
+    # serving makes (gateway/hub/collector.py; measured in docs/performance.md, "Seventh pass").
+    freeze_startup_objects()
     ready(f"gateway: serving {scheme}://{bound[0]}:{bound[1]} (mode {config.mode}); public base URL {config.public_base_url}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from gateway.hub import outbox
+from gateway.hub.collector import COLLECTOR_PAUSES
 from gateway.hub.counters import Board
 from gateway.hub.stages import STAGE_TIMES
 from gateway.ledger import checkpoints
@@ -68,6 +69,7 @@ class Metrics:
             "# TYPE gateway_refusals_total counter",
             *(f'gateway_refusals_total{{code="{code}"}} {count}' for code, count in self._counts("refused:")),
             *STAGE_TIMES.lines(),
+            *COLLECTOR_PAUSES.lines(),
             "# HELP gateway_process_tasks Asyncio tasks alive in the process that answers (with --workers, one worker): a leak grows it.",
             "# TYPE gateway_process_tasks gauge",
             f"gateway_process_tasks {len(asyncio.all_tasks())}",

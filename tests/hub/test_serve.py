@@ -6,6 +6,7 @@ import datetime as dt
 import http.client
 import ipaddress
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -131,6 +132,12 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, databa
             counters = _accepted_and_verified(hub.request("GET", "/metrics").body.decode())
             assert counters["new"] == 20 and counters["replayed"] == 0, counters
             assert counters["signature"] >= 20, counters
+        # Each worker collects once and freezes what startup built as it starts serving (gateway/hub/collector.py):
+        # three full collections counted (both first workers and the replacement, which goes on in the killed one's
+        # slot), and objects frozen in both live workers.
+        metrics = hub.request("GET", "/metrics").body.decode()
+        assert int(re.search(r'^gateway_gc_pause_seconds_count\{generation="2"\} (\d+)$', metrics, re.M).group(1)) >= 3
+        assert int(re.search(r"^gateway_gc_frozen_objects (\d+)$", metrics, re.M).group(1)) > 0
     assert process.returncode == 0
     assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 20
     assert not [pid for pid in workers[1:] if os.path.exists(f"/proc/{pid}")], "SIGTERM stopped every worker"
@@ -139,8 +146,6 @@ def test_workers_share_one_port_and_a_killed_worker_is_replaced(tmp_path, databa
 
 def _accepted_and_verified(metrics: str) -> dict[str, int]:
     """Accepted messages by kind, and signature stages run, from a /metrics text."""
-    import re
-
     found = {"new": 0, "replayed": 0, "signature": 0}
     for kind, count in re.findall(r'^gateway_messages_accepted_total\{kind="(\w+)"\} (\d+)$', metrics, re.M):
         found[kind] = int(count)
