@@ -866,6 +866,30 @@ INDEX_BEHIND_SQL = (
 """Accepted messages the console's person indexer has not read yet (gateway/console/persons.py): work the hub still owes."""
 
 
+async def season_wal(url: str, segments: int) -> dict[str, Any]:
+    """Have PostgreSQL make `segments` WAL segments and recycle them (`--season-wal`): the steady state of a server
+    that has run for a while, where a segment switch renames a recycled file, instead of a fresh cluster's, where each
+    switch creates and zero-fills a new 16 MB file while every COMMIT waits (docs/performance.md, "Seventh pass").
+
+    Each round writes one WAL record (so that the switch is not a no-op) and switches; CHECKPOINT then recycles the
+    finished segments as future ones. Returns the segments switched, the WAL files ready ahead of the current one
+    and the seconds it took."""
+    import asyncpg
+
+    started = time.monotonic()
+    connection = await asyncpg.connect(url, timeout=15)
+    try:
+        for _ in range(segments):
+            await connection.execute("SELECT pg_logical_emit_message(false, 'gba-bench', 'season')")
+            await connection.execute("SELECT pg_switch_wal()")
+        await connection.execute("CHECKPOINT")
+        ahead = await connection.fetchval(
+            "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_lsn())")
+    finally:
+        await connection.close()
+    return {"segments": segments, "recycled_ahead": ahead, "seconds": round(time.monotonic() - started, 1)}
+
+
 async def _fetchval(url: str, query: str) -> Any:
     import asyncpg
 
@@ -975,6 +999,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="wrk threads or client processes (default: 1 wrk thread, "
                                                     "or one client process per core)")
     parser.add_argument("--warmup-seconds", type=float, default=3.0, help="unmeasured load first (default 3)")
+    parser.add_argument("--season-wal", type=int, default=0, metavar="SEGMENTS",
+                        help="after the warm-up, have PostgreSQL make and recycle SEGMENTS WAL segments (16 MB each), as a "
+                             "server that has run a while has them; default 0: the fresh cluster's first segments are "
+                             "created inside the window (docs/performance.md, \"Seventh pass\")")
     parser.add_argument("--echo-seconds", type=float, help="length of the echo run (default: seconds/3, 2 to 10)")
     parser.add_argument("--profile-out", type=Path,
                         help="record the hub with py-spy during the measured run (raw collapsed stacks) into this file")
@@ -1054,6 +1082,10 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                         _say(f"warm-up: {warm.answered} answered in {warm.duration_s:.1f} s, errors {warm.errors}")
                         if warm.errors:
                             problems.append(f"warm-up answers other than 202: {warm.errors}")
+                    seasoned = None
+                    if arguments.season_wal > 0:
+                        seasoned = asyncio.run(season_wal(db.dsn, arguments.season_wal))
+                        _say(f"WAL seasoned: {seasoned['recycled_ahead']} recycled segments ahead, {seasoned['seconds']} s")
                     estimate = warm_rate if warm and not warm.exhausted else WARMUP_RATE_BOUND * 2
                     count = min(POOL_CAP, int(max(estimate, 200) * arguments.seconds * POOL_MARGIN)
                                 + 4 * arguments.concurrency)
@@ -1150,6 +1182,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "database": db.description,
             "machine": machine | {"postgresql": db.version},
             "hub_gc": collector_delta(gc_before, gc_after),
+            "wal_seasoned": seasoned,
             "problems": problems,
             "notes": notes,
         }

@@ -81,6 +81,7 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
     assert sorted(gc) == ["0", "1", "2"]
     assert gc["0"]["collections"] > 0 and gc["0"]["pause_ms"] > 0
     assert all(0 <= figures["pauses_over_10ms"] <= figures["collections"] for figures in gc.values()), gc
+    assert report["wal_seasoned"] is None, "by default the fresh cluster is measured as it is"
     for key in ("cpus", "python", "postgresql", "platform"):
         assert key in report["machine"], key
     # Nothing it started outlives it: hub, echo server, embedded PostgreSQL, temporary folder.
@@ -93,12 +94,14 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
 
 
 def test_the_python_generator_works_too(tmp_path):
-    """Machines without wrk use client processes: a short run of that path (where wrk is the default)."""
+    """Machines without wrk use client processes: a short run of that path (where wrk is the default), the WAL seasoned first."""
     report, _ = run_benchmark(
         "--generator", "python", "--seconds", "2", "--warmup-seconds", "1", "--echo-seconds", "2",
-        "--concurrency", "16", out=tmp_path / "python.json",
+        "--concurrency", "16", "--season-wal", "4", out=tmp_path / "python.json",
     )
     assert report["generator"] == "python"
+    # --season-wal: PostgreSQL made four segments and recycled them, so at least four are ready ahead of the window.
+    assert report["wal_seasoned"]["segments"] == 4 and report["wal_seasoned"]["recycled_ahead"] >= 4, report["wal_seasoned"]
     assert report["errors"] == {} and report["problems"] == []
     assert report["accepted"] == report["messages"] > 0
     assert 0 < report["p50_ms"] <= report["p99_ms"]
