@@ -1211,16 +1211,22 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
 _GC_LINE = re.compile(r'^gateway_gc_pause_seconds_(count|sum|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} ([0-9.eE+-]+)$')
 
 
-def collector_pauses(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:
-    """The hub's `gateway_gc_pause_seconds` histogram (gateway/hub/collector.py) from /metrics, summed over its
-    workers by the hub itself: `{"count:G": n, "sum:G": seconds, "le:G:BOUND": n}`; None if it exposes none."""
+def metrics_text(hub_url: str, context: Any = None) -> str | None:
+    """The hub's /metrics (Prometheus text), over https with the ssl `context` if given; None if it does not answer."""
     import urllib.request
 
     try:
-        context = tls.client_context() if tls else None
         with urllib.request.urlopen(hub_url + "/metrics", timeout=30, context=context) as answer:
-            text = answer.read().decode("utf-8", "replace")
+            return answer.read().decode("utf-8", "replace")
     except OSError:
+        return None
+
+
+def collector_pauses(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:
+    """The hub's `gateway_gc_pause_seconds` histogram (gateway/hub/collector.py) from /metrics, summed over its
+    workers by the hub itself: `{"count:G": n, "sum:G": seconds, "le:G:BOUND": n}`; None if it exposes none."""
+    text = metrics_text(hub_url, tls.client_context() if tls else None)
+    if text is None:
         return None
     found = {}
     for line in text.splitlines():

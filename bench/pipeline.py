@@ -818,8 +818,6 @@ def database_by_kind(seconds: dict[str, float] | None, result: dict[str, Any]) -
 def fetch_metrics(hubs: list[Hub], cafile: str | None) -> dict[str, float] | None:
     """The sum over live hubs of `gateway_stage_seconds_total` and `gateway_stage_count_total` by stage;
     None when no hub exposes them."""
-    import urllib.request
-
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     pattern = re.compile(r'^(gateway_stage_(?:seconds|count)_total)\{stage="([^"]+)"\}\s+([0-9.eE+-]+)$')
     totals: dict[str, float] = {}
@@ -827,10 +825,8 @@ def fetch_metrics(hubs: list[Hub], cafile: str | None) -> dict[str, float] | Non
     for hub in hubs:
         if hub.killed:
             continue
-        try:
-            with urllib.request.urlopen(hub.url + "/metrics", timeout=20, context=context) as answer:
-                text = answer.read().decode("utf-8", "replace")
-        except OSError:
+        text = accept.metrics_text(hub.url, context)
+        if text is None:
             continue
         for line in text.splitlines():
             match = pattern.match(line.strip())
