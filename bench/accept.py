@@ -1005,7 +1005,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                              "created inside the window (docs/performance.md, \"Seventh pass\")")
     parser.add_argument("--echo-seconds", type=float, help="length of the echo run (default: seconds/3, 2 to 10)")
     parser.add_argument("--profile-out", type=Path,
-                        help="record the hub with py-spy during the measured run (raw collapsed stacks) into this file")
+                        help="record the hub with py-spy during the measured run (raw collapsed stacks) into this file;"
+                             " with --workers, every worker process")
     parser.add_argument("--no-tls", action="store_true",
                         help="plain HTTP (default: HTTPS with a certificate made for the run, as in production)")
     parser.add_argument("--workers", type=int, default=1,
@@ -1274,7 +1275,7 @@ def _start_profiler(out: Path | None, pid: int, seconds: float, folder: Path) ->
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     command = [spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
-               "--format", "raw", "--output", str(out.resolve()), "--nonblocking"]
+               "--format", "raw", "--output", str(out.resolve()), "--nonblocking", "--subprocesses"]
     with (folder / "py-spy.log").open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

@@ -107,6 +107,21 @@ def test_the_python_generator_works_too(tmp_path):
     assert 0 < report["p50_ms"] <= report["p99_ms"]
 
 
+def test_the_profile_covers_every_worker(tmp_path):
+    """`--profile-out` with `--workers 2` records the workers that accept, not only their idle supervisor."""
+    profile = tmp_path / "hub.txt"
+    report, _ = run_benchmark(
+        "--seconds", "3", "--warmup-seconds", "1", "--echo-seconds", "2", "--workers", "2", "--profile-out", str(profile),
+        out=tmp_path / "profiled.json",
+    )
+    assert report["errors"] == {} and not [note for note in report["notes"] if "py-spy" in note], report["notes"]
+    # py-spy's raw format: one line a distinct stack, "process <supervisor>:...;process <worker>:...;frames... count".
+    accepting = {
+        re.findall(r"process (\d+):", line)[-1] for line in profile.read_text("utf-8").splitlines() if "Hub.accept " in line
+    }
+    assert len(accepting) == 2, f"stacks of Hub.accept from {len(accepting)} worker process(es), want both"
+
+
 def _processes_mentioning(text: str) -> list[int]:
     """Processes whose command line contains `text`."""
     found = []
