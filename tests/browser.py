@@ -17,9 +17,11 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from tests.conftest import unavailable_here
 
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -42,10 +44,8 @@ def screenshot_dir() -> Path:
     return SCREENSHOTS
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + "; CI=true requires a browser (.ci/run installs Debian's chromium)")
-    pytest.skip(reason)
+def _unavailable(reason: str) -> NoReturn:
+    unavailable_here(reason, "a browser (.ci/run installs Debian's chromium)")
 
 
 @pytest.fixture(scope="module")

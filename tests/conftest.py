@@ -6,7 +6,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import pytest
 
@@ -26,14 +26,18 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 """The tests' clock: inside every published test key's validity, after the revoked key's revocation."""
 
 
+def unavailable_here(reason: str, needed: str = "it") -> NoReturn:
+    """Skip a test whose prerequisite this machine lacks, saying why; under CI=true, fail instead: CI has them all."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires {needed}")
+    pytest.skip(reason)
+
+
 def shared_vectors(*parts: str) -> Path:
     """A path under ../shared/vectors; skip when absent, but fail under CI=true."""
     path = SHARED_VECTORS.joinpath(*parts)
     if not path.exists():
-        reason = f"external test vectors not found at {path} (the ../shared/vectors folder beside the checkout)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true requires them")
-        pytest.skip(reason)
+        unavailable_here(f"external test vectors not found at {path} (the ../shared/vectors folder beside the checkout)", "them")
     return path
 
 

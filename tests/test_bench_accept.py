@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
+from tests.conftest import unavailable_here
 from tests.database import external_test_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,10 +113,7 @@ def test_the_python_generator_works_too(tmp_path):
 def test_the_profile_covers_every_worker(tmp_path):
     """`--profile-out` with `--workers 2` records the workers that accept, not only their idle supervisor."""
     if not _may_trace_other_processes():
-        reason = "py-spy needs to trace the hub's workers: run as root, or with kernel.yama.ptrace_scope = 0"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI=true requires it")
-        pytest.skip(reason)
+        unavailable_here("py-spy needs to trace the hub's workers: run as root, or with kernel.yama.ptrace_scope = 0")
     profile = tmp_path / "hub.txt"
     report, _ = run_benchmark(
         "--seconds", "3", "--warmup-seconds", "1", "--echo-seconds", "2", "--workers", "2", "--profile-out", str(profile),
