@@ -5,7 +5,9 @@ cleanup, no flush, as a power cut or the OOM killer would — when the N-th batc
 the group committer reaches STAGE: `before-commit` (the work is done inside the
 transaction, COMMIT not yet sent) or `after-commit` (durable, but nobody answered);
 or when the N-th push delivery reaches `during-lease` (leased, receiver not called)
-or `after-push-answer` (the receiver answered, nothing of it recorded).
+or `after-push-answer` (the receiver answered, nothing of it recorded); or when the
+N-th pull that leased deliveries reaches `pull-leased` (the lease committed, the answer
+not yet written).
 The crash tests use it instead of sleeping and hoping to hit a window.
 
 `GATEWAY_HOLD_POINT=before-commit:N` holds the N-th batch's transaction open until the
@@ -32,7 +34,7 @@ _CONTENDED = (
 )
 _log = structlog.get_logger(__name__)
 STAGES = ("before-commit", "after-commit")
-DELIVERY_STAGES = ("during-lease", "after-push-answer")
+DELIVERY_STAGES = ("during-lease", "after-push-answer", "pull-leased")
 Hook = Callable[[int], Awaitable[None]]
 
 
@@ -58,6 +60,7 @@ def delivery_kill_point(mode: str, environ: dict[str, str] | os._Environ[str] = 
 
     `during-lease`: the lease is committed, the receiver not yet called. `after-push-answer`:
     the receiver answered (its receipt is in hand) but the hub has recorded nothing of it.
+    `pull-leased`: a pull's lease is committed, its answer not yet written.
     """
     parsed = _kill_point(mode, environ)
     if parsed is None or parsed[0] not in DELIVERY_STAGES:

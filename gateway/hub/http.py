@@ -679,7 +679,8 @@ async def get_inbox(request: web.Request) -> web.Response:
         with STAGE_TIMES.timed("inbox_claim"):
             try:
                 return await outbox.claim_for_inbox(
-                    pool, caller.owner, f"inbox:{caller.owner}", hub.now(), settings.delivery.lease_seconds, limit, hub.payload_keys
+                    pool, caller.owner, f"inbox:{caller.owner}", request.app[PROCESS_ID], hub.now(), settings.delivery.lease_seconds,
+                    limit, hub.payload_keys,
                 )
             except PayloadKeyError as error:
                 # This process cannot open a stored message (its key not copied here, or the row altered): another
@@ -689,6 +690,8 @@ async def get_inbox(request: web.Request) -> web.Response:
 
     with request.app[LONG_POLLS].admit(caller.owner):
         claimed = await wakeups.long_poll(caller.owner, claim, wait, stop=lambda: _client_gone(request))
+    if claimed and settings.delivery_kill_point is not None:
+        await settings.delivery_kill_point("pull-leased")
     if claimed and _client_gone(request):
         # Nobody will read this answer: give the deliveries back, so that no receipt counts as returned (and is then
         # acknowledged by a later cursor, PROTO-12.6-2) and no message waits out a lease for nothing.

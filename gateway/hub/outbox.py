@@ -117,7 +117,8 @@ async def claim_for_push(
         + _READY
         + " AND EXISTS (SELECT 1 FROM messages k WHERE k.id = c.message_id AND (k.payload_key IS NULL OR k.payload_key = ANY($6::text[])))"
         " ORDER BY c.due_at, c.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED)"
-        " UPDATE outbox o SET claimed_by = $3, lease_until = $1::timestamptz + make_interval(secs => $4::double precision), attempts = o.attempts + 1"
+        " UPDATE outbox o SET claimed_by = $3, lease_process = NULL,"
+        " lease_until = $1::timestamptz + make_interval(secs => $4::double precision), attempts = o.attempts + 1"
         " FROM pick, messages m WHERE o.message_id = pick.message_id AND m.id = o.message_id"
         + _CLAIMED,
         now, receivers, process_id, float(lease_seconds), limit, list(keys.keys),
@@ -143,26 +144,47 @@ async def sealed_under_missing_keys(executor: Executor, receivers: list[str], ke
 
 
 async def claim_for_inbox(
-    executor: Executor, receiver: str, caller_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys
+    executor: Executor,
+    receiver: str,
+    caller_id: str,
+    process_id: str,
+    now: datetime,
+    lease_seconds: float,
+    limit: int,
+    keys: PayloadKeys,
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` ready rows for a pulling receiver, in ledger order (PROTO-12.6-1).
+    """Lease up to `limit` ready rows for a pulling receiver, in ledger order (PROTO-12.6-1), on behalf of `process_id`.
+
+    Ready includes what a gateway process that is gone had leased: the process died between committing a pull's lease
+    and writing its answer, so the deliveries never left. Offered again at once, they are in this answer and below its
+    cursor, instead of waiting out their lease while this answer's cursor passes them: a later request with that cursor
+    would acknowledge a receipt the receiver never saw (PROTO-12.6-2; docs/operations.md, "Pull leases").
 
     A message other than a receipt that is fetched for the first time becomes `delivered`. If a row does not open
     with `keys` (a key missing on this host, or altered bytes), the claim is undone and PayloadKeyError raised.
     """
     # The unleased rows and the expired leases are read from their own indexes (migration 0007), each in ledger
-    # order, so that the deliveries in flight (leased) cost nothing; then the first `limit` of both are locked.
+    # order, so that the deliveries in flight (leased) cost nothing; so are the leases of each process that is gone
+    # (migration 0010), found from the processes: one that is registered and has no connection to the database.
     rows = await executor.fetch(
-        "WITH ready AS ("
+        "WITH gone AS (SELECT p.process_id FROM gateway_processes p"
+        " WHERE p.process_id NOT IN (SELECT a.application_name FROM pg_stat_activity a WHERE a.application_name IS NOT NULL)),"
+        " ready AS ("
         "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until IS NULL"
         " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
         " UNION ALL "
         "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until <= $1"
-        " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)),"
+        " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
+        " UNION ALL "
+        "(SELECT c.message_id, c.ledger_index FROM gone g CROSS JOIN LATERAL"
+        " (SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.lease_process = g.process_id AND c.receiver = $2"
+        " AND c.state = 'queued' AND c.lease_until > $1 AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5) c"
+        " ORDER BY c.ledger_index LIMIT $5)),"
         " pick AS (SELECT c.message_id FROM outbox c JOIN ready r ON r.message_id = c.message_id"
-        " WHERE c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1)"
+        " WHERE c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1 OR c.lease_process IN (SELECT process_id FROM gone))"
         " ORDER BY r.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED),"
-        " leased AS (UPDATE outbox o SET claimed_by = $3, lease_until = $1::timestamptz + make_interval(secs => $4::double precision),"
+        " leased AS (UPDATE outbox o SET claimed_by = $3, lease_process = $6,"
+        " lease_until = $1::timestamptz + make_interval(secs => $4::double precision),"
         " attempts = o.attempts + 1 FROM pick WHERE o.message_id = pick.message_id"
         " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at),"
         " seen AS (UPDATE messages m SET status = 'delivered' FROM leased"
@@ -170,7 +192,7 @@ async def claim_for_inbox(
         " SELECT o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
         " m.case_id, m.ledger_index, m.accepted_at FROM leased o JOIN messages m ON m.id = o.message_id"
         " ORDER BY m.ledger_index",
-        now, receiver, caller_id, float(lease_seconds), limit,
+        now, receiver, caller_id, float(lease_seconds), limit, process_id,
     )
     try:
         return [_claimed(row, keys) for row in rows]
@@ -184,7 +206,7 @@ async def release_inbox_claim(executor: Executor, message_ids: list[str], caller
     """Undo `claim_for_inbox` of rows whose answer never reached the caller: not leased, one attempt fewer (a receipt
     with none is not yet returned), and a message fetched for the first time `accepted` again."""
     await executor.execute(
-        "WITH back AS (UPDATE outbox SET claimed_by = NULL, lease_until = NULL, attempts = attempts - 1"
+        "WITH back AS (UPDATE outbox SET claimed_by = NULL, lease_process = NULL, lease_until = NULL, attempts = attempts - 1"
         " WHERE message_id = ANY($1::uuid[]) AND claimed_by = $2 AND attempts > 0 RETURNING message_id, attempts)"
         " UPDATE messages m SET status = 'accepted' FROM back"
         " WHERE m.id = back.message_id AND back.attempts = 0 AND m.status = 'delivered' AND m.type <> 'receipt'",
@@ -258,7 +280,7 @@ async def dead_letter(
 ) -> tuple[str, int] | None:
     """Move a failed delivery whose window has passed to the dead letters: (receiver, attempts), or None if not ours."""
     row = await connection.fetchrow(
-        "WITH dead AS (UPDATE outbox SET state = 'dead', claimed_by = NULL, lease_until = NULL, last_error = $3"
+        "WITH dead AS (UPDATE outbox SET state = 'dead', claimed_by = NULL, lease_process = NULL, lease_until = NULL, last_error = $3"
         " WHERE message_id = $1 AND claimed_by = $2 AND state = 'queued' RETURNING message_id, receiver, attempts)"
         " UPDATE messages m SET status = 'dead-lettered' FROM dead WHERE m.id = dead.message_id"
         " RETURNING dead.receiver, dead.attempts",
@@ -279,7 +301,7 @@ async def dead_letter_expired(
         "WITH pick AS (SELECT message_id FROM outbox WHERE state = 'queued'"
         " AND queued_at < $1::timestamptz - make_interval(secs => $2::double precision) AND (lease_until IS NULL OR lease_until <= $1)"
         " ORDER BY queued_at LIMIT $3 FOR UPDATE SKIP LOCKED),"
-        " dead AS (UPDATE outbox o SET state = 'dead', claimed_by = NULL, lease_until = NULL,"
+        " dead AS (UPDATE outbox o SET state = 'dead', claimed_by = NULL, lease_process = NULL, lease_until = NULL,"
         " last_error = coalesce(o.last_error, 'never-acknowledged') FROM pick WHERE o.message_id = pick.message_id"
         " RETURNING o.message_id, o.receiver, o.attempts, o.last_error, o.ledger_index)"
         " UPDATE messages m SET status = 'dead-lettered' FROM dead WHERE m.id = dead.message_id"
@@ -309,7 +331,7 @@ async def retry_dead(
     """
     rows = await connection.fetch(
         "WITH again AS (UPDATE outbox SET state = 'queued', attempts = 0, queued_at = $1, due_at = $1,"
-        " claimed_by = NULL, lease_until = NULL"
+        " claimed_by = NULL, lease_process = NULL, lease_until = NULL"
         " WHERE state = 'dead' AND ($2::uuid[] IS NULL OR message_id = ANY($2::uuid[]))"
         " AND ($3::text IS NULL OR receiver = $3) RETURNING message_id, receiver, ledger_index)"
         " UPDATE messages m SET status = 'accepted' FROM again WHERE m.id = again.message_id"

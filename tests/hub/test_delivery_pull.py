@@ -7,7 +7,9 @@ are tested end to end in tests/delivery/.
 
 from __future__ import annotations
 
+import http.client
 import json
+import signal
 import time
 import threading
 from datetime import timedelta
@@ -346,3 +348,62 @@ def test_a_pull_from_a_process_without_the_payload_key_is_unavailable_and_claims
         assert (row["attempts"], row["lease_until"], row["status"], row["payload_key"]) == (0, None, "accepted", "k2")
         deliveries, _ = Party(up_to_date, test_key(HK)).deliveries()
         assert [parse_delivery(json.dumps(d).encode()).message for d in deliveries] == [compact]
+
+
+def _receipted_for_gd(hub, hk: Party, referral_compact: bytes, test_key) -> str:
+    """Send a referral to HK through `hub`, have HK pull it and send its receipt: the receipt's id (queued for CN-GD)."""
+    assert hub.post_message(referral_compact).status == 202
+    deliveries, _ = hk.deliveries()
+    assert [d["message"] for d in deliveries] == [referral_compact.decode()]
+    receipt = receipt_for(referral_compact, test_key(HK), "HK")
+    assert hk.post_receipt(receipt).status == 202
+    return json.loads(_payload(receipt))["id"]
+
+
+def test_a_pulled_receipt_whose_answer_died_with_its_process_is_offered_again_and_never_acknowledged_unseen(
+    database_url, tmp_path, referral, test_key
+):
+    """The defect of docs/performance.md, "Eighth pass": a process commits a pull's lease, then dies before its answer
+    leaves. Another process must offer what it leased again at once, so that its answer's cursor does not pass a
+    receipt the receiver never saw, which the receiver's next request would acknowledge (PROTO-12.6-2)."""
+    import base64
+
+    from tests.hub.harness import TEST_PAYLOAD_KEYS, serve_process
+
+    ring = {"GATEWAY_PAYLOAD_KEYS": ";".join(f"{i}={base64.b64encode(k).decode()}" for i, k in TEST_PAYLOAD_KEYS.keys.items())}
+    _, first = referral()
+    _, second = referral()
+    with running_hub(database_url) as hub:
+        hk = Party(hub, test_key(HK))
+        first_receipt = _receipted_for_gd(hub, hk, first, test_key)
+        with serve_process(tmp_path, database_url, {**ring, "GATEWAY_KILL_POINT": "pull-leased:1"}, name="dying") as (process, dying):
+            with pytest.raises((ConnectionError, http.client.HTTPException)):  # killed with the lease committed
+                Party(dying, test_key(GD)).inbox()
+            assert process.wait(60) == -signal.SIGKILL
+        (lease,) = query(database_url, "SELECT attempts, lease_until, lease_process FROM outbox WHERE message_id = $1::uuid", first_receipt)
+        assert lease["attempts"] == 1 and lease["lease_until"] > utc_now(), "leased by the pull whose answer never left"
+        second_receipt = _receipted_for_gd(hub, hk, second, test_key)
+        # The dying process's connections close with it; the database notices within moments (docs/operations.md).
+        wait_for_row(database_url, "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)",
+                     lease["lease_process"])
+
+        gd = Party(hub, test_key(GD))
+        deliveries, cursor = gd.deliveries()
+        receipts = [json.loads(_payload(parse_delivery(json.dumps(d).encode()).message))["id"] for d in deliveries]
+        assert receipts == [first_receipt, second_receipt], "the lost lease offered again, in ledger order"
+        assert gd.deliveries(after=cursor) == ([], cursor)
+    delivered = {e["message_id"]: e["attempts"] for e in ledger_kinds(database_url) if e["kind"] == "delivered"}
+    assert delivered == {first_receipt: 2, second_receipt: 1}, "each acknowledged after it was returned"
+    assert query(database_url, "SELECT count(*) AS n FROM outbox")[0]["n"] == 0
+
+
+def test_a_delivery_leased_by_another_live_process_is_not_offered_again(database_url, referral, test_key):
+    """The other side of the rule above: a lease taken by a process that is alive holds, wherever the next pull goes,
+    so that a receiver may ask for its next page while it is still answering the last (PROTO-12.6-1)."""
+    _, compact = referral()
+    with running_hub(database_url) as one, running_hub(database_url) as other:
+        assert one.post_message(compact).status == 202
+        assert [d["message"] for d in Party(one, test_key(HK)).deliveries()[0]] == [compact.decode()]
+        assert Party(other, test_key(HK)).deliveries()[0] == [], "leased by a live process"
+    (row,) = query(database_url, "SELECT attempts FROM outbox")
+    assert row["attempts"] == 1
