@@ -77,6 +77,7 @@ def _document(row: outbox.OutboxRow) -> dict[str, Any]:
         "queued_at": format_timestamp(row.queued_at),
         "due_at": format_timestamp(row.due_at),
         "claimed_by": row.claimed_by,
+        "lease_process": row.lease_process,
         "lease_until": format_timestamp(row.lease_until) if row.lease_until else None,
         "last_error": row.last_error,
     }

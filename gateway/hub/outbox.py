@@ -66,6 +66,8 @@ class OutboxRow:
     queued_at: datetime
     due_at: datetime
     claimed_by: str | None
+    lease_process: str | None
+    """For a pull lease, the gateway process that took it (`claimed_by` is then `inbox:RECEIVER`)."""
     lease_until: datetime | None
     last_error: str | None
 
@@ -351,7 +353,7 @@ async def list_rows(executor: Executor, state: State | None, receiver: str | Non
     """Outbox rows in ledger order, for operators."""
     rows = await executor.fetch(
         "SELECT o.message_id, o.receiver, m.sender, m.type, o.case_id, o.ledger_index, o.state, o.attempts,"
-        " o.queued_at, o.due_at, o.claimed_by, o.lease_until, o.last_error"
+        " o.queued_at, o.due_at, o.claimed_by, o.lease_process, o.lease_until, o.last_error"
         " FROM outbox o JOIN messages m ON m.id = o.message_id"
         " WHERE ($1::text IS NULL OR o.state = $1) AND ($2::text IS NULL OR o.receiver = $2)"
         " ORDER BY o.ledger_index LIMIT $3",
@@ -363,7 +365,7 @@ async def list_rows(executor: Executor, state: State | None, receiver: str | Non
 async def row_by_id(executor: Executor, message_id: str) -> OutboxRow | None:
     row = await executor.fetchrow(
         "SELECT o.message_id, o.receiver, m.sender, m.type, o.case_id, o.ledger_index, o.state, o.attempts,"
-        " o.queued_at, o.due_at, o.claimed_by, o.lease_until, o.last_error"
+        " o.queued_at, o.due_at, o.claimed_by, o.lease_process, o.lease_until, o.last_error"
         " FROM outbox o JOIN messages m ON m.id = o.message_id WHERE o.message_id = $1",
         uuid.UUID(message_id),
     )
@@ -383,6 +385,7 @@ def _row(row: asyncpg.Record) -> OutboxRow:
         queued_at=row["queued_at"],
         due_at=row["due_at"],
         claimed_by=row["claimed_by"],
+        lease_process=row["lease_process"],
         lease_until=row["lease_until"],
         last_error=row["last_error"],
     )

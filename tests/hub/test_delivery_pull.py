@@ -382,6 +382,8 @@ def test_a_pulled_receipt_whose_answer_died_with_its_process_is_offered_again_an
             assert process.wait(60) == -signal.SIGKILL
         (lease,) = query(database_url, "SELECT attempts, lease_until, lease_process FROM outbox WHERE message_id = $1::uuid", first_receipt)
         assert lease["attempts"] == 1 and lease["lease_until"] > utc_now(), "leased by the pull whose answer never left"
+        shown = json.loads(run_cli("outbox", "show", first_receipt, "--database-url", database_url).stdout)
+        assert (shown["claimed_by"], shown["lease_process"]) == ("inbox:CN-GD", lease["lease_process"]), "the operator sees who"
         second_receipt = _receipted_for_gd(hub, hk, second, test_key)
         # The dying process's connections close with it; the database notices within moments (docs/operations.md).
         wait_for_row(database_url, "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)",
