@@ -4,7 +4,8 @@ Requests hand their in-transaction work to `GroupCommitter.run` and wait. One lo
 process takes everything queued (up to `max_batch`, waiting at most `max_wait_ms` for
 more), runs each piece of work inside its own savepoint of one transaction — so one failing message never aborts its
 neighbours — with the ledger's size row locked once for the whole batch, commits, and
-only then answers every waiter. Nobody is answered before the commit is durable.
+only then answers every waiter. Nobody is answered before the commit is durable. What is
+queued while the batch waits for that lock (another process holds it) joins the batch.
 
 With `max_wait_ms = 0` a lone message is committed at once, and under load the messages
 that arrive while a batch commits form the next one; a few milliseconds of wait let
@@ -150,6 +151,7 @@ class GroupCommitter:
                 appender = LedgerAppender(connection)
                 await appender.reserve()
                 ledger_seconds = time.perf_counter() - started
+                self._take_queued(batch)
                 position = 0
                 while position < len(batch):
                     work, future, savepoint = batch[position]
@@ -199,6 +201,19 @@ class GroupCommitter:
             with STAGE_TIMES.timed("commit"):
                 await transaction.commit()
         return outcomes
+
+
+    def _take_queued(self, batch: list[tuple[Work, asyncio.Future[Any], bool]]) -> None:
+        """Add to `batch` what was queued while it waited for the ledger lock, up to `max_batch`.
+
+        Another process held the lock meanwhile (several processes on one database). What arrived in that wait would
+        otherwise wait for this batch to commit, then for the lock again; taken now, it shares this commit. That is
+        the group commit the wait for the lock allows: the longer the wait, the larger the batch, and the fewer commits
+        the processes take turns on (docs/performance.md, "Ninth pass"). `batch` grows in place, so the loop counts
+        every work it took off the queue, and a batch run again (`isolated`) keeps its works.
+        """
+        while len(batch) < self._max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
 
 
 def _unavailable(error: BaseException) -> bool:
