@@ -202,7 +202,6 @@ class GroupCommitter:
                 await transaction.commit()
         return outcomes
 
-
     def _take_queued(self, batch: list[tuple[Work, asyncio.Future[Any], bool]]) -> None:
         """Add to `batch` what was queued while it waited for the ledger lock, up to `max_batch`.
 
