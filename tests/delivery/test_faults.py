@@ -233,11 +233,12 @@ def test_a_process_without_a_payload_key_leaves_those_pushes_to_one_that_has_it_
     """A payload key rotated on one host and not yet copied to another (docs/operations.md): the process that lacks it
     never claims a push sealed under it, says so in its log, and goes on pushing what it can open; a process with the
     key delivers the rest."""
-    import base64
     import secrets
 
+    from tests.hub.harness import payload_keys_variable
+
     def ring(**keys: bytes) -> dict[str, str]:
-        return {"GATEWAY_PAYLOAD_KEYS": ";".join(f"{key_id}={base64.b64encode(key).decode()}" for key_id, key in keys.items())}
+        return payload_keys_variable(keys)
 
     k1 = secrets.token_bytes(32)
     rotated, behind = ring(k1=k1, k2=secrets.token_bytes(32)), ring(k1=k1)

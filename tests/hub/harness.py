@@ -19,7 +19,7 @@ import json
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +80,13 @@ class RunningHub:
 
 TEST_PAYLOAD_KEYS = PayloadKeys({"ptest": secrets.token_bytes(32)}, "the test session's payload key")
 """One throwaway payload key for the hubs of a test session (gateway/store/payloads.py)."""
+
+
+def payload_keys_variable(keys: Mapping[str, bytes]) -> dict[str, str]:
+    """The environment that gives a `gateway serve` process these payload keys (`GATEWAY_PAYLOAD_KEYS`, id=base64;...)."""
+    import base64
+
+    return {"GATEWAY_PAYLOAD_KEYS": ";".join(f"{key_id}={base64.b64encode(key).decode()}" for key_id, key in keys.items())}
 
 
 HUB_DATA_DIR = Path(tempfile.mkdtemp(prefix="gba-test-hubs-"))

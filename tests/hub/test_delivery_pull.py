@@ -366,11 +366,9 @@ def test_a_pulled_receipt_whose_answer_died_with_its_process_is_offered_again_an
     """The defect of docs/performance.md, "Eighth pass": a process commits a pull's lease, then dies before its answer
     leaves. Another process must offer what it leased again at once, so that its answer's cursor does not pass a
     receipt the receiver never saw, which the receiver's next request would acknowledge (PROTO-12.6-2)."""
-    import base64
+    from tests.hub.harness import TEST_PAYLOAD_KEYS, payload_keys_variable, serve_process
 
-    from tests.hub.harness import TEST_PAYLOAD_KEYS, serve_process
-
-    ring = {"GATEWAY_PAYLOAD_KEYS": ";".join(f"{i}={base64.b64encode(k).decode()}" for i, k in TEST_PAYLOAD_KEYS.keys.items())}
+    ring = payload_keys_variable(TEST_PAYLOAD_KEYS.keys)
     _, first = referral()
     _, second = referral()
     with running_hub(database_url) as hub:
