@@ -38,7 +38,7 @@ def table() -> str:
         more = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in fault.items()
                          if key not in ("fault", "accepted", "accepted_after", "lost"))
         accepted = fault.get("accepted", fault.get("accepted_after", "-"))
-        lines.append(f"| {fault['fault']} | {accepted} | {fault['lost']} | {more} |")
+        lines.append(f"| {fault['fault']} | {accepted} | {fault.get('lost', '-')} | {more} |")
     reached = fuzz["reached"]
     lines += ["", f"Fuzzing (seed {fuzz['seed']}, {fuzz['inputs']:,} ingress inputs and {fuzz['other_requests']:,} other requests, "
               f"{fuzz['inputs_per_s']} inputs/s):", "", "| stage reached | inputs |", "| --- | ---: |"]

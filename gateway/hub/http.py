@@ -49,6 +49,7 @@ from gateway.hub import store
 from gateway.keyfiles import read_private_key
 from gateway.ledger.append import LedgerAppender
 from gateway.protocol.errors import ProtocolError
+from gateway.store.database import dead_peer_settings
 from gateway.protocol.ids import UUID7
 from gateway.protocol.request_proof import WINDOW_SECONDS, VerifiedProof, check_request_proof
 from gateway.protocol.schema import load_message_schemas
@@ -246,12 +247,15 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 max_size=settings.pool_size,
                 # Nobody waits for ever: a stalled peer holding the ledger lock yields 503s, not hangs (lock_timeout);
                 # so does a server that stopped answering without closing the connection (command_timeout: asyncpg
-                # cancels the statement, and closes the connection if the cancel goes unanswered too).
+                # cancels the statement, and closes the connection if the cancel goes unanswered too). The other way
+                # round, the server drops the connections of a host that vanished within the same time, and with
+                # them its locks and pull leases (dead_peer_settings; docs/operations.md, "Pull leases").
                 command_timeout=settings.database_timeout_seconds,
                 server_settings={
                     "application_name": process_id,
                     "lock_timeout": str(settings.lock_timeout_ms),
                     "idle_in_transaction_session_timeout": "60000",
+                    **dead_peer_settings(settings.database_timeout_seconds),
                 },
                 reset=_no_session_reset,
             )

@@ -8,6 +8,7 @@ nothing; `gateway.store.embedded.ensure_embedded_server` does.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,6 +86,27 @@ def redact_url(url: str) -> str:
 def with_database_name(url: str, name: str) -> str:
     """`url` pointing at database `name` on the same server, with the same options."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def dead_peer_settings(seconds: float) -> dict[str, str]:
+    """Server settings that make PostgreSQL drop a TCP connection whose client has gone silent for about `seconds`.
+
+    A host that vanishes without closing its connections (power lost, network cut) otherwise keeps them, and its
+    locks, pull leases and registry place, until the server's operating system gives up on them: two hours and more
+    by default. With these, the server starts probing a connection that has been idle for half of `seconds`, and drops
+    it once `seconds` pass with no answer: to the probes (`tcp_keepalives_*`), or to data it sent (`tcp_user_timeout`).
+    The client's kernel answers the probes, so a live process is never dropped however long its statements run.
+    PostgreSQL ignores these on a Unix socket, where client and server share the host (the embedded server).
+    """
+    idle = max(1, math.ceil(seconds / 2))
+    probes = 3
+    interval = max(1, math.ceil((seconds - idle) / probes))
+    return {
+        "tcp_keepalives_idle": str(idle),
+        "tcp_keepalives_interval": str(interval),
+        "tcp_keepalives_count": str(probes),
+        "tcp_user_timeout": str(math.ceil(seconds * 1000)),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,12 +237,13 @@ _TEST_FACILITIES = ("GATEWAY_KILL_POINT", "GATEWAY_HOLD_POINT")
 @contextlib.contextmanager
 def serve_process(
     folder: Path, database_url: str, environment: dict[str, str] | None = None, name: str = "serve",
-    config_text: str = SERVE_CONFIG, port: int = 0, arguments: tuple[str, ...] = (),
+    config_text: str = SERVE_CONFIG, port: int = 0, arguments: tuple[str, ...] = (), prefix: tuple[str, ...] = (),
 ):
     """`gateway serve` as a separate OS process on `database_url`; yields (process, RunningHub).
 
     Its log goes to FOLDER/NAME.log and is checked for personal data when it stops;
-    SIGTERM must end it with status 0.
+    SIGTERM must end it with status 0 (unless the test ended it itself). `prefix` runs the
+    command through another (`nsenter ...`).
     """
     config = folder / f"{name}.toml"
     config.write_text(config_text, "utf-8")
@@ -251,7 +252,7 @@ def serve_process(
     log_path = folder / f"{name}.log"
     log = log_path.open("a", encoding="utf-8")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", str(port),
+        [*prefix, sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", str(port),
          *arguments],
         stdout=subprocess.PIPE, stderr=log, env=env, text=True,
     )
