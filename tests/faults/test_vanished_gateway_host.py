@@ -31,23 +31,12 @@ from gateway.store.embedded import PGDATA_NAME, embedded_dsn, ensure_embedded_se
 from tests.conftest import unavailable_here
 from tests.database import temporary_data_dir
 from tests.faults.report import record
-from tests.hub.harness import SERVE_CONFIG, serve_process
+from tests.hub.harness import SERVE_CONFIG, query, serve_process
 
 TIMEOUT_SECONDS = 2
 DEADLINE_SECONDS = 60.0
 """Bounds every wait below; a vanished peer left to the operating system's defaults stays for two hours and more."""
 _TOOLS = ("unshare", "nsenter", "ip", "setpriv")
-
-
-def _fetch(dsn: str, sql: str, *args: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        connection = await asyncpg.connect(dsn, timeout=10)
-        try:
-            return await connection.fetch(sql, *args)
-        finally:
-            await connection.close()
-
-    return asyncio.run(run())
 
 
 def _until(what: str, condition: Any) -> Any:
@@ -82,7 +71,7 @@ def _server_in_namespace(data_dir: Path, log: Any) -> subprocess.Popen:
 
 
 def _connections_of(dsn: str, process_id: str) -> list[Any]:
-    return _fetch(dsn, "SELECT client_addr, now() - backend_start AS age FROM pg_stat_activity WHERE application_name = $1",
+    return query(dsn, "SELECT client_addr, now() - backend_start AS age FROM pg_stat_activity WHERE application_name = $1",
                   process_id)
 
 
@@ -101,15 +90,15 @@ def test_a_vanished_gateway_host_has_its_connections_dropped_and_counts_as_gone(
             server = _server_in_namespace(data_dir, log)
         try:
             admin = embedded_dsn(data_dir / PGDATA_NAME)
-            _until("the server in the namespace accepts connections", lambda: _fetch(admin, "SELECT 1"))
-            _fetch(admin, "CREATE DATABASE gba_vanish")
+            _until("the server in the namespace accepts connections", lambda: query(admin, "SELECT 1"))
+            query(admin, "CREATE DATABASE gba_vanish")
             local = with_database_name(admin, "gba_vanish")
             namespace = ("nsenter", f"--net=/proc/{server.pid}/ns/net")
             config = f"database_timeout_seconds = {TIMEOUT_SECONDS}\n" + SERVE_CONFIG
             with serve_process(tmp_path, "postgresql://postgres@127.0.0.1:5432/gba_vanish", name="vanishing",
                                config_text=config, prefix=namespace) as (process, _):
                 try:
-                    (process_id,) = {row["process_id"] for row in _fetch(local, "SELECT process_id FROM gateway_processes")}
+                    (process_id,) = {row["process_id"] for row in query(local, "SELECT process_id FROM gateway_processes")}
                     connections = _connections_of(local, process_id)
                     assert connections and all(row["client_addr"] is not None for row in connections), "over TCP"
                     assert [row[0] for row in _live(local)] == [process_id]
@@ -124,7 +113,7 @@ def test_a_vanished_gateway_host_has_its_connections_dropped_and_counts_as_gone(
                            lambda: not _connections_of(local, process_id))
                     dropped_after = time.monotonic() - cut
                     assert _live(local) == [], "the process counts as gone: its pull leases are offered again"
-                    assert _fetch(local, "SELECT process_id FROM gateway_processes")[0]["process_id"] == process_id, (
+                    assert query(local, "SELECT process_id FROM gateway_processes")[0]["process_id"] == process_id, (
                         "it never unregistered: the database alone decided")
                 finally:  # a host cut off cannot drain: it is killed, as its power was
                     process.kill()
