@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/compare.py --base HEAD~1 --rounds 3 -- --seconds 30 --workers 2
     .venv/bin/python bench/compare.py --bench pipeline --base 2a91ebd -- --seconds 25 --households-in-flight 64
+    .venv/bin/python bench/compare.py --bench pipeline --base HEAD~1 --rounds 2 -- --mode scaleout --kill-after 0
 
 The speed of this 2-core machine changes from day to day and from minute to minute (a
 neighbour on the host): the echo and Ed25519 ceilings measured in the same run have
@@ -48,6 +49,10 @@ MEASURES: dict[str, dict[str, str]] = {
         "database_cpu_us_per_message": "cpu_us_per_message.database",
         "simulators_cpu_us_per_message": "cpu_us_per_message.CN-GD+HK+MO",
         "ratio_to_echo": "ratio_to_echo",
+        # --mode scaleout only (None in a plain pipeline run): both phases of the run, and their ratio
+        "one_hub_pipeline_per_s": "one_hub_pipeline_per_s",
+        "three_hubs_pipeline_per_s": "three_hubs_pipeline_per_s",
+        "ratio_3_to_1": "ratio_3_to_1",
     },
 }
 """For each benchmark, the figures compared: name -> where in its JSON (dots go down, `+` adds)."""

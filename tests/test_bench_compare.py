@@ -36,3 +36,16 @@ def test_the_change_is_of_the_medians_and_a_failed_run_counts_for_nothing():
     assert summary["change"]["accepted_per_s"] == round(780 / 700 - 1, 4)
     assert summary["change"]["hub_cpu_us_per_message"] == round(1750 / 2000 - 1, 4)
     assert summary["change"]["database_cpu_us_per_message"] == 0.0
+
+
+def test_a_scale_out_run_is_compared_by_both_phases_and_their_ratio():
+    scaleout = {"pipeline_per_s": 380.0, "p99_ms": 700.0, "one_hub_pipeline_per_s": 420.0, "three_hubs_pipeline_per_s": 380.0,
+                "ratio_3_to_1": 0.905}
+    summary = compare.summarise("pipeline", {"base": [scaleout, {**scaleout, "ratio_3_to_1": 0.85}],
+                                             "checkout": [{**scaleout, "ratio_3_to_1": 0.95}]})
+    assert summary["medians"]["base"]["ratio_3_to_1"] == (0.905 + 0.85) / 2
+    assert summary["change"]["ratio_3_to_1"] == round(0.95 / ((0.905 + 0.85) / 2) - 1, 4)
+    assert summary["medians"]["checkout"]["three_hubs_pipeline_per_s"] == 380.0
+    plain = compare.summarise("pipeline", {"base": [{"pipeline_per_s": 450.0}], "checkout": [{"pipeline_per_s": 460.0}]})
+    assert plain["medians"]["base"]["ratio_3_to_1"] is None, "a plain pipeline run has no scale-out phases"
+    assert "ratio_3_to_1" not in plain["change"]
