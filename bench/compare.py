@@ -53,6 +53,8 @@ MEASURES: dict[str, dict[str, str]] = {
         "one_hub_pipeline_per_s": "one_hub_pipeline_per_s",
         "three_hubs_pipeline_per_s": "three_hubs_pipeline_per_s",
         "ratio_3_to_1": "ratio_3_to_1",
+        "two_hubs_pipeline_per_s": "two_hubs_pipeline_per_s",  # with --two-hubs
+        "ratio_2_to_1": "ratio_2_to_1",
     },
 }
 """For each benchmark, the figures compared: name -> where in its JSON (dots go down, `+` adds)."""

@@ -15,7 +15,8 @@ even after a failure or SIGTERM):
   2. measures the ceilings: Ed25519 sign/s and verify/s, PostgreSQL COPY rows/s into a scratch
      copy of `messages`, and the echo server through the simulators' own client stack;
   3. starts N hub processes (`gateway serve`, same database, each on its own port; N = 1, or 3
-     for scale-out), every jurisdiction on pull delivery;
+     for scale-out, with a phase on 2 between them under `--two-hubs`), every jurisdiction on pull
+     delivery;
   4. starts three jurisdiction simulators as processes of their own (multiprocessing): each is an
      asyncio loop that long-polls its inbox (`limit` 500), verifies every delivery (attestation,
      message signature, schema, end to end with gateway.protocol), signs a `receipt` for every
@@ -1336,7 +1337,10 @@ class Orchestrator:
         else:
             level = arguments.households_in_flight
             phases.append(self.run_phase("one-hub", [first], level, bulk, seconds=arguments.seconds))
-            others = [self.start_hub(2), self.start_hub(3)]
+            second = self.start_hub(2)
+            if arguments.two_hubs:
+                phases.append(self.run_phase("two-hubs", [first, second], level, bulk, seconds=arguments.seconds))
+            others = [second, self.start_hub(3)]
             phases.append(self.run_phase("three-hubs", [first, *others], level, bulk, seconds=arguments.seconds))
             if arguments.kill_after is not None and arguments.kill_after > 0:
                 phases.append(self.run_phase("three-hubs-kill", [first, *others], level, bulk, seconds=arguments.seconds,
@@ -1369,7 +1373,8 @@ class Orchestrator:
             self.problems.append("the ledger indexes are not gap-free")
         if not verify["verified"]:
             self.problems.append(f"gateway ledger verify failed: {verify['report']}")
-        main = phases[-1] if mode != "scaleout" else phases[1]
+        by_name = {phase.name: phase for phase in phases}
+        main = phases[-1] if mode != "scaleout" else by_name["three-hubs"]
         points = [phase.result for phase in phases]
         result = {
             "benchmark": mode,
@@ -1387,13 +1392,16 @@ class Orchestrator:
                                         "server's requests/s" + (" (lines/s in bulk)" if bulk else "") +
                                         " with the same client stack")
         if mode == "scaleout":
-            one, three = phases[0].result, phases[1].result
-            result["ratio_3_to_1"] = round(three["pipeline_per_s"] / one["pipeline_per_s"], 3) if one["pipeline_per_s"] else None
+            one, three = by_name["one-hub"].result, by_name["three-hubs"].result
+            result["ratio_3_to_1"] = _ratio(three, one)
             result["one_hub_pipeline_per_s"] = one["pipeline_per_s"]
             result["three_hubs_pipeline_per_s"] = three["pipeline_per_s"]
-            if len(phases) > 2:
-                result["kill_phase_pipeline_per_s"] = phases[2].result["pipeline_per_s"]
-                result["killed_hub_at_s"] = phases[2].result.get("killed_hub_at_s")
+            if "two-hubs" in by_name:
+                result["two_hubs_pipeline_per_s"] = by_name["two-hubs"].result["pipeline_per_s"]
+                result["ratio_2_to_1"] = _ratio(by_name["two-hubs"].result, one)
+            if "three-hubs-kill" in by_name:
+                result["kill_phase_pipeline_per_s"] = by_name["three-hubs-kill"].result["pipeline_per_s"]
+                result["killed_hub_at_s"] = by_name["three-hubs-kill"].result.get("killed_hub_at_s")
         if mode == "bulk":
             result["households"] = arguments.households
         result |= {
@@ -1415,6 +1423,11 @@ class Orchestrator:
             "notes": self.notes,
         }
         return result
+
+
+def _ratio(phase: dict[str, Any], one_hub: dict[str, Any]) -> float | None:
+    """A phase's end-to-end messages/s over the one-hub phase's (None when the one-hub phase carried nothing)."""
+    return round(phase["pipeline_per_s"] / one_hub["pipeline_per_s"], 3) if one_hub["pipeline_per_s"] else None
 
 
 def _count_lines(report: dict[str, Any], start: float, end: float) -> int:
@@ -1469,6 +1482,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                                                        '"[commit]\\nmax_batch = 1024" (docs/configuration.md; default none)')
     parser.add_argument("--kill-after", type=float, help="scaleout: SIGKILL hub 1 this many seconds into the third phase "
                                                          "(default: half of --seconds; 0: no kill phase)")
+    parser.add_argument("--two-hubs", action="store_true", help="scaleout: also a phase on two hubs, between one and three "
+                                                              "(`two_hubs_pipeline_per_s`, `ratio_2_to_1`)")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="time for open households to finish after "
                                                                           "each phase (default 120)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="bulk: longest the households may take (default 7200)")
@@ -1488,6 +1503,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         arguments.kill_after = arguments.seconds / 2
     if arguments.mode == "scaleout" and arguments.sweep:
         parser.error("--sweep is for pipeline and bulk")
+    if arguments.two_hubs and arguments.mode != "scaleout":
+        parser.error("--two-hubs is for scaleout")
     if not 1 <= arguments.bulk_lines <= 1000:
         parser.error("--bulk-lines must be 1 to 1000")
     if not 1 <= arguments.inbox_limit <= 500:

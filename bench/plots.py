@@ -12,8 +12,8 @@ Writes into `--out` (default docs/performance/):
   phase (the last point; for scaleout, every phase), as the cumulative share against
   milliseconds on a log scale, from the stored percentiles 1..99.9, with the log-spaced bucket
   counts as a histogram beneath.
-- `scaleout-<date>.png`: end-to-end messages/s of one hub, three hubs, and three hubs with one
-  killed, for a scaleout result.
+- `scaleout-<date>.png`: end-to-end messages/s of one hub, two hubs (with `--two-hubs`), three
+  hubs, and three hubs with one killed, for a scaleout result.
 
 Needs matplotlib (`.venv/bin/pip install matplotlib`); uses the Agg backend (no display).
 Prints the files it wrote, one a line.
@@ -127,6 +127,9 @@ def latency_plot(path: Path, document: dict[str, Any], out: Path, plt: Any) -> P
     return target
 
 
+_PHASE_COLOURS = {"one-hub": "#4878a8", "two-hubs": "#e69138", "three-hubs": "#6aa84f", "three-hubs-kill": "#cc4125"}
+
+
 def scaleout_plot(path: Path, document: dict[str, Any], out: Path, plt: Any) -> Path | None:
     points = document.get("points") or []
     if document.get("benchmark") != "scaleout" or not points:
@@ -134,7 +137,7 @@ def scaleout_plot(path: Path, document: dict[str, Any], out: Path, plt: Any) -> 
     figure, axis = plt.subplots(figsize=(7, 4.5), dpi=110)
     names = [p.get("phase", "?") for p in points]
     values = [p.get("pipeline_per_s") or 0 for p in points]
-    bars = axis.bar(names, values, color=["#4878a8", "#6aa84f", "#cc4125"][: len(points)])
+    bars = axis.bar(names, values, color=[_PHASE_COLOURS.get(name, "#999999") for name in names])
     for bar, point in zip(bars, points):
         axis.annotate(f"{point.get('pipeline_per_s')}/s\np99 {point.get('p99_ms')} ms",
                       (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)
