@@ -1480,8 +1480,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                              "counters are summed over the workers, so `stages` counts them all")
     parser.add_argument("--hub-toml", default="", help='TOML appended to each hub\'s generated configuration, e.g. '
                                                        '"[commit]\\nmax_batch = 1024" (docs/configuration.md; default none)')
-    parser.add_argument("--kill-after", type=float, help="scaleout: SIGKILL hub 1 this many seconds into the third phase "
-                                                         "(default: half of --seconds; 0: no kill phase)")
+    parser.add_argument("--kill-after", type=float, help="scaleout: SIGKILL hub 1 this many seconds into the last "
+                                                         "phase, three-hubs-kill (default: half of --seconds; 0: no such phase)")
     parser.add_argument("--two-hubs", action="store_true", help="scaleout: also a phase on two hubs, between one and three "
                                                               "(`two_hubs_pipeline_per_s`, `ratio_2_to_1`)")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="time for open households to finish after "
