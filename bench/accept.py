@@ -1012,6 +1012,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="hub processes on the one port (`gateway serve --workers N`; default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, config, bodies)")
+    parser.add_argument("--hub-toml", default="", help='TOML appended to the hub\'s generated configuration, e.g. '
+                                                       '"[commit]\\nmax_batch = 16" (docs/configuration.md; default none)')
     parser.add_argument("--serve-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--echo-certificate", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--echo-private-key", type=Path, help=argparse.SUPPRESS)
@@ -1061,7 +1063,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             _say(f"database: {db.description}")
             port = free_port()
             config = folder / "gateway.toml"
-            config.write_text(hub_config(port, folder / "data", tls), "utf-8")
+            config.write_text(hub_config(port, folder / "data", tls, arguments.hub_toml), "utf-8")
             serve = [*gateway_command(), "serve", "--config", str(config), "--port", str(port), "--workers", str(arguments.workers)]
             serve += ["--database-url", db.dsn] if db.embedded_data_dir is None else ["--data-dir", str(folder / "data")]
             with started(serve, folder / "hub.log", "gateway: serving") as (hub, _):
@@ -1176,6 +1178,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,
             "hub_cpu_s": round(tree_cpu_delta(hub_before, hub_after), 3) if hub_after else None,
             "workers": arguments.workers,
+            "hub_toml": arguments.hub_toml or None,
             "database_cpu_s": round(tree_cpu_delta(db_before, db_after), 3) if postmaster else None,
             "errors": main.errors,
             "stored_messages": stored,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,7 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
     assert gc["0"]["collections"] > 0 and gc["0"]["pause_ms"] > 0
     assert all(0 <= figures["pauses_over_10ms"] <= figures["collections"] for figures in gc.values()), gc
     assert report["wal_seasoned"] is None, "by default the fresh cluster is measured as it is"
+    assert report["hub_toml"] is None, "by default the hub runs on the generated configuration alone"
     for key in ("cpus", "python", "postgresql", "platform"):
         assert key in report["machine"], key
     # Nothing it started outlives it: hub, echo server, embedded PostgreSQL, temporary folder.
@@ -97,12 +99,20 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
 
 
 def test_the_python_generator_works_too(tmp_path):
-    """Machines without wrk use client processes: a short run of that path (where wrk is the default), the WAL seasoned first."""
-    report, _ = run_benchmark(
+    """Machines without wrk use client processes: a short run of that path (where wrk is the default), the WAL seasoned
+    first, and the hub's configuration extended by --hub-toml (batches of at most 4)."""
+    report, stderr = run_benchmark(
         "--generator", "python", "--seconds", "2", "--warmup-seconds", "1", "--echo-seconds", "2",
-        "--concurrency", "16", "--season-wal", "4", out=tmp_path / "python.json",
+        "--concurrency", "16", "--season-wal", "4", "--hub-toml", "[commit]\nmax_batch = 4", "--keep",
+        out=tmp_path / "python.json",
     )
     assert report["generator"] == "python"
+    assert report["hub_toml"] == "[commit]\nmax_batch = 4"
+    folder = Path(re.search(r"working in (/\S+)", stderr).group(1))
+    try:
+        assert "[commit]\nmax_batch = 4\n" in (folder / "gateway.toml").read_text("utf-8")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     # --season-wal: PostgreSQL made four segments and recycled them, so at least four are ready ahead of the window.
     assert report["wal_seasoned"]["segments"] == 4 and report["wal_seasoned"]["recycled_ahead"] >= 4, report["wal_seasoned"]
     assert report["errors"] == {} and report["problems"] == []
