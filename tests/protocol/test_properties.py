@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +33,25 @@ def test_base64url_has_exactly_one_encoding_per_byte_string(text):
     except base64url.Base64urlError:
         return
     assert base64url.encode_str(data) == text
+
+
+def _decode_with_the_standard_library(text: str) -> bytes | None:
+    """The reference for base64url.decode: the canonical rules (§3.1) spelled out, then `base64.urlsafe_b64decode`."""
+    if len(text) % 4 == 1 or any(character not in ALPHABET for character in text):
+        return None
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return data if base64.urlsafe_b64encode(data).rstrip(b"=").decode() == text else None
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=ALPHABET + "+/= .\t\n\x00\u00e9", max_size=60) | st.binary(max_size=40).map(lambda data: data.decode("latin-1")))
+def test_base64url_decodes_what_the_standard_library_decodes_and_refuses_the_rest(text):
+    for given_as in (text, text.encode("latin-1", "replace")):
+        try:
+            decoded = base64url.decode(given_as)
+        except base64url.Base64urlError:
+            decoded = None
+        assert decoded == _decode_with_the_standard_library(text if isinstance(given_as, str) else given_as.decode("latin-1"))
 
 
 @given(i_json)
