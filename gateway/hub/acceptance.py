@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from datetime import datetime
 from typing import Any, ContextManager
 
 import asyncpg
+import orjson
 import structlog
 
 from gateway.adapters.base import JurisdictionAdapter
@@ -368,7 +368,7 @@ class Hub:
         if adapter is None:
             return LocalView()
         # Plain JSON: these bytes passed the strict rules (§4) when they were accepted, and parse to the same value.
-        payload = json.loads(base64url.decode(compact.split(b".")[1]))
+        payload = orjson.loads(base64url.decode(compact.split(b".")[1]))
         sender = self._adapters.get(payload.get("from"))
         return adapter.local_view(payload, sender.schemes if sender is not None else None)
 

@@ -14,6 +14,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 from gateway.protocol.errors import ProtocolError
 
 MAX_DEPTH = 32
@@ -27,13 +29,41 @@ _SAFE_DIGITS = len(str(MAX_SAFE_INTEGER))
 # Only an escape can put U+0000 or a surrogate into a decoded string: raw control
 # characters are syntax errors and raw surrogates are invalid UTF-8. So texts
 # without such an escape skip the string walk (the common case, and the fast one).
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SPACED_SEPARATOR = re.compile(r'"[ \t\n\r]+:')
+_SPACED_SEPARATOR = re.compile(rb'"[ \t\n\r]+:')
+_ORJSON_FLOATS_FROM_INTEGERS = 2.0**63
+"""orjson reads an integer literal beyond the 64-bit range as a float; such a float sends the text to `_loads_exactly`."""
 
 
 def loads(data: bytes, part: str = "payload") -> Any:
-    """Parse `data` under the I-JSON rules; `part` names the input in errors."""
+    """Parse `data` under the I-JSON rules; `part` names the input in errors.
+
+    Texts that pass are parsed by orjson (Rust, several times faster than the standard library's scanner with hooks)
+    and then checked for what orjson lets through: depth, duplicate names, integers beyond 2^53, U+0000 and
+    surrogates by escape. Any text orjson refuses, or that may hold a number orjson reads differently, is parsed
+    again by `_loads_exactly`, the reference, which finds the refusal's own code: the fast path decides only
+    what it can decide exactly (tests/protocol/test_strict_json.py compares the two)."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _loads_exactly(data, part)
+    members, depth, exact = _shape(value)
+    if not exact:
+        return _loads_exactly(data, part)
+    if depth > MAX_DEPTH:
+        raise ProtocolError("json-too-deep", where=part)
+    if _may_have_duplicates(data, members):
+        _loads_exactly(data, part)
+    if _SUSPECT_ESCAPE.search(data) is not None:
+        _check_strings(value, part)
+    return value
+
+
+def _loads_exactly(data: bytes, part: str) -> Any:
+    """The reference parser: the standard library's scanner with hooks that refuse, each with its code."""
     if data.startswith(_BOM):
         raise ProtocolError("json-invalid-utf8", "A byte-order mark is not allowed", where=part)
     try:
@@ -49,20 +79,27 @@ def loads(data: bytes, part: str = "payload") -> Any:
         raise ProtocolError("json-too-deep", where=part) from None
     except json.JSONDecodeError:
         raise ProtocolError("json-syntax", where=part) from None
-    members, depth = _shape(value)
+    members, depth, _ = _shape(value)
     if depth > MAX_DEPTH:
         raise ProtocolError("json-too-deep", where=part)
-    if _may_have_duplicates(text, members):
+    if _may_have_duplicates(data, members):
         json.loads(text, object_pairs_hook=hooks.object, parse_int=hooks.integer, parse_float=hooks.number)
-    if _SUSPECT_ESCAPE.search(text) is not None:
+    if _SUSPECT_ESCAPE.search(data) is not None:
         _check_strings(value, part)
     return value
 
 
-def _shape(value: Any) -> tuple[int, int]:
-    """(number of object members, nesting depth) of a parsed value, one level at a time."""
-    level = [value] if type(value) is dict or type(value) is list else []
+def _shape(value: Any) -> tuple[int, int, bool]:
+    """(number of object members, nesting depth, whether its numbers were read exactly) of a parsed value.
+
+    One level at a time. A number was read exactly unless it is an integer beyond ±2^53 (which `_loads_exactly`
+    refuses; orjson reads up to 64 bits as integers) or a float of an integer's size beyond the 64-bit range (how
+    orjson reads a longer integer literal); either sends the text to the reference parser."""
+    if type(value) is not dict and type(value) is not list:
+        return 0, 0, _exact_number(value)
+    level = [value]
     depth = members = 0
+    exact = True
     while level:
         depth += 1
         deeper: list[Any] = []
@@ -72,12 +109,27 @@ def _shape(value: Any) -> tuple[int, int]:
                 children: Any = container.values()
             else:
                 children = container
-            deeper += [child for child in children if type(child) is dict or type(child) is list]
+            for child in children:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    deeper.append(child)
+                elif (kind is int or kind is float) and not _exact_number(child):
+                    exact = False
         level = deeper
-    return members, depth
+    return members, depth, exact
 
 
-def _may_have_duplicates(text: str, members: int) -> bool:
+def _exact_number(value: Any) -> bool:
+    """False for a number the fast path cannot vouch for: an integer beyond ±2^53, or a float beyond ±2^63 (module
+    notes); True for anything else."""
+    if type(value) is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if type(value) is float:
+        return -_ORJSON_FLOATS_FROM_INTEGERS < value < _ORJSON_FLOATS_FROM_INTEGERS
+    return True
+
+
+def _may_have_duplicates(text: bytes, members: int) -> bool:
     """False only if no object in `text` repeats a member name.
 
     Every member name is a string followed by optional whitespace and a colon, so the
@@ -85,7 +137,7 @@ def _may_have_duplicates(text: str, members: int) -> bool:
     many when no string contains such a pair. Parsing keeps one member per repeated
     name; if the parsed count equals the written one, nothing was repeated.
     """
-    return text.count('":') != members or _SPACED_SEPARATOR.search(text) is not None
+    return text.count(b'":') != members or _SPACED_SEPARATOR.search(text) is not None
 
 
 class _Hooks:

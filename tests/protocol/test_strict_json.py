@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import math
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.protocol import strict_json
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.strict_json import MAX_DEPTH, loads
 
@@ -74,3 +80,69 @@ def test_duplicates_are_found_whatever_the_spacing_or_string_content(text):
 @pytest.mark.parametrize("text", [b'{"a":"\\":","b":1}', b'{"a" : 1 , "b" :\t2}', b'{"x":"\\" :"}'])
 def test_colon_quotes_inside_strings_are_not_duplicates(text):
     assert isinstance(loads(text), dict)
+
+
+# --- the fast path (orjson) against the reference (the standard library with refusing hooks) ---------------------------
+
+def _outcome(parse, data: bytes) -> tuple[str, str]:
+    """What a parser makes of `data`: its value with every type visible (repr tells 1 from 1.0 and -0.0 from 0.0,
+    and keeps the members' order), or the refusal's code."""
+    try:
+        return "value", repr(parse(data))
+    except ProtocolError as refusal:
+        return "refused", refusal.code
+
+
+def _reference(data: bytes):
+    return strict_json._loads_exactly(data, "payload")
+
+
+# What orjson reads otherwise than the reference, or refuses with another reason: each must come out as the reference's.
+EDGES = [
+    b"12345678901234567890123", b"[18446744073709551615]", b"[18446744073709551616]", b"[-9223372036854775809]",
+    b"[9007199254740993]", b"[-9007199254740992]", b"9007199254740992", b"[1e400]", b"-1e400", b"[2e308]",
+    b"[1.7976931348623157e308]", b"[1e19]", b"[-1e300]", b"[1e-400]", b"[-0]", b"[-0.0]", b"[1E2]", b"0.1e-999999",
+    b'"\\ud800"', b'"\\udc00x"', b'"\\u0000"', b'{"a\\u0000":1}', b'"\\ud83d\\ude00"', b"[NaN]", b"[Infinity]",
+    b"-Infinity", b"\xef\xbb\xbf[1]", b'"\xed\xa0\x80"', b'"\xff"', b'"a\nb"', b"[01]", b"[1,]", b" [1] ", b"[1] x",
+    b"", b" ", b"nul", b"[" * 33 + b"]" * 33, b"[" * 1100 + b"]" * 1100, b'{"a":1,"a":2}', b'{"a":1,"a" :1}',
+    b'{"a":"\x7f"}', b'"\\/"', b"[true,false,null]", b"\t\n\r{}", b"\x0c{}", b'{"a":1}\x00', b"[1.0e+2, 5e-324]",
+]
+
+
+@pytest.mark.parametrize("text", EDGES)
+def test_the_fast_path_reads_every_edge_as_the_reference_does(text):
+    assert _outcome(loads, text) == _outcome(_reference, text)
+
+
+_names = st.sampled_from(["a", "b", "id", "\u00e9", "\\", '"', '":', "\\u0000"]) | st.text(max_size=4)
+_numbers = (st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.sampled_from([2**53, 2**53 + 1, -(2**53) - 1, 2**63, 2**64]))
+_values = st.recursive(
+    st.none() | st.booleans() | _numbers | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.lists(st.tuples(_names, inner), max_size=4),
+    max_leaves=30,
+)
+
+
+def _write(value, space: str) -> str:
+    """JSON text of `value`, where a list of pairs is an object (so names may repeat) and floats may be out of range."""
+    if isinstance(value, list) and value and all(isinstance(item, tuple) for item in value):
+        return "{" + ",".join(f"{json.dumps(name)}{space}:{_write(member, space)}" for name, member in value) + "}"
+    if isinstance(value, list):
+        return "[" + f",{space}".join(_write(item, space) for item in value) + "]"
+    if isinstance(value, float) and math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_values, st.sampled_from(["", " ", "\n"]), st.booleans())
+def test_the_fast_path_agrees_with_the_reference_on_generated_texts(value, space, ascii_only):
+    text = _write(value, space)
+    data = (text.encode("ascii", "backslashreplace") if ascii_only else text.encode("utf-8", "surrogatepass"))
+    assert _outcome(loads, data) == _outcome(_reference, data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=60) | st.text(alphabet='{}[],:"\\u0123456789.eE+-tfnrlsa \n', max_size=40).map(str.encode))
+def test_the_fast_path_agrees_with_the_reference_on_arbitrary_bytes(data):
+    assert _outcome(loads, data) == _outcome(_reference, data)
