@@ -186,8 +186,10 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             log = folder / "hub.log"
             _say(f"starting the hub under valgrind (a minute or more); log {log}")
             with log.open("ab") as output:
+                # `python -m` puts the working directory first on sys.path, before PYTHONPATH: run in this script's
+                # checkout, or a comparison started from another checkout would count that checkout's code.
                 hub = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=accept._child_environment(), start_new_session=True)
+                                       env=accept._child_environment(), start_new_session=True, cwd=accept.ROOT)
             try:
                 accept.wait_for_line(hub, log, "gateway: serving", START_TIMEOUT)
                 url = f"http://127.0.0.1:{port}"
