@@ -56,7 +56,7 @@ def loads(data: bytes, part: str = "payload") -> Any:
     if depth > MAX_DEPTH:
         raise ProtocolError("json-too-deep", where=part)
     if _may_have_duplicates(data, members):
-        _loads_exactly(data, part)
+        return _loads_exactly(data, part)  # a repeated name, or a '":' inside a string: the reference decides
     if _SUSPECT_ESCAPE.search(data) is not None:
         _check_strings(value, part)
     return value
