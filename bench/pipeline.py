@@ -16,7 +16,8 @@ even after a failure or SIGTERM):
      copy of `messages`, and the echo server through the simulators' own client stack;
   3. starts N hub processes (`gateway serve`, same database, each on its own port; N = 1, or 3
      for scale-out, with a phase on 2 between them under `--two-hubs`), every jurisdiction on pull
-     delivery;
+     delivery; the simulators send each request to the next hub in turn, or under `--affinity` to
+     a hub of their own while it answers;
   4. starts three jurisdiction simulators as processes of their own (multiprocessing): each is an
      asyncio loop that long-polls its inbox (`limit` 500), verifies every delivery (attestation,
      message signature, schema, end to end with gateway.protocol), signs a `receipt` for every
@@ -126,6 +127,8 @@ class SimSettings:
     connections: int
     households_in_flight: int = 0
     seed: int = 0
+    home: int | None = None
+    """Under `--affinity`, the index of this jurisdiction's own hub in `hub_urls`."""
 
 
 class Failed(Exception):
@@ -146,15 +149,22 @@ class Outgoing:
 
 
 class Hubs:
-    """The hub processes' base URLs; round-robin, skipping one that failed recently (failover)."""
+    """The hub processes' base URLs; round-robin, skipping one that failed recently (failover).
 
-    def __init__(self, urls: list[str]) -> None:
+    With a `home` hub (`--affinity`), every request goes there while it has not failed in the last 3 s, and to the
+    others in turn meanwhile, as a balancer that routes each caller by its address (HAProxy's `balance source`)
+    and takes a failed backend out of rotation."""
+
+    def __init__(self, urls: list[str], home: int | None = None) -> None:
         self.urls = urls
         self.down_until = [0.0] * len(urls)
         self.next = random.randrange(len(urls))
+        self.home = home
 
     def pick(self) -> int:
         now = time.monotonic()
+        if self.home is not None and self.down_until[self.home] <= now:
+            return self.home
         for _ in range(len(self.urls)):
             index = self.next % len(self.urls)
             self.next += 1
@@ -177,7 +187,7 @@ class Jurisdiction:
         self.trust = load_trust_list((accept.KEYS / "trust-list.json").read_bytes())
         self.schemas = MessageSchemas()
         self.app = Application(self.code, self.key, Rules(), utc_now)
-        self.hubs = Hubs(settings.hub_urls)
+        self.hubs = Hubs(settings.hub_urls, settings.home)
         self.templates = {t["to"]: t for t in accept.message_templates() if t["type"] == "verification.request"}
         self.session: Any = None
         self.stopping = False
@@ -690,14 +700,8 @@ class Simulators:
         context = multiprocessing.get_context("fork")
         self.processes: dict[str, Any] = {}
         self.pipes: dict[str, Any] = {}
-        for number, code in enumerate(accept.JURISDICTIONS):
-            settings = SimSettings(
-                code=code, hub_urls=list(hub_urls), cafile=cafile, bulk=bulk, bulk_lines=arguments.bulk_lines,
-                bulk_concurrency=arguments.bulk_concurrency, inbox_limit=arguments.inbox_limit,
-                poll_wait=arguments.poll_wait, connections=arguments.connections,
-                households_in_flight=households_in_flight if code == "CN-GD" else 0,
-                seed=number + 1,
-            )
+        for code in accept.JURISDICTIONS:
+            settings = self.settings(code, hub_urls, cafile, arguments, bulk, households_in_flight)
             mine, theirs = context.Pipe(duplex=True)
             process = context.Process(target=simulator_process, args=(settings, theirs), daemon=True,
                                       name=f"simulator-{code}")
@@ -706,6 +710,20 @@ class Simulators:
             self.processes[code], self.pipes[code] = process, mine
         for code in accept.JURISDICTIONS:
             self._expect(code, "ready", 60)
+
+    @staticmethod
+    def settings(code: str, hub_urls: list[str], cafile: str | None, arguments: argparse.Namespace, bulk: bool,
+                 households_in_flight: int) -> SimSettings:
+        """The settings of jurisdiction `code`'s simulator: under `--affinity`, its own hub is the jurisdiction's
+        position (CN-GD, HK, MO) modulo the hubs."""
+        number = accept.JURISDICTIONS.index(code)
+        return SimSettings(
+            code=code, hub_urls=list(hub_urls), cafile=cafile, bulk=bulk, bulk_lines=arguments.bulk_lines,
+            bulk_concurrency=arguments.bulk_concurrency, inbox_limit=arguments.inbox_limit,
+            poll_wait=arguments.poll_wait, connections=arguments.connections,
+            households_in_flight=households_in_flight if code == "CN-GD" else 0,
+            seed=number + 1, home=number % len(hub_urls) if arguments.affinity else None,
+        )
 
     def pids(self) -> dict[str, int]:
         return {code: process.pid for code, process in self.processes.items()}
@@ -1484,6 +1502,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                                                          "phase, three-hubs-kill (default: half of --seconds; 0: no such phase)")
     parser.add_argument("--two-hubs", action="store_true", help="scaleout: also a phase on two hubs, between one and three "
                                                               "(`two_hubs_pipeline_per_s`, `ratio_2_to_1`)")
+    parser.add_argument("--affinity", action="store_true",
+                        help="scaleout: each jurisdiction sends to and pulls from a hub of its own (CN-GD hub 1, HK hub 2, "
+                             "MO hub 3, modulo the hubs of the phase), and to the others in turn only while its own failed "
+                             "in the last 3 s; default: every request to the next hub in turn")
     parser.add_argument("--drain-seconds", type=float, default=120.0, help="time for open households to finish after "
                                                                           "each phase (default 120)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="bulk: longest the households may take (default 7200)")
@@ -1505,6 +1527,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--sweep is for pipeline and bulk")
     if arguments.two_hubs and arguments.mode != "scaleout":
         parser.error("--two-hubs is for scaleout")
+    if arguments.affinity and arguments.mode != "scaleout":
+        parser.error("--affinity is for scaleout")
     if not 1 <= arguments.bulk_lines <= 1000:
         parser.error("--bulk-lines must be 1 to 1000")
     if not 1 <= arguments.inbox_limit <= 500:

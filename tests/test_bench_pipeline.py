@@ -88,3 +88,42 @@ def test_the_two_hub_phase_is_asked_for_by_name_and_only_in_scale_out(capsys):
     assert "--two-hubs is for scaleout" in capsys.readouterr().err
     assert pipeline._ratio({"pipeline_per_s": 330.0}, {"pipeline_per_s": 400.0}) == 0.825
     assert pipeline._ratio({"pipeline_per_s": 330.0}, {"pipeline_per_s": 0.0}) is None
+
+
+def test_under_affinity_a_jurisdiction_keeps_to_its_own_hub_and_fails_over_while_it_is_down(capsys, monkeypatch):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import pipeline  # bench/pipeline.py
+
+    clock = [100.0]
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: clock[0])
+    own = pipeline.Hubs(["https://hub1", "https://hub2", "https://hub3"], home=1)
+    assert [own.pick() for _ in range(4)] == [1, 1, 1, 1]
+    own.failed(1)
+    others = [own.pick() for _ in range(4)]
+    assert 1 not in others and set(others) == {0, 2}, "the others in turn while its own is down"
+    clock[0] += 3.0
+    assert own.pick() == 1, "back to its own hub once the 3 s are over"
+    spread = pipeline.Hubs(["https://hub1", "https://hub2", "https://hub3"])
+    assert sorted(spread.pick() for _ in range(3)) == [0, 1, 2], "without affinity, every request to the next hub"
+
+    assert pipeline.parse_arguments(["--mode", "scaleout", "--affinity"]).affinity
+    assert not pipeline.parse_arguments(["--mode", "scaleout"]).affinity
+    with pytest.raises(SystemExit):
+        pipeline.parse_arguments(["--affinity"])
+    assert "--affinity is for scaleout" in capsys.readouterr().err
+
+
+def test_affinity_gives_each_jurisdiction_its_own_hub_of_those_in_the_phase():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import pipeline  # bench/pipeline.py
+
+    def homes(hubs: int, *flags: str) -> dict[str, int | None]:
+        arguments = pipeline.parse_arguments(["--mode", "scaleout", *flags])
+        urls = [f"https://hub{n}" for n in range(1, hubs + 1)]
+        return {code: pipeline.Simulators.settings(code, urls, None, arguments, False, 64).home
+                for code in ("CN-GD", "HK", "MO")}
+
+    assert homes(3, "--affinity") == {"CN-GD": 0, "HK": 1, "MO": 2}
+    assert homes(2, "--affinity") == {"CN-GD": 0, "HK": 1, "MO": 0}
+    assert homes(1, "--affinity") == {"CN-GD": 0, "HK": 0, "MO": 0}
+    assert homes(3) == {"CN-GD": None, "HK": None, "MO": None}
