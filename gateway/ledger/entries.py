@@ -8,8 +8,9 @@ the JSON Pointer of the fault. So purging a payload never breaks the ledger.
 the `rfc8785` package: entries contain only ASCII member names, strings, integers,
 booleans and null, for which `json.dumps` with sorted keys, no spaces and no ASCII
 escaping produces exactly the JCS bytes (JCS number formatting, where the two differ,
-never arises: a float is refused). The tests hold it against the package; it is about
-20 times faster.
+never arises: a float is refused), and so does orjson, which `simple_dumps` runs first.
+The tests hold it against the package; `json.dumps` was about 20 times faster than the
+package, and orjson is faster again.
 """
 
 from __future__ import annotations

@@ -194,5 +194,20 @@ def _check_string(text: str, part: str) -> None:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON for what we sign ourselves (not canonical: see RFC 8785 for that)."""
+    """Compact UTF-8 JSON for what we sign ourselves (not canonical: see RFC 8785 for that).
+
+    The standard library's `json.dumps` (no blanks, no ASCII escaping, NaN and Infinity refused) is the reference;
+    orjson writes the same text in about a fifteenth of the time. Its text is taken when it reads back as `value`
+    itself: so a NaN or an Infinity (which orjson writes as null), a tuple, a UUID, a date or any other value it
+    writes differently goes to json, which writes it or refuses it as before; so do member names that are not
+    strings, integers beyond 64 bits and lone surrogates, which orjson refuses. The one difference left is the
+    exponent of a small float, which orjson writes without a leading zero (`1e-7` where json writes `1e-07`):
+    the same number, and no message the gateway signs holds a float (tests/protocol/test_strict_json.py)."""
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
+    else:
+        if orjson.loads(text) == value:
+            return text
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -62,3 +62,23 @@ def test_the_local_view_digest_is_the_sha256_of_the_jcs_bytes():
     )
     assert view.digest == hashlib.sha256(rfc8785.dumps(view.to_document())).hexdigest()
     assert LocalView().digest == hashlib.sha256(b'{"schemes":[],"texts":[],"times":[]}').hexdigest()
+
+
+_ascii_names = st.text(st.characters(max_codepoint=127), max_size=6)
+_simple_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | _strings,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ascii_names, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_simple_values)
+def test_simple_dumps_writes_the_rfc8785_bytes_of_every_simple_value(value):
+    """What ledger entries and local views go through: orjson's bytes must be the JCS bytes, sorted names included."""
+    assert jcs.is_simple(value)
+    assert jcs.simple_dumps(value) == rfc8785.dumps(value)
+
+
+def test_simple_dumps_refuses_a_lone_surrogate_as_json_does():
+    with pytest.raises(UnicodeEncodeError):
+        jcs.simple_dumps({"text": "\udc00"})

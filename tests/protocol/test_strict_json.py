@@ -147,3 +147,68 @@ def test_the_fast_path_agrees_with_the_reference_on_generated_texts(value, space
 @given(st.binary(max_size=60) | st.text(alphabet='{}[],:"\\u0123456789.eE+-tfnrlsa \n', max_size=40).map(str.encode))
 def test_the_fast_path_agrees_with_the_reference_on_arbitrary_bytes(data):
     assert _outcome(loads, data) == _outcome(_reference, data)
+
+
+# --- dumps: orjson's text where it reads back as the value, json's otherwise -----------------------------------------
+
+def _json_reference(value):
+    """What `strict_json.dumps` wrote before orjson: the standard library's text, or its refusal."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except Exception as error:  # noqa: BLE001 - the refusal is part of what must agree
+        return type(error)
+
+
+def _ours(value):
+    try:
+        return strict_json.dumps(value)
+    except Exception as error:  # noqa: BLE001
+        return type(error)
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_WITHOUT_FLOATS = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | _TEXT | st.text(max_size=4),  # lone surrogates too
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(_TEXT | st.integers(-5, 5) | st.booleans() | st.none(), inner, max_size=3),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300)
+@given(_WITHOUT_FLOATS)
+def test_dumps_writes_what_json_writes_or_refuses_what_it_refuses(value):
+    assert _ours(value) == _json_reference(value)
+
+
+@settings(max_examples=200)
+@given(st.recursive(st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53) | _TEXT,
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3), max_leaves=10))
+def test_with_floats_dumps_writes_the_same_value_as_json(value):
+    ours = strict_json.dumps(value)
+    assert json.loads(ours) == json.loads(_json_reference(value)) == value
+
+
+@pytest.mark.parametrize("value, refusal", [
+    ({"amount": math.nan}, ValueError),
+    ([math.inf], ValueError),
+    ({"id": __import__("uuid").UUID(int=1)}, TypeError),
+    ({"at": __import__("datetime").date(2026, 11, 30)}, TypeError),
+    ({"text": "\ud800"}, UnicodeEncodeError),
+])
+def test_dumps_refuses_what_json_refuses_where_orjson_would_write_something(value, refusal):
+    with pytest.raises(refusal):
+        strict_json.dumps(value)
+
+
+def test_a_float_exponent_is_the_one_difference_and_reads_as_the_same_number():
+    assert _json_reference({"x": 1e-7}) == b'{"x":1e-07}' and strict_json.dumps({"x": 1e-7}) == b'{"x":1e-7}'
+    assert strict_json.loads(b'{"x":1e-07}') == strict_json.loads(strict_json.dumps({"x": 1e-7}))
+    assert strict_json.dumps({"x": 0.1, "y": -0.0, "z": 1e16}) == _json_reference({"x": 0.1, "y": -0.0, "z": 1e16})
+
+
+def test_a_signed_payload_is_written_as_json_writes_it():
+    payload = {"v": 1, "type": "referral.submit", "id": "01a22dd7-03a7-7165-b20c-a91c0bd7fa1a", "from": "CN-GD", "to": "HK",
+               "body": {"persons": [{"name": "陳大文", "identity_documents": [{"kind": "hkid", "number": "A123456(3)"}]}],
+                        "notes": ["line\nbreak\t\"quoted\" \\ \x7f \u2028 \x00"], "count": 2**53, "flag": False, "none": None}}
+    assert strict_json.dumps(payload) == _json_reference(payload)
