@@ -13,9 +13,10 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp.abc import AbstractAccessLogger
+
+from gateway.jsontext import dumps_text
 
 _FORBIDDEN = frozenset({"payload", "body", "name", "names", "person", "text", "detail", "number", "message"})
 
@@ -42,20 +43,6 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(_drop_personal_fields(None, "", event), ensure_ascii=False)
 
 
-def _json_line(event: dict[str, Any], **options: Any) -> str:
-    """structlog's serializer: orjson, and the standard library's json for what orjson refuses.
-
-    At two lines a message (the access line and the acceptance), `json.dumps` with structlog's fallback handler was
-    most of a line's cost: a new encoder a call (docs/performance.md, "Thirteenth pass"). orjson writes the same
-    JSON, without the blanks after `,` and `:` and with non-ASCII text as UTF-8 rather than `\\u` escapes, and
-    writes UUIDs, dates and enums as their values where json fell back on `repr`. It refuses member names that are
-    not strings and integers beyond 64 bits; such an event gets json's line, as before."""
-    try:
-        return orjson.dumps(event, default=options.get("default")).decode("utf-8")
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(event, **options)
-
-
 def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
     """JSON lines to `stream` (default stderr), from structlog and from the libraries' `logging` alike."""
     stream = stream or sys.stderr
@@ -68,7 +55,7 @@ def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _drop_personal_fields,
-            structlog.processors.JSONRenderer(serializer=_json_line),
+            structlog.processors.JSONRenderer(serializer=dumps_text),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=stream),

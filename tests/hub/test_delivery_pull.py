@@ -103,6 +103,20 @@ def referral(example, test_key):
     return make
 
 
+def test_an_inbox_answer_is_utf8_json_with_its_local_view_text_unescaped(database_url, referral, trust, schemas, test_key):
+    _, compact = referral()
+    with running_hub(database_url) as hub:
+        hub.post_message(compact)
+        answer = Party(hub, test_key(HK)).inbox(-1, 0)
+        assert answer.status == 200 and answer.headers["content-type"] == "application/json; charset=utf-8"
+        [delivery] = json.loads(answer.body.decode("utf-8"))["deliveries"]
+        texts = verify_delivery(parse_delivery(json.dumps(delivery).encode()), trust, schemas).local_view.texts
+        written = [text.text for text in texts if not text.text.isascii()]
+        assert written, "the referral's local view holds Chinese text"
+        assert all(json.dumps(text, ensure_ascii=False).encode("utf-8") in answer.body for text in written)
+        assert b"\\u" not in answer.body
+
+
 def test_a_pulled_delivery_verifies_end_to_end_and_its_receipt_reaches_the_sender(database_url, referral, test_key, trust, schemas):
     payload, compact = referral()
     with running_hub(database_url) as hub:
