@@ -82,7 +82,8 @@ from gateway.protocol.ids import new_uuid7  # noqa: E402
 from gateway.protocol.message import sign_message  # noqa: E402
 from gateway.protocol.request_proof import make_request_proof  # noqa: E402
 from gateway.protocol.schema import MessageSchemas  # noqa: E402
-from gateway.protocol.statements import parse_delivery, verify_delivery, verify_hub_receipt  # noqa: E402
+from gateway.protocol import strict_json  # noqa: E402
+from gateway.protocol.statements import delivery_from_document, verify_delivery, verify_hub_receipt  # noqa: E402
 from gateway.protocol.timestamps import format_timestamp, utc_now  # noqa: E402
 from gateway.protocol.trust import load_trust_list  # noqa: E402
 from gateway.simulator.application import Application  # noqa: E402
@@ -411,10 +412,10 @@ class Jurisdiction:
                 await asyncio.sleep(_backoff(failures))
                 continue
             failures = 0
-            try:
-                document = json.loads(data)
+            try:  # read strictly once, as a receiver must (§4, §12.6); each delivery is then taken from the document
+                document = strict_json.loads(data, part="inbox answer")
                 document["deliveries"], document["cursor"]
-            except (ValueError, KeyError, TypeError) as error:
+            except (ProtocolError, KeyError, TypeError) as error:
                 self.errors[f"inbox answer not {{deliveries, cursor}}: {type(error).__name__}"] += 1
                 await asyncio.sleep(_backoff(1))
                 continue
@@ -437,7 +438,7 @@ class Jurisdiction:
         """Verify one delivery end to end and act on it."""
         self.counts["deliveries"] += 1
         try:
-            delivery = parse_delivery(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+            delivery = delivery_from_document(item)
             verified = verify_delivery(delivery, self.trust, self.schemas)
             if verified.message.receiver != self.code:
                 raise ProtocolError("attestation-mismatch", "addressed to another jurisdiction")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from gateway.protocol import base64url
+from gateway.protocol import base64url, strict_json
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.jws import digest
 from gateway.protocol.keys import generate
@@ -20,6 +20,7 @@ from gateway.protocol.statements import (
     Delivery,
     HubReceipt,
     LocalView,
+    delivery_from_document,
     parse_delivery,
     sign_attestation,
     sign_hub_receipt,
@@ -297,6 +298,14 @@ def _delivery_document(**changes) -> dict:
 def test_a_delivery_without_exactly_the_members_of_9_3_is_a_schema_violation(document, where):
     refusal = _refused(parse_delivery, json.dumps(document, ensure_ascii=False).encode())
     assert (refusal.code, refusal.where) == ("schema-violation", where)
+    refusal = _refused(delivery_from_document, document)
+    assert (refusal.code, refusal.where) == ("schema-violation", where), "an inbox answer's item is refused alike"
+
+
+def test_a_delivery_taken_from_a_document_read_whole_is_the_delivery_of_its_text():
+    delivery = Delivery(b"aaa.bbb.ccc", b"ddd.eee.fff", LOCAL_VIEW)
+    answer = strict_json.loads(strict_json.dumps({"deliveries": [delivery.to_document()], "cursor": 7}), part="inbox answer")
+    assert delivery_from_document(answer["deliveries"][0]) == delivery == parse_delivery(delivery.to_json())
 
 
 def test_a_delivery_is_read_as_strict_json():
