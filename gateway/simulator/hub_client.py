@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import aiohttp
 
+from gateway.protocol import strict_json
+from gateway.protocol.errors import ProtocolError
 from gateway.protocol.keys import PrivateKey
 from gateway.protocol.request_proof import make_request_proof
 
@@ -48,9 +50,10 @@ class HubAcceptance:
 
 @dataclass(frozen=True, slots=True)
 class InboxPage:
-    """One answer of `GET /v1/inbox` (§12.6): the deliveries as JSON texts, and the new cursor."""
+    """One answer of `GET /v1/inbox` (§12.6): its deliveries as read from it (JSON values, each still to be checked
+    by `Reception`), and the new cursor."""
 
-    deliveries: tuple[bytes, ...]
+    deliveries: tuple[Any, ...]
     cursor: int
 
 
@@ -90,13 +93,15 @@ class HubClient:
         status, _, body = await self._request("GET", "/v1/inbox", query=query, proof=True, timeout=wait + 30)
         if status != 200:
             raise _failure(status, body)
-        try:
-            document = json.loads(body)
-            deliveries = tuple(json.dumps(item, ensure_ascii=False).encode("utf-8") for item in document["deliveries"])
+        try:  # the answer is read strictly, once (§4); each delivery in it is checked by `Reception` as a push is
+            document = strict_json.loads(body, part="inbox answer")
+            if not isinstance(document["deliveries"], list):
+                raise TypeError("deliveries is an array")
+            deliveries = tuple(document["deliveries"])
             cursor = document["cursor"]
             if isinstance(cursor, bool) or not isinstance(cursor, int):
                 raise TypeError("cursor is an integer")
-        except (ValueError, KeyError, TypeError) as error:
+        except (ProtocolError, KeyError, TypeError) as error:
             raise HubUnavailable(f"the hub's inbox answer is not {{deliveries, cursor}}: {type(error).__name__}") from None
         return InboxPage(deliveries, cursor)
 

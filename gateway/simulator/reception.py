@@ -21,7 +21,7 @@ import structlog
 
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.schema import MessageSchemas
-from gateway.protocol.statements import parse_delivery, verify_attestation, verify_delivery
+from gateway.protocol.statements import delivery_from_document, parse_delivery, verify_attestation, verify_delivery
 from gateway.simulator.application import Application
 from gateway.simulator.state import SimulatorState, StoredDelivery
 from gateway.simulator.trust_source import HubTrust
@@ -47,10 +47,11 @@ class Reception:
         self._trust = trust
         self._schemas = schemas
 
-    async def receive(self, data: bytes) -> Answer:
-        """Verify, de-duplicate and record one delivery (the bytes of its JSON object); never raises ProtocolError."""
+    async def receive(self, data: bytes | Any) -> Answer:
+        """Verify, de-duplicate and record one delivery: the bytes of its JSON object (a push), or the item of an inbox
+        answer already read strictly (a pull); never raises ProtocolError."""
         try:
-            delivery = parse_delivery(data)
+            delivery = parse_delivery(data) if isinstance(data, bytes) else delivery_from_document(data)
             attestation = await self._trust.verify(lambda trust: verify_attestation(delivery.attestation, trust))
         except ProtocolError as refusal:
             _log.info("simulator.delivery.refused", code=refusal.code, where=refusal.where)

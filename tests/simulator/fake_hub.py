@@ -43,6 +43,8 @@ class FakeHub:
         self.failures: list[tuple[int, str]] = []
         """(status, code) to answer the next message posts with, first first."""
         self.inbox_pages: list[dict] = []
+        self.raw_inbox_answers: list[bytes] = []
+        """Bodies served, one each, to the next inbox requests, before any queued page."""
         self.changed = asyncio.Event()
         self._ledger = itertools.count(1)
         self._runner: web.AppRunner | None = None
@@ -103,6 +105,8 @@ class FakeHub:
         self.requests.append(Received(request.path, b"", request.headers.get("GBA-Request-Proof"), dict(request.query)))
         self._notify()
         after = int(request.query["after"])
+        if self.raw_inbox_answers:
+            return web.Response(body=self.raw_inbox_answers.pop(0), content_type="application/json")
         if self._page_after(after) is None:
             try:
                 await asyncio.wait_for(self.changed.wait(), float(request.query.get("wait", "0")))

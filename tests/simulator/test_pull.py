@@ -46,5 +46,23 @@ def test_pulled_deliveries_are_receipted_before_the_cursor_moves(running_simulat
     asyncio.run(scenario())
 
 
+def test_an_inbox_answer_is_read_strictly_and_one_that_is_not_moves_no_cursor(running_simulator, fake_hub, test_key, hub_key):
+    submit = example_payload("referral.submit", "CN-GD", "HK")
+    delivery = delivery_of(submit, test_key("test-cn-gd-message-1"), hub_key)
+
+    async def scenario():
+        async with fake_hub() as hub:
+            # Duplicate member names: a lax reader would take the last cursor and skip to 9 (§4: refused).
+            hub.raw_inbox_answers = [b'{"deliveries":[],"cursor":5,"cursor":9}', b'{"deliveries":{},"cursor":9}']
+            hub.queue_page([delivery], cursor=3)
+            async with running_simulator(hub.url, mode="pull", poll_wait_seconds=1) as simulator:
+                inbox_after = lambda: [r.query["after"] for r in hub.requests if r.path == "/v1/inbox"]  # noqa: E731
+                await hub.wait_for(lambda: "3" in inbox_after(), timeout=20)
+                assert inbox_after()[:3] == ["-1", "-1", "-1"], "neither bad answer moved the cursor"
+                assert simulator.application_deliveries(submit["id"]) == 1, "the good answer's delivery was taken"
+
+    asyncio.run(scenario())
+
+
 def delivery_of_message(delivery: bytes) -> bytes:
     return json.loads(delivery)["message"].encode("ascii")
