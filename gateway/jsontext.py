@@ -2,10 +2,11 @@
 
 orjson writes it in a tenth of the time of `json.dumps` (docs/performance.md, "Thirteenth pass" for log lines,
 "Fourteenth pass" for answers). Its text is compact (no blank after `,` and `:`), non-ASCII text is UTF-8 rather
-than `\\u` escapes, and UUIDs, dates and enums are written as their values. What orjson refuses (member names that
-are not strings, integers beyond 64 bits) goes to the standard library's json with the caller's options, so nothing
-is lost to the writer. What the gateway signs is written by `gateway.protocol.strict_json.dumps` instead, and ledger
-entries by `gateway.protocol.jcs`."""
+than `\\u` escapes, UUIDs, dates and enums are written as their values, and a NaN or an infinity as null (json
+would write `NaN`, which is not JSON). What orjson refuses (member names that are not strings, integers beyond 64
+bits) goes to the standard library's json with the caller's options, so nothing is lost to the writer. What the
+gateway signs is written by `gateway.protocol.strict_json.dumps` instead, and ledger entries by
+`gateway.protocol.jcs`."""
 
 from __future__ import annotations
 

@@ -42,3 +42,7 @@ def test_default_is_passed_to_both_writers():
 def test_uuids_are_written_as_their_value():
     value = uuid.UUID("01a22e7a-506a-7747-a2db-b9e7ab8077a2")
     assert json.loads(dumps_bytes({"id": value})) == {"id": str(value)}
+
+
+def test_a_nan_is_written_as_null_so_the_text_stays_json():
+    assert dumps_bytes({"x": float("nan"), "y": float("inf")}) == b'{"x":null,"y":null}'
