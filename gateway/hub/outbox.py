@@ -73,10 +73,15 @@ class OutboxRow:
 
 
 _NOT_HELD_BACK = (
-    "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.receiver = c.receiver AND e.case_id = c.case_id"
-    " AND e.state = 'queued' AND e.ledger_index < c.ledger_index)"
+    "(SELECT true FROM outbox e WHERE e.receiver = c.receiver AND e.case_id = c.case_id"
+    " AND e.state = 'queued' AND e.ledger_index < c.ledger_index LIMIT 1) IS NULL"
 )
-"""PROTO-12.4-2: no earlier message of the same case for the same receiver is still queued."""
+"""PROTO-12.4-2: no earlier message of the same case for the same receiver is still queued.
+
+A scalar subquery, not `NOT EXISTS`: the planner keeps it a probe of `outbox_case_order` for each candidate row.
+Written as `NOT EXISTS` it became an anti join, and while the statistics said the outbox was tiny (a new database)
+the plan read every queued row of the receiver for each candidate: quadratic in the queue's depth
+(docs/performance.md, "Fifteenth pass")."""
 
 _READY = "c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1) AND " + _NOT_HELD_BACK
 
@@ -104,6 +109,20 @@ def _claimed(row: asyncpg.Record, keys: PayloadKeys) -> ClaimedDelivery:
     )
 
 
+CLAIM_FOR_PUSH_SQL = (
+    "WITH pick AS (SELECT c.message_id FROM outbox c WHERE c.receiver = ANY($2::text[]) AND c.due_at <= $1 AND "
+    + _READY
+    + " AND EXISTS (SELECT 1 FROM messages k WHERE k.id = c.message_id AND (k.payload_key IS NULL OR k.payload_key = ANY($6::text[])))"
+    " ORDER BY c.due_at, c.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED)"
+    " UPDATE outbox o SET claimed_by = $3, lease_process = NULL,"
+    " lease_until = $1::timestamptz + make_interval(secs => $4::double precision), attempts = o.attempts + 1"
+    " FROM pick, messages m WHERE o.message_id = pick.message_id AND m.id = o.message_id"
+    + _CLAIMED
+)
+"""`claim_for_push`'s statement: $1 now, $2 the receivers, $3 the process, $4 the lease's seconds, $5 the limit, $6 the
+payload keys this process holds."""
+
+
 async def claim_for_push(
     executor: Executor, receivers: list[str], process_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys
 ) -> list[ClaimedDelivery]:
@@ -115,14 +134,7 @@ async def claim_for_push(
     do not open under its key (altered) is logged and left leased: it is tried again when the lease runs out,
     and the other rows go on."""
     rows = await executor.fetch(
-        "WITH pick AS (SELECT c.message_id FROM outbox c WHERE c.receiver = ANY($2::text[]) AND c.due_at <= $1 AND "
-        + _READY
-        + " AND EXISTS (SELECT 1 FROM messages k WHERE k.id = c.message_id AND (k.payload_key IS NULL OR k.payload_key = ANY($6::text[])))"
-        " ORDER BY c.due_at, c.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED)"
-        " UPDATE outbox o SET claimed_by = $3, lease_process = NULL,"
-        " lease_until = $1::timestamptz + make_interval(secs => $4::double precision), attempts = o.attempts + 1"
-        " FROM pick, messages m WHERE o.message_id = pick.message_id AND m.id = o.message_id"
-        + _CLAIMED,
+        CLAIM_FOR_PUSH_SQL,
         now, receivers, process_id, float(lease_seconds), limit, list(keys.keys),
     )
     claimed = []
@@ -143,6 +155,36 @@ async def sealed_under_missing_keys(executor: Executor, receivers: list[str], ke
         receivers, list(keys.keys),
     )
     return {row["payload_key"]: row["n"] for row in rows}
+
+
+CLAIM_FOR_INBOX_SQL = (
+    "WITH gone AS (SELECT p.process_id FROM gateway_processes p"
+    " WHERE p.process_id NOT IN (SELECT a.application_name FROM pg_stat_activity a WHERE a.application_name IS NOT NULL)),"
+    " ready AS ("
+    "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until IS NULL"
+    " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
+    " UNION ALL "
+    "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until <= $1"
+    " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
+    " UNION ALL "
+    "(SELECT c.message_id, c.ledger_index FROM gone g CROSS JOIN LATERAL"
+    " (SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.lease_process = g.process_id AND c.receiver = $2"
+    " AND c.state = 'queued' AND c.lease_until > $1 AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5) c"
+    " ORDER BY c.ledger_index LIMIT $5)),"
+    " pick AS (SELECT c.message_id FROM outbox c JOIN ready r ON r.message_id = c.message_id"
+    " WHERE c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1 OR c.lease_process IN (SELECT process_id FROM gone))"
+    " ORDER BY r.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED),"
+    " leased AS (UPDATE outbox o SET claimed_by = $3, lease_process = $6,"
+    " lease_until = $1::timestamptz + make_interval(secs => $4::double precision),"
+    " attempts = o.attempts + 1 FROM pick WHERE o.message_id = pick.message_id"
+    " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at),"
+    " seen AS (UPDATE messages m SET status = 'delivered' FROM leased"
+    " WHERE m.id = leased.message_id AND m.status = 'accepted' AND m.type <> 'receipt')"
+    " SELECT o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
+    " m.case_id, m.ledger_index, m.accepted_at FROM leased o JOIN messages m ON m.id = o.message_id"
+    " ORDER BY m.ledger_index"
+)
+"""`claim_for_inbox`'s statement: $1 now, $2 the receiver, $3 the caller, $4 the lease's seconds, $5 the limit, $6 the process."""
 
 
 async def claim_for_inbox(
@@ -169,31 +211,7 @@ async def claim_for_inbox(
     # order, so that the deliveries in flight (leased) cost nothing; so are the leases of each process that is gone
     # (migration 0010), found from the processes: one that is registered and has no connection to the database.
     rows = await executor.fetch(
-        "WITH gone AS (SELECT p.process_id FROM gateway_processes p"
-        " WHERE p.process_id NOT IN (SELECT a.application_name FROM pg_stat_activity a WHERE a.application_name IS NOT NULL)),"
-        " ready AS ("
-        "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until IS NULL"
-        " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
-        " UNION ALL "
-        "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until <= $1"
-        " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
-        " UNION ALL "
-        "(SELECT c.message_id, c.ledger_index FROM gone g CROSS JOIN LATERAL"
-        " (SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.lease_process = g.process_id AND c.receiver = $2"
-        " AND c.state = 'queued' AND c.lease_until > $1 AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5) c"
-        " ORDER BY c.ledger_index LIMIT $5)),"
-        " pick AS (SELECT c.message_id FROM outbox c JOIN ready r ON r.message_id = c.message_id"
-        " WHERE c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1 OR c.lease_process IN (SELECT process_id FROM gone))"
-        " ORDER BY r.ledger_index LIMIT $5 FOR UPDATE OF c SKIP LOCKED),"
-        " leased AS (UPDATE outbox o SET claimed_by = $3, lease_process = $6,"
-        " lease_until = $1::timestamptz + make_interval(secs => $4::double precision),"
-        " attempts = o.attempts + 1 FROM pick WHERE o.message_id = pick.message_id"
-        " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at),"
-        " seen AS (UPDATE messages m SET status = 'delivered' FROM leased"
-        " WHERE m.id = leased.message_id AND m.status = 'accepted' AND m.type <> 'receipt')"
-        " SELECT o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
-        " m.case_id, m.ledger_index, m.accepted_at FROM leased o JOIN messages m ON m.id = o.message_id"
-        " ORDER BY m.ledger_index",
+        CLAIM_FOR_INBOX_SQL,
         now, receiver, caller_id, float(lease_seconds), limit, process_id,
     )
     try:

@@ -143,6 +143,27 @@ class BatchView:
     """The refusal the registry, as committed now, makes of the message's key (§10.4), if any."""
 
 
+LOOK_UP_MANY_SQL = (
+    "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[]) WITH ORDINALITY"
+    " AS t(id, kid, case_id, reply_to, n)),"
+    " locked AS MATERIALIZED (SELECT c.* FROM (SELECT DISTINCT case_id FROM input ORDER BY case_id) w,"
+    " LATERAL (SELECT id, kind, opener, responder, state, respond_by FROM cases WHERE id = w.case_id FOR UPDATE) c)"
+    " SELECT i.n, m.digest, k.kid IS NOT NULL AS known, k.revoked_at, k.not_after,"
+    " l.kind, l.opener, l.responder, l.state, l.respond_by,"
+    " r.id AS r_id, r.case_id AS r_case, r.type AS r_type, r.receiver AS r_receiver,"
+    " r.receipted AS r_receipted, r.digest AS r_digest"
+    " FROM input i"
+    " LEFT JOIN LATERAL (SELECT digest FROM messages WHERE id = i.id LIMIT 1) m ON true"
+    " LEFT JOIN LATERAL (SELECT kid, revoked_at, not_after FROM keys WHERE kid = i.kid LIMIT 1) k ON true"
+    " LEFT JOIN locked l ON l.id = i.case_id"
+    " LEFT JOIN LATERAL (SELECT id, case_id, type, receiver, receiver_receipt IS NOT NULL AS receipted, digest"
+    " FROM messages WHERE id = i.reply_to LIMIT 1) r ON true"
+    " ORDER BY i.n"
+)
+"""`look_up_many`'s statement: $1 the messages' ids, $2 their key ids, $3 their case ids, $4 the ids their `reply_to`
+names (NULL for none), in the batch's order."""
+
+
 async def look_up_many(connection: asyncpg.Connection, messages: list[Message], at: datetime) -> list[BatchView]:
     """Under the batch's ledger lock, one round trip: for each message, the digest already accepted under its id, its
     case row locked FOR UPDATE (in id order), the message its `reply_to` names, and the refusal of its key if the
@@ -152,18 +173,14 @@ async def look_up_many(connection: asyncpg.Connection, messages: list[Message], 
 
     Key changes take the same ledger lock, so the answer is the registry as of this batch's place in the ledger's
     order (§10.4). Locking the case rows makes racing messages of one case take turns, in any number of processes.
+
+    Every row is found by its primary key, one probe a message (`LATERAL`, which the planner cannot turn into a
+    join of whole tables): written as plain joins, the plan followed the tables' statistics, and while those lagged
+    behind a fast-growing `messages` (a new database: autovacuum analyses at most once a minute) it read the whole
+    table twice a batch, a cost that grew with every message accepted (docs/performance.md, "Fifteenth pass").
     """
     rows = await connection.fetch(
-        "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[]) WITH ORDINALITY"
-        " AS t(id, kid, case_id, reply_to, n)),"
-        " locked AS MATERIALIZED (SELECT id, kind, opener, responder, state, respond_by FROM cases"
-        " WHERE id = ANY($3::uuid[]) ORDER BY id FOR UPDATE)"
-        " SELECT i.n, m.digest, k.kid IS NOT NULL AS known, k.revoked_at, k.not_after,"
-        " l.kind, l.opener, l.responder, l.state, l.respond_by,"
-        " r.id AS r_id, r.case_id AS r_case, r.type AS r_type, r.receiver AS r_receiver,"
-        " r.receiver_receipt IS NOT NULL AS r_receipted, r.digest AS r_digest"
-        " FROM input i LEFT JOIN messages m ON m.id = i.id LEFT JOIN keys k ON k.kid = i.kid"
-        " LEFT JOIN locked l ON l.id = i.case_id LEFT JOIN messages r ON r.id = i.reply_to ORDER BY i.n",
+        LOOK_UP_MANY_SQL,
         [uuid.UUID(m.id) for m in messages], [m.kid for m in messages], [uuid.UUID(m.case) for m in messages],
         [uuid.UUID(m.reply_to) if m.reply_to else None for m in messages],
     )
