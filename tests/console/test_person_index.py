@@ -61,6 +61,9 @@ def test_the_indexer_reads_in_batches_from_its_cursor_and_indexes_each_document_
                 for payload in [*referrals, request] if payload["id"] != purged for number in _numbers(payload["body"])}
     assert len({message_id for _, message_id in expected}) == 4 and len(expected) > 4, "several documents in each message"
     assert indexed == expected, "every document of every message with a payload, and nothing of the purged one"
+    orphans = query(database_url, "SELECT count(*) AS n FROM console_person_index i"
+                                  " WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = i.message_id)")[0]["n"]
+    assert orphans == 0, "every row names a stored message (no foreign key says so since migration 0011)"
     last = query(database_url, "SELECT max(ledger_index) AS i FROM messages")[0]["i"]
     assert query(database_url, "SELECT ledger_index FROM console_person_cursor")[0]["ledger_index"] == last
     assert asyncio.run(_index_all(database_url, key, batch=2)) == [], "nothing new: the cursor holds"
