@@ -177,6 +177,10 @@ class Hubs:
         self.down_until[index] = time.monotonic() + 3.0
 
 
+RECEIPTED_REMEMBERED = 200_000
+"""Receipted message ids a simulator remembers to recognise a redelivery: minutes of traffic at these rates."""
+
+
 class Jurisdiction:
     """One simulated jurisdiction: inbox, reception, answers, sending; CN-GD also generates households."""
 
@@ -207,6 +211,8 @@ class Jurisdiction:
         # state
         self.awaiting_receipt: dict[str, tuple[float, int]] = {}
         self.answered: dict[str, Outgoing] = {}
+        self.receipted: dict[str, None] = {}
+        """Ids of messages whose receipt was accepted, the latest `RECEIPTED_REMEMBERED` in order (see `_take`)."""
         self.pending_indexes: list[int] = []
         self.cursor_moved = asyncio.Event()  # set when the lowest pending delivery is answered (the safe cursor moves)
         self.max_seen = -1
@@ -453,7 +459,11 @@ class Jurisdiction:
         if message.type == "receipt":
             self._receipt_back(message.reply_to, message.case)
             return
-        if message.id in self.answered:  # a redelivery (lease expired): the same receipt, byte for byte
+        if message.id in self.answered or message.id in self.receipted:
+            # A redelivery: its receipt is on its way, byte for byte, or already accepted. The second case comes after a
+            # process is killed: its leases are offered again at once, and a pull that leased a message just before its
+            # receipt was accepted hands it out again just after. A new receipt would be refused (the target is
+            # receipted, PROTO-9.4-2), so none is sent.
             self.counts["redeliveries"] += 1
             return
         bisect.insort(self.pending_indexes, index)
@@ -478,6 +488,9 @@ class Jurisdiction:
             return
         self._drop_pending(index)
         self.answered.pop(message.id, None)
+        self.receipted[message.id] = None
+        if len(self.receipted) > RECEIPTED_REMEMBERED:
+            del self.receipted[next(iter(self.receipted))]  # the oldest: long past any lease
         if message.type == "verification.response":
             self._household_step(message.case)
         if response is not None:
@@ -1083,6 +1096,10 @@ class Phase:
     problems: list[str] = field(default_factory=list)
 
 
+INDEXER_GRACE_SECONDS = 60
+"""How long the run waits, after the last phase has drained, for the hubs' person indexer to catch up."""
+
+
 class Orchestrator:
     def __init__(self, arguments: argparse.Namespace, folder: Path) -> None:
         self.arguments = arguments
@@ -1101,7 +1118,8 @@ class Orchestrator:
         scheme = "https" if self.tls else "http"
         hub = Hub(number, port, f"{scheme}://127.0.0.1:{port}")
         config = self.folder / f"hub-{number}.toml"
-        config.write_text(accept.hub_config(port, self.folder / f"hub-{number}-data", self.tls, self.arguments.hub_toml), "utf-8")
+        config.write_text(accept.hub_config(port, self.folder / f"hub-{number}-data", self.tls,
+                                            self.console_toml() + self.arguments.hub_toml), "utf-8")
         assert self.db is not None
         command = [*accept.gateway_command(), "serve", "--config", str(config), "--port", str(port),
                    "--database-url", self.db.dsn, "--workers", str(self.arguments.hub_workers)]
@@ -1110,6 +1128,21 @@ class Orchestrator:
         self.hubs.append(hub)
         _say(f"hub {number}: pid {process.pid} on {hub.url}")
         return hub
+
+    def console_toml(self) -> str:
+        """One person blind-index key for every hub of the run, as production configures it (docs/operations.md): the
+        console's person indexer then works in the hubs as it does in acceptance's (`bench/accept.py`, whose hub makes
+        its key in its data directory). The hubs here keep their data elsewhere (`--database-url`), so without this
+        they made no key and indexed nothing (docs/performance.md, "Fifteenth pass"). A `[console]` table in
+        `--hub-toml` takes its place."""
+        if "[console]" in self.arguments.hub_toml:
+            return ""
+        key = self.folder / "console-blind-index.key"
+        if not key.exists():
+            descriptor = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(secrets.token_bytes(32))
+        return f"\n[console]\nblind_index_key = {json.dumps(str(key))}\n"
 
     def live_hubs(self) -> list[Hub]:
         return [hub for hub in self.hubs if not hub.killed]
@@ -1364,6 +1397,11 @@ class Orchestrator:
             if arguments.kill_after is not None and arguments.kill_after > 0:
                 phases.append(self.run_phase("three-hubs-kill", [first, *others], level, bulk, seconds=arguments.seconds,
                                              kill_after=arguments.kill_after))
+        behind = asyncio.run(accept._fetchval(self.db.dsn, accept.INDEX_BEHIND_SQL))
+        deadline = time.monotonic() + INDEXER_GRACE_SECONDS  # the indexer's backlog is the hubs' work too: let it finish
+        while asyncio.run(accept._fetchval(self.db.dsn, accept.INDEX_BEHIND_SQL)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # polling the database for a condition, bounded by the deadline
+        indexed = asyncio.run(accept._fetchval(self.db.dsn, "SELECT count(DISTINCT message_id) FROM console_person_index"))
         # stop the hubs (drained), then check what the database holds
         for hub in self.hubs:
             if hub.process is not None and not hub.killed:
@@ -1431,6 +1469,8 @@ class Orchestrator:
             "errors": {key: value for phase in phases for key, value in phase.result["errors"].items()},
             "tls": self.tls is not None,
             "encryption_at_rest": integrity["stored_in_clear"] == 0 and integrity["stored_messages"] > 0,
+            "person_index_behind": behind,
+            "person_indexed_messages": indexed,
             "ceilings": ceiling,
             "points": points,
             "integrity": integrity,
