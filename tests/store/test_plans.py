@@ -1,11 +1,12 @@
-"""Statements on the message path find their rows by key, whatever the planner's statistics say.
+"""Statements on the message path probe by key, whatever the planner's statistics say.
 
 A new database's tables grow faster than autovacuum analyses them (at most once a minute), and
 asyncpg's prepared statements settle on a generic plan after five runs. A statement written as a
 plain join of a batch's keys with `messages` then read the whole table for every batch, while the
 statistics still said it was small: a cost that grew with every message accepted
 (docs/performance.md, "Fifteenth pass"). These tests ask for the generic plan on a new database,
-whose tables were never analysed, and refuse a scan of a table that grows with the traffic.
+whose tables were never analysed, and refuse a scan of a table that grows with the traffic (the
+batch lookup) and an anti join for the held-back check (the claims).
 
 What they do not cover: a plan made while a table really is a page or two (analysed then) scans
 it, since that is cheapest then, and keeps doing so until autovacuum analyses the table again,
@@ -24,7 +25,7 @@ from gateway.hub.store import LOOK_UP_MANY_SQL
 from gateway.store.migrate import migrate
 
 GROWING = ("messages", "cases", "outbox", "ledger_entries")
-"""Tables that grow with every message: a statement of the message path must never scan one whole."""
+"""Tables that grow with every message: the batch lookup must never scan one whole."""
 
 STATEMENTS = {
     "look_up_many": (LOOK_UP_MANY_SQL, ("uuid[]", "text[]", "uuid[]", "uuid[]")),
