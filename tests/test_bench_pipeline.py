@@ -149,10 +149,7 @@ def test_a_redelivery_after_its_receipt_was_accepted_gets_no_second_receipt(test
 
         hk._take(item)
         (answering,) = hk.tasks
-        for _ in range(20):  # let the answer run up to its wait for the hub (no timing: a bounded number of turns)
-            if hk.queue:
-                break
-            await asyncio.sleep(0)
+        await asyncio.wait_for(hk.queue_ready.wait(), 30)  # the answer has queued its receipt for the hub
         (receipt,) = hk.queue
         assert receipt.kind == "receipt"
         hk.queue.clear()
