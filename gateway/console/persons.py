@@ -121,6 +121,20 @@ def _collect_numbers(value: Any, found: list[str]) -> None:
                 _collect_numbers(member, found)
 
 
+NEXT_MESSAGES_SQL = (
+    "SELECT id, ledger_index, compact, payload_key FROM messages"
+    " WHERE ledger_index > $1 AND ledger_index < (SELECT size FROM ledger_size) AND type = ANY($2::text[])"
+    " ORDER BY ledger_index LIMIT $3"
+)
+"""The indexer's next messages after the cursor ($1) of the types ($2), at most $3, in ledger order.
+
+The upper bound is the ledger's size, which every message's index is below: it changes no answer. It is there for
+the planner: with a range bounded on both sides, the generic plan reads `messages` by its ledger index from the
+cursor on, whatever the statistics say. With the cursor alone, while the statistics still said the table was small
+(a new database), the plan read all of `messages` and sorted it for every batch: a cost that grew with every message
+(docs/performance.md, "Sixteenth pass"; tests/store/test_plans.py)."""
+
+
 async def index_new_messages(pool: Any, key: bytes, payload_keys: Any, batch: int = 500) -> int:
     """Index the persons of messages accepted since the cursor; the number of messages looked at.
 
@@ -130,11 +144,7 @@ async def index_new_messages(pool: Any, key: bytes, payload_keys: Any, batch: in
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)
         cursor = await connection.fetchval("SELECT coalesce(max(ledger_index), -1) FROM console_person_cursor")
-        rows = await connection.fetch(
-            "SELECT id, ledger_index, compact, payload_key FROM messages WHERE ledger_index > $1 AND type = ANY($2::text[])"
-            " ORDER BY ledger_index LIMIT $3",
-            cursor, list(INDEXED_TYPES), batch,
-        )
+        rows = await connection.fetch(NEXT_MESSAGES_SQL, cursor, list(INDEXED_TYPES), batch)
         blinds: list[bytes] = []
         message_ids: list[Any] = []
         blinded = blinder(key)

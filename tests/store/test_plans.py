@@ -6,7 +6,8 @@ plain join of a batch's keys with `messages` then read the whole table for every
 statistics still said it was small: a cost that grew with every message accepted
 (docs/performance.md, "Fifteenth pass"). These tests ask for the generic plan on a new database,
 whose tables were never analysed, and refuse a scan of a table that grows with the traffic (the
-batch lookup) and an anti join for the held-back check (the claims).
+batch lookup, the person indexer's read of the next messages) and an anti join for the held-back check
+(the claims).
 
 What they do not cover: a plan made while a table really is a page or two (analysed then) scans
 it, since that is cheapest then, and keeps doing so until autovacuum analyses the table again,
@@ -20,6 +21,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from gateway.console.persons import NEXT_MESSAGES_SQL
 from gateway.hub.outbox import CLAIM_FOR_INBOX_SQL, CLAIM_FOR_PUSH_SQL
 from gateway.hub.store import LOOK_UP_MANY_SQL
 from gateway.store.migrate import migrate
@@ -29,6 +31,7 @@ GROWING = ("messages", "cases", "outbox", "ledger_entries")
 
 STATEMENTS = {
     "look_up_many": (LOOK_UP_MANY_SQL, ("uuid[]", "text[]", "uuid[]", "uuid[]")),
+    "person_indexer_next_messages": (NEXT_MESSAGES_SQL, ("bigint", "text[]", "int")),
 }
 
 CLAIMS = {
