@@ -128,11 +128,11 @@ NEXT_MESSAGES_SQL = (
 )
 """The indexer's next messages after the cursor ($1) of the types ($2), at most $3, in ledger order.
 
-The upper bound is the ledger's size, which every message's index is below: it changes no answer. It is there for
-the planner: with a range bounded on both sides, the generic plan reads `messages` by its ledger index from the
-cursor on, whatever the statistics say. With the cursor alone, while the statistics still said the table was small
-(a new database), the plan read all of `messages` and sorted it for every batch: a cost that grew with every message
-(docs/performance.md, "Sixteenth pass"; tests/store/test_plans.py)."""
+The upper bound changes no answer: a message and its ledger entry commit together, so in the statement's one snapshot
+every visible message's index is below the ledger's size. It is there for the planner: with a range bounded on both
+sides, the generic plan reads `messages` by its ledger index from the cursor on, even while the statistics say the
+table is small. With the cursor alone, on a new database, the generic plan read all of `messages` and sorted it for
+every batch: a cost that grew with every message (docs/performance.md, "Sixteenth pass"; tests/store/test_plans.py)."""
 
 
 async def index_new_messages(pool: Any, key: bytes, payload_keys: Any, batch: int = 500) -> int:
