@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tomllib
 
 from gateway.contract import contract_dir
+from gateway.hub.delivery import DeliveryPolicy
 from tests.conftest import REPO
 from tests.fuzz.ingress import SIGNATURE_PASSED, STAGES, drive
 from tests.hub.harness import query, serve_process
@@ -35,8 +37,16 @@ def _example_config(data_dir) -> str:
     return text.replace("../../keys/test", str(keys)).replace('data_dir = "../../var/gateway"', f'data_dir = "{data_dir}"')
 
 
-TASK_SLACK = 4
-"""Tasks a quiet hub may hold more after the run than after the warm-up (a checkpoint or delivery under way)."""
+def _task_slack(config_text: str) -> int:
+    """Tasks the hub may hold more after the run than after the warm-up without any having leaked: work under way at the
+    moment of reading. The push worker has up to `[delivery] concurrency` deliveries in flight (the example's HK is a push
+    receiver that nobody serves, so they are retried all along), a checkpoint calls each witness at once, and one more
+    for the checkpoint itself and a connection still closing. A leak of one task in every 1,500 inputs still exceeds it.
+
+    It was a fixed 4, below the push worker's own 8: a run read 19 tasks against 13 after the warm-up, and the next two
+    read 13 and 13."""
+    config = tomllib.loads(config_text)
+    return config.get("delivery", {}).get("concurrency", DeliveryPolicy().concurrency) + len(config.get("witnesses", [])) + 2
 
 
 def _tasks(hub) -> int:
@@ -55,7 +65,8 @@ def _resident_bytes(pid: int) -> int:
 def test_twenty_thousand_hostile_inputs_get_no_server_error_and_most_pass_the_signature(database_url, tmp_path):
     artifacts = REPO / "tests" / "artifacts" / "fuzz"
     artifacts.mkdir(parents=True, exist_ok=True)
-    with serve_process(tmp_path, database_url, config_text=_example_config(tmp_path / "data"), name="fuzzed") as (process, hub):
+    config_text = _example_config(tmp_path / "data")
+    with serve_process(tmp_path, database_url, config_text=config_text, name="fuzzed") as (process, hub):
         warm = asyncio.run(drive(hub.base_url, seed=1, count=WARM_UP_INPUTS, public_base_url="http://127.0.0.1:8443"))
         before, tasks_before = _resident_bytes(process.pid), _tasks(hub)
         report = asyncio.run(drive(hub.base_url, seed=20261129, count=FUZZ_INPUTS, public_base_url="http://127.0.0.1:8443"))
@@ -73,4 +84,5 @@ def test_twenty_thousand_hostile_inputs_get_no_server_error_and_most_pass_the_si
     assert all(reached[stage] > 0 for stage in STAGES[SIGNATURE_PASSED:]), f"stages never reached: {reached}"
     assert after - before <= MEMORY_BOUND_BYTES, f"the hub grew by {(after - before) / 2**20:.0f} MiB during the run"
     assert connections <= POOL_CONNECTIONS, f"{connections} database connections after the run"
-    assert tasks_after <= tasks_before + TASK_SLACK, f"asyncio tasks grew from {tasks_before} to {tasks_after}"
+    slack = _task_slack(config_text)
+    assert tasks_after <= tasks_before + slack, f"asyncio tasks grew from {tasks_before} to {tasks_after} (slack {slack})"
