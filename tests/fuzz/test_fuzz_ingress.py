@@ -6,7 +6,8 @@ published test keys, plus requests to the inbox, receipts, messages and ledger
 resources. The run must show no 5xx answer at all, at least half of the ingress inputs
 past the signature check, every stage of the pipeline reached, the process's memory
 within MEMORY_BOUND_BYTES of what it held after warming up, no more database
-connections than its pool allows, and no more asyncio tasks than after the warm-up. The report is written to tests/artifacts/fuzz/.
+connections than its pool allows, and no more asyncio tasks than after the warm-up beyond the work
+the configuration lets be under way (`_task_slack`). The report is written to tests/artifacts/fuzz/.
 `bench/fuzz.py` runs the same fuzzer for as long as asked (docs/security.md, "Fuzzing").
 """
 
