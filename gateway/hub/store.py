@@ -175,9 +175,10 @@ async def look_up_many(connection: asyncpg.Connection, messages: list[Message], 
     order (§10.4). Locking the case rows makes racing messages of one case take turns, in any number of processes.
 
     Every row is found by its primary key, one probe a message (`LATERAL` subqueries with `LIMIT 1`, which the
-    planner cannot pull up into a join of whole tables): written as plain joins, the plan followed the tables' statistics, and while those lagged
-    behind a fast-growing `messages` (a new database: autovacuum analyses at most once a minute) it read the whole
-    table twice a batch, a cost that grew with every message accepted (docs/performance.md, "Fifteenth pass").
+    planner cannot pull up into a join of whole tables): written as plain joins, the plan followed the tables'
+    statistics, and while those lagged behind a fast-growing `messages` (a new database: autovacuum analyses at most
+    once a minute) it read the whole table twice a batch, a cost that grew with every message accepted
+    (docs/performance.md, "Fifteenth pass").
     """
     rows = await connection.fetch(
         LOOK_UP_MANY_SQL,

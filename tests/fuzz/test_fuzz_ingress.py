@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tomllib
+from pathlib import Path
 
+from gateway.config import load_config
 from gateway.contract import contract_dir
-from gateway.hub.delivery import DeliveryPolicy
 from tests.conftest import REPO
 from tests.fuzz.ingress import SIGNATURE_PASSED, STAGES, drive
 from tests.hub.harness import query, serve_process
@@ -38,7 +38,7 @@ def _example_config(data_dir) -> str:
     return text.replace("../../keys/test", str(keys)).replace('data_dir = "../../var/gateway"', f'data_dir = "{data_dir}"')
 
 
-def _task_slack(config_text: str) -> int:
+def _task_slack(config_path: Path) -> int:
     """Tasks the hub may hold more after the run than after the warm-up without any having leaked: work under way at the
     moment of reading. The push worker has up to `[delivery] concurrency` deliveries in flight (the example's HK is a push
     receiver that nobody serves, so they are retried all along), a checkpoint calls each witness at once, and one more
@@ -46,8 +46,8 @@ def _task_slack(config_text: str) -> int:
 
     It was a fixed 4, below the push worker's own 8: a run read 19 tasks against 13 after the warm-up, and the next two
     read 13 and 13."""
-    config = tomllib.loads(config_text)
-    return config.get("delivery", {}).get("concurrency", DeliveryPolicy().concurrency) + len(config.get("witnesses", [])) + 2
+    config = load_config(config_path)  # as `gateway serve` reads it, defaults included
+    return config.delivery.concurrency + len(config.witnesses) + 2
 
 
 def _tasks(hub) -> int:
@@ -66,8 +66,7 @@ def _resident_bytes(pid: int) -> int:
 def test_twenty_thousand_hostile_inputs_get_no_server_error_and_most_pass_the_signature(database_url, tmp_path):
     artifacts = REPO / "tests" / "artifacts" / "fuzz"
     artifacts.mkdir(parents=True, exist_ok=True)
-    config_text = _example_config(tmp_path / "data")
-    with serve_process(tmp_path, database_url, config_text=config_text, name="fuzzed") as (process, hub):
+    with serve_process(tmp_path, database_url, config_text=_example_config(tmp_path / "data"), name="fuzzed") as (process, hub):
         warm = asyncio.run(drive(hub.base_url, seed=1, count=WARM_UP_INPUTS, public_base_url="http://127.0.0.1:8443"))
         before, tasks_before = _resident_bytes(process.pid), _tasks(hub)
         report = asyncio.run(drive(hub.base_url, seed=20261129, count=FUZZ_INPUTS, public_base_url="http://127.0.0.1:8443"))
@@ -85,5 +84,5 @@ def test_twenty_thousand_hostile_inputs_get_no_server_error_and_most_pass_the_si
     assert all(reached[stage] > 0 for stage in STAGES[SIGNATURE_PASSED:]), f"stages never reached: {reached}"
     assert after - before <= MEMORY_BOUND_BYTES, f"the hub grew by {(after - before) / 2**20:.0f} MiB during the run"
     assert connections <= POOL_CONNECTIONS, f"{connections} database connections after the run"
-    slack = _task_slack(config_text)
+    slack = _task_slack(tmp_path / "fuzzed.toml")  # the file serve_process wrote and the hub read
     assert tasks_after <= tasks_before + slack, f"asyncio tasks grew from {tasks_before} to {tasks_after} (slack {slack})"

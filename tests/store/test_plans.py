@@ -27,7 +27,7 @@ from gateway.hub.store import LOOK_UP_MANY_SQL
 from gateway.store.migrate import migrate
 
 GROWING = ("messages", "cases", "outbox", "ledger_entries")
-"""Tables that grow with every message: the batch lookup must never scan one whole."""
+"""Tables that grow with every message: no statement of STATEMENTS may scan one whole."""
 
 STATEMENTS = {
     "look_up_many": (LOOK_UP_MANY_SQL, ("uuid[]", "text[]", "uuid[]", "uuid[]")),
