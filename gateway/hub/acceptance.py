@@ -36,7 +36,7 @@ import structlog
 
 from gateway.adapters.base import JurisdictionAdapter
 from gateway.hub import cases, outbox, store
-from gateway.hub.committer import CommitFailed, GroupCommitter
+from gateway.hub.committer import CommitFailed, GroupCommitter, database_unavailable
 from gateway.hub.policy import RoutePolicy, check_freshness
 from gateway.hub.stages import STAGE_TIMES
 from gateway.ledger.append import LedgerAppender
@@ -251,11 +251,13 @@ class Hub:
         *,
         sent_by: str | None = None,
         take: Callable[[str], None] | None = None,
+        max_bytes: int | None = None,
     ) -> list[Acceptance | ProtocolError]:
         """Judge each of `bodies` as `accept` judges one, in their order, sharing the database round trips
         (docs/protocol.md §12.9); one result per body, every acceptance durable before this returns.
 
-        `take(signer)` spends one request of the signer's budget once its signature holds (PROTO-12.9-5).
+        `take(signer)` spends one request of the signer's budget once its signature holds (PROTO-12.9-5). A body longer
+        than `max_bytes` (the message size limit) is refused with `message-too-large` unread, as `POST /v1/messages` does.
         A database failure while looking up the bodies raises (nothing was judged); one during a commit
         answers the lines of that batch `unavailable`.
         """
@@ -265,6 +267,9 @@ class Hub:
         signed_lines: list[tuple[int, SignedMessage]] = []
         refusals: dict[int, tuple[SignedMessage, ProtocolError]] = {}
         for line, body in enumerate(bodies):
+            if max_bytes is not None and len(body) > max_bytes:
+                results[line] = ProtocolError("message-too-large")
+                continue
             try:
                 with STAGE_TIMES.timed("signature"):
                     signed = check_signature(body, trust, now)
@@ -278,15 +283,17 @@ class Hub:
             except ProtocolError as refusal:  # rate-limited: not processed, not ledgered (PROTO-12.8-4)
                 results[line] = refusal
                 continue
-            if sent_by is not None and signed.key.owner != sent_by:
-                refusals[line] = (signed, ProtocolError("client-certificate-mismatch", where="kid"))
-                continue
             signed_lines.append((line, signed))
+            if sent_by is not None and signed.key.owner != sent_by:
+                # Refused before anything else, as `accept` does, and ledgered: the signer is authenticated (PROTO-12.8-3).
+                refusals[line] = (signed, ProtocolError("client-certificate-mismatch", where="kid"))
         started = time.perf_counter()
-        stored = await store.receipts_by_digests(self._pool, {signed.jws.digest for _, signed in signed_lines})
+        stored = await store.receipts_by_digests(self._pool, {signed.jws.digest for line, signed in signed_lines if line not in refusals})
         lookup_seconds = time.perf_counter() - started
         payloads: dict[int, Any] = {}
         for line, signed in signed_lines:
+            if line in refusals:
+                continue
             if signed.jws.digest in stored:
                 message_id, hub_receipt, _ = stored[signed.jws.digest]
                 _log.info("message_resent", message_id=message_id, kid=signed.jws.kid)
@@ -302,32 +309,65 @@ class Hub:
         known = await store.digests_by_ids(self._pool, ids) if ids else {}
         STAGE_TIMES.add("lookup", lookup_seconds + time.perf_counter() - started, count=len(signed_lines))
         pending: dict[int, tuple[SignedMessage, Message | None, asyncio.Future[Any]]] = {}
+        used: dict[str, list[tuple[int, str]]] = {}
+        """id -> (line, digest) of each earlier line of the body submitted for acceptance under it."""
         for line, signed in signed_lines:
             if results[line] is not None:
                 continue
-            refusal = refusals.get(line)
+            refusal = refusals[line][1] if line in refusals else None
             message = None
+            message_id = None
             if refusal is None:
                 payload = payloads[line]
+                message_id = _id_of(payload)
                 try:
                     with STAGE_TIMES.timed("envelope"):
-                        message = self._check_payload(signed, payload, known.get(_id_of(payload) or ""), trust, now)
+                        message = self._check_payload(signed, payload, known.get(message_id or ""), trust, now)
                 except ProtocolError as error:
                     refusal = error
             if refusal is not None:
+                earlier = [pending[e][2] for e, d in used.get(message_id or "", ()) if d != signed.jws.digest]
+                if earlier and refusal.code != "id-conflict" and await _any_took_the_id(earlier):
+                    # Alone, after those lines, this line would be refused with id-conflict (`accept` looks the id up
+                    # once a check fails). Rare: only this line waits for their commit, and the lines stay in order.
+                    refusal = ProtocolError("id-conflict", where="/id")
+                pending[line] = self._submit_refusal(signed, refusal, now)
                 refusals[line] = (signed, refusal)
-                _log.info("message_refused", code=refusal.code, where=refusal.where, kid=signed.jws.kid)
-                entry = _refused_entry(signed.jws.digest, signed.jws.kid, signed.key.owner, refusal, now)
-                pending[line] = (signed, None, self._committer.submit(lambda connection, appender, entry=entry: appender.add(entry)))
             else:
                 assert message is not None
+                used.setdefault(message.id, []).append((line, signed.jws.digest))
                 work = _AcceptWork(self, message, time.perf_counter())
                 pending[line] = (signed, message, self._committer.submit(work, savepoint=False))
-        await asyncio.gather(*(future for _, _, future in pending.values()), return_exceptions=True)
-        for line, (signed, message, future) in pending.items():
-            results[line] = await self._settle(signed, message, future, refusals.get(line), now)
+        await self._settle_all(pending, refusals, results, now)
         assert all(result is not None for result in results), "every line has its result"
         return results  # type: ignore[return-value]
+
+    def _submit_refusal(
+        self, signed: SignedMessage, refusal: ProtocolError, now: datetime
+    ) -> tuple[SignedMessage, Message | None, asyncio.Future[Any]]:
+        """Queue the ledger entry of a bulk line's refusal (the signer is authenticated, §13)."""
+        _log.info("message_refused", code=refusal.code, where=refusal.where, kid=signed.jws.kid)
+        entry = _refused_entry(signed.jws.digest, signed.jws.kid, signed.key.owner, refusal, now)
+        return signed, None, self._committer.submit(lambda connection, appender, entry=entry: appender.add(entry))
+
+    async def _settle_all(
+        self,
+        pending: Mapping[int, tuple[SignedMessage, Message | None, asyncio.Future[Any]]],
+        refusals: Mapping[int, tuple[SignedMessage, ProtocolError]],
+        results: list[Acceptance | ProtocolError | None],
+        now: datetime,
+    ) -> None:
+        """Wait for the submitted lines and put each one's result in `results`. A line whose work failed for another
+        reason than its message gets the problem `POST /v1/messages` would have answered for it alone (`unavailable`
+        or `internal-error`), and the other lines keep theirs (PROTO-12.9-2)."""
+        await asyncio.gather(*(future for _, _, future in pending.values()), return_exceptions=True)
+        for line, (signed, message, future) in pending.items():
+            try:
+                results[line] = await self._settle(signed, message, future, refusals.get(line), now)
+            except Exception as error:  # noqa: BLE001 - one line's fault stays its own
+                code = "unavailable" if database_unavailable(error) else "internal-error"
+                _log.error("bulk_line_failed", code=code, line=line + 1, error=type(error).__name__)
+                results[line] = ProtocolError(code, retry_after_seconds=1 if code == "unavailable" else None)
 
     async def _settle(
         self, signed: SignedMessage, message: Message | None, future: asyncio.Future[Any], refusal: tuple[SignedMessage, ProtocolError] | None,
@@ -587,6 +627,13 @@ def _due(case: store.CaseRow | None, now: datetime) -> bool:
     """Whether a verification case waits for an answer past its deadline: judging a message of it expires it first."""
     return (case is not None and case.kind == "verification" and case.state == "requested"
             and case.respond_by is not None and case.respond_by < now)
+
+
+async def _any_took_the_id(works: Sequence[asyncio.Future[Any]]) -> bool:
+    """Whether one of these acceptance works of earlier lines committed its message, or lost its id to a message
+    committed meanwhile (`_IdRace`): either way the id is now taken."""
+    await asyncio.gather(*works, return_exceptions=True)
+    return any(not work.cancelled() and work.exception() is None and isinstance(work.result(), (Acceptance, _IdRace)) for work in works)
 
 
 def _id_of(payload: Any) -> str | None:

@@ -228,3 +228,23 @@ class _BareWorkFailed(Exception):
 
 class CommitFailed(Exception):
     """The batch's transaction did not commit: nothing of it is durable; the sender may retry."""
+
+
+# SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+# cannot connect now), 55000 database does not allow connections, 55P03 lock not available
+# (lock_timeout: another transaction held the ledger too long), 3D000 database missing, 25006 read-only.
+_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+_UNAVAILABLE_STATES = frozenset({"55000", "55P03", "3D000", "25006"})
+"""25006 read-only transaction: the hub reached a standby, e.g. during a failover (docs/operations.md)."""
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """True when `error` says the database is out of reach (answer 503), not that the hub is wrong."""
+    # asyncpg's InternalClientError is what a connection cut mid-operation can raise (seen when PostgreSQL
+    # stopped under load, tests/faults/test_database_restart.py). Committed or not, the identical resend
+    # that 503 asks for is answered correctly (§8.2).
+    if isinstance(error, (CommitFailed, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, asyncpg.PostgresError) and (state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import secrets
 from datetime import datetime, timedelta, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.hub.acceptance import Hub
 from gateway.hub.authorization import API_ROUTES, Access, access_of
-from gateway.hub.committer import CommitFailed, GroupCommitter
+from gateway.hub.committer import GroupCommitter, database_unavailable
 from gateway.adapters.registry import load_adapters
 from gateway.config import GatewayConfig
 from gateway.jsontext import dumps_bytes
@@ -481,26 +482,6 @@ async def _address_limits(request: web.Request, handler: Callable[[web.Request],
         return await handler(request)
 
 
-# SQLSTATE classes and codes that mean "the database cannot serve now", not "this request is wrong":
-# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
-# cannot connect now), 55000 database does not allow connections, 55P03 lock not available
-# (lock_timeout: another transaction held the ledger too long), 3D000 database missing, 25006 read-only.
-_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
-_UNAVAILABLE_STATES = frozenset({"55000", "55P03", "3D000", "25006"})
-"""25006 read-only transaction: the hub reached a standby, e.g. during a failover (docs/operations.md)."""
-
-
-def database_unavailable(error: BaseException) -> bool:
-    """True when `error` says the database is out of reach (answer 503), not that the hub is wrong."""
-    # asyncpg's InternalClientError is what a connection cut mid-operation can raise (seen when PostgreSQL
-    # stopped under load, tests/faults/test_database_restart.py). Committed or not, the identical resend
-    # that 503 asks for is answered correctly (§8.2).
-    if isinstance(error, (CommitFailed, OSError, asyncpg.InterfaceError, asyncpg.InternalClientError, TimeoutError)):
-        return True
-    state = getattr(error, "sqlstate", None) or ""
-    return isinstance(error, asyncpg.PostgresError) and (state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES)
-
-
 def _answer(document: Any, status: int = 200) -> web.Response:
     """A JSON answer of the API, as `web.json_response` gives it, written by orjson: an inbox answer of 12
     deliveries took 300 µs by `json.dumps` on a slow machine, and 14 µs so (docs/performance.md, "Fourteenth pass")."""
@@ -518,30 +499,53 @@ def problem_response(refusal: ProtocolError, instance: str) -> web.Response:
     return response
 
 
-async def read_body(request: web.Request, limit: int | None = None) -> bytes:
-    """The request body, at most `limit` bytes (default: the message size limit): refused before reading when its
-    declared length is over the limit (PROTO-12.2-1, PROTO-12.9-3), as soon as more arrives than the limit,
-    and when it does not arrive within the body deadline (PROTO-12.8-5)."""
+async def read_body(request: web.Request, limit: int | None = None, max_lines: int | None = None) -> bytes:
+    """The request body, at most `limit` bytes (default: the message size limit) and, for a bulk body, at most
+    `max_lines` lines: refused before reading when its declared length is over the limit (PROTO-12.2-1,
+    PROTO-12.9-3), as soon as more arrives than either limit allows, and when it does not arrive within the body
+    deadline (PROTO-12.8-5)."""
     settings = request.app[SETTINGS]
     if request.content_length is not None and request.content_length > (settings.max_message_bytes if limit is None else limit):
         raise ProtocolError("message-too-large")
     # One message: aiohttp's own read, capped by the app's client_max_size and kept for the handler (`_authorize`
     # reads the body it authenticates); a bulk body: read here against its own, larger cap.
-    reading = request.read() if limit is None else _read_at_most(request, limit)
+    reading = request.read() if limit is None else _read_at_most(request, limit, max_lines)
     try:
         return await asyncio.wait_for(reading, settings.body_read_seconds)
     except TimeoutError:
         raise ProtocolError("request-timeout", where="body") from None
 
 
-async def _read_at_most(request: web.Request, limit: int) -> bytes:
-    chunks, size = [], 0
+async def _read_at_most(request: web.Request, limit: int, max_lines: int | None) -> bytes:
+    """The body, refused with `message-too-large` as soon as it is over `limit` bytes or starts a line past `max_lines`
+    (a byte after the line feed that ends line `max_lines`), so that the rest is never read (PROTO-12.9-3)."""
+    chunks, size, ended = [], 0, 0
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
             raise ProtocolError("message-too-large")
+        if max_lines is not None:
+            ended = _lines_ended(chunk, ended, max_lines)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _lines_ended(chunk: bytes, ended: int, max_lines: int) -> int:
+    """The lines ended (line feeds seen) after `chunk`, given `ended` before it; `message-too-large` if the chunk holds
+    a byte of line `max_lines` + 1."""
+    if ended == max_lines:
+        if chunk:
+            raise ProtocolError("message-too-large", f"A bulk body holds at most {max_lines} lines")
+        return ended
+    feeds = chunk.count(b"\n")
+    if ended + feeds < max_lines:
+        return ended + feeds
+    position = -1
+    for _ in range(max_lines - ended):
+        position = chunk.index(b"\n", position + 1)
+    if position + 1 < len(chunk):
+        raise ProtocolError("message-too-large", f"A bulk body holds at most {max_lines} lines")
+    return max_lines
 
 
 def transport_party(request: web.Request) -> str | None:
@@ -588,9 +592,11 @@ async def post_messages_bulk(request: web.Request) -> web.Response:
         raise ProtocolError("media-type-unsupported", f"Send the messages as {BULK}, one compact JWS a line")
     party = transport_party(request)
     settings = request.app[SETTINGS]
-    lines = bulk_lines(await read_body(request, settings.max_request_bytes), settings.bulk_max_lines)
+    lines = bulk_lines(await read_body(request, settings.max_request_bytes, settings.bulk_max_lines), settings.bulk_max_lines)
     limits, metrics = request.app[CALLER_LIMITS], request.app[METRICS]
-    results = await request.app[HUB].accept_many(lines, sent_by=party, take=lambda owner: limits.take(_caller(party, owner, request)))
+    results = await request.app[HUB].accept_many(
+        lines, sent_by=party, take=lambda owner: limits.take(_caller(party, owner, request)), max_bytes=settings.max_message_bytes
+    )
     out = []
     for number, result in enumerate(results, 1):
         if isinstance(result, ProtocolError):
@@ -723,11 +729,15 @@ async def _acknowledge_receipts(connection: asyncpg.Connection, appender: Ledger
         await appender.add(delivered_entry(message_id, receiver, attempts, now))
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+"""A query's integer: ASCII digits only (`str.isdigit` takes others, and `int` takes some of those), at most 18 of them."""
+
+
 def _query_integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     values = request.query.getall(name, [])
     if not values:
         return default
-    if len(values) > 1 or not values[0].lstrip("-").isdigit() or not low <= int(values[0]) <= high:
+    if len(values) > 1 or not _INTEGER.fullmatch(values[0]) or not low <= int(values[0]) <= high:
         raise ProtocolError("query-invalid", f"{name} must be one integer from {low} to {high}", where=name)
     return int(values[0])
 

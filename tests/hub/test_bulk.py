@@ -4,7 +4,9 @@ receipted as if it came alone, in the order of the lines, with one result a line
 from __future__ import annotations
 
 import json
+import socket
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.jws import digest
@@ -120,6 +122,107 @@ def test_a_single_message_post_still_refuses_a_body_over_the_message_limit(datab
         body = sign_message(fresh(example("referral.submit")), test_key(GD))
         assert_refused(hub.post_message(body + b"A" * 4096), "message-too-large")
         assert results(post_bulk(hub, [body]))[0]["status"] == 202, "the same message fits a bulk body"
+
+
+def test_a_line_reusing_an_earlier_lines_id_is_refused_id_conflict_even_when_another_check_fails(
+    database_url, example, test_key
+):
+    """Posted one after the other, the second message gets id-conflict: `accept` looks the id up once a check fails.
+    A bulk body judges its lines in order (PROTO-12.9-1), so the same two lines get the same answers."""
+    gd = test_key(GD)
+    first = fresh(example("referral.submit"))
+    stale = fresh(example("referral.submit"), id=first["id"], created=format_timestamp(utc_now() - timedelta(minutes=10)))
+    refused_first = fresh(example("referral.submit"), created=format_timestamp(utc_now() - timedelta(minutes=10)))
+    reusing_refused = fresh(example("referral.submit"), id=refused_first["id"],
+                            created=format_timestamp(utc_now() - timedelta(minutes=11)))
+    lines = [sign_message(first, gd), sign_message(stale, gd), sign_message(refused_first, gd), sign_message(reusing_refused, gd)]
+    with running_hub(database_url) as hub:
+        answer = results(post_bulk(hub, lines))
+    assert [(r["status"], r.get("problem", {}).get("code")) for r in answer] == [
+        (202, None), (409, "id-conflict"), (422, "message-stale"), (422, "message-stale")
+    ], "an id only an earlier refused line named was not used: that line's own refusal stands"
+    kinds = [(e["kind"], e.get("code")) for e in ledger(database_url) if e["kind"] in ("accepted", "refused")]
+    assert kinds == [("accepted", None), ("refused", "id-conflict"), ("refused", "message-stale"), ("refused", "message-stale")]
+
+
+def test_a_line_over_the_message_size_limit_is_refused_on_its_own(database_url, example, test_key):
+    """Each line is judged as `POST /v1/messages` would judge it alone (PROTO-12.9-1), its size limit included."""
+    gd = test_key(GD)
+    small = sign_message(fresh(example("referral.submit")), gd)
+    big_payload = fresh(example("referral.submit"))
+    big_payload["body"] = dict(big_payload["body"], notes="x" * 5000)
+    big = sign_message(big_payload, gd)
+    with running_hub(database_url, max_message_bytes=4096) as hub:
+        assert len(small) <= 4096 < len(big)
+        assert_refused(hub.post_message(big), "message-too-large")
+        answer = results(post_bulk(hub, [small, big]))
+    assert [(r["status"], r.get("problem", {}).get("code")) for r in answer] == [(202, None), (413, "message-too-large")]
+    assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 1
+
+
+def test_a_body_with_too_many_lines_is_refused_before_the_rest_arrives(database_url, example, test_key):
+    """PROTO-12.9-3: refused as soon as a byte of the line past the limit arrives; the rest of the body is never sent."""
+    gd = test_key(GD)
+    lines = [sign_message(fresh(example("referral.submit")), gd) for _ in range(4)]
+    head = b"\n".join(lines) + b"\n"  # four lines; the body declares room for far more, which never comes
+    with running_hub(database_url, bulk_max_lines=3, max_request_bytes=64 * 1024) as hub:
+        parts = urlsplit(hub.base_url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as client:
+            client.sendall(f"POST /v1/messages/bulk HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {BULK}\r\n"
+                           f"Content-Length: {len(head) + 10_000}\r\n\r\n".encode() + head)
+            answer = client.makefile("rb").read()  # the hub answers and closes without waiting for the rest
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"413", answer[:300]
+    assert b'"code":"message-too-large"' in rest.replace(b" ", b"")
+    assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 0
+
+
+def test_lines_ended_refuses_a_byte_of_the_line_past_the_limit_wherever_the_chunks_split(database_url):
+    from gateway.hub.http import _lines_ended
+    from gateway.protocol.errors import ProtocolError
+
+    def read(chunks: list[bytes], max_lines: int) -> bool:
+        ended = 0
+        try:
+            for chunk in chunks:
+                ended = _lines_ended(chunk, ended, max_lines)
+        except ProtocolError as refusal:
+            assert refusal.code == "message-too-large"
+            return False
+        return True
+
+    body = b"a\nbb\nccc\n"
+    for split in range(len(body) + 1):
+        chunks = [body[:split], body[split:]]
+        assert read(chunks, 3) and read(chunks, 4), split
+        assert not read(chunks, 2), split
+        assert read([body[:split], body[split:-1]], 3), "three lines, the last without its line feed"
+        assert not read([body[:split], body[split:] + b"d"], 3), split
+    assert read([b"\n\n"], 2) and not read([b"\n\n\n"], 2), "empty lines count"
+
+
+def test_a_batch_that_fails_unexpectedly_answers_its_lines_each_and_the_body_still_gets_its_results(
+    database_url, example, test_key
+):
+    """PROTO-12.9-2: one result a line, whatever fails. A fault in the batch is each line's `internal-error`, as
+    `POST /v1/messages` would answer it alone, and a resend of those lines is then accepted once."""
+    failures = {"left": 0}  # armed once the hub has started (its first batch imports the trust list)
+
+    async def fail_once(batch_size: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ValueError("an unexpected fault inside the batch")
+
+    gd = test_key(GD)
+    lines = [sign_message(fresh(example("referral.submit")), gd) for _ in range(3)]
+    with running_hub(database_url, before_commit=fail_once) as hub:
+        failures["left"] = 1
+        first = results(post_bulk(hub, lines))
+        assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 0, "nothing of the failed batch is written"
+        again = results(post_bulk(hub, lines))
+    assert [(r["status"], r["problem"]["code"]) for r in first] == [(500, "internal-error")] * 3
+    assert [(r["status"], r["replayed"]) for r in again] == [(202, False)] * 3
+    assert query(database_url, "SELECT count(*) AS n FROM messages")[0]["n"] == 3
 
 
 def _payload(compact: bytes) -> bytes:

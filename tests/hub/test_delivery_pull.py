@@ -251,6 +251,10 @@ def test_inbox_parameters_out_of_range_are_refused(database_url, test_key):
         assert_refused(hk.inbox(after=-2), "query-invalid")
         answer = hub.request("GET", "/v1/inbox?wait=soon", headers=hk.proof("GET", "/v1/inbox"))
         assert_refused(answer, "query-invalid")
+        # Not integers in ASCII digits: two signs, a superscript two, Arabic-Indic twelve (which `int` would take).
+        for query in ("after=--1", "limit=%C2%B2", "after=%D9%A1%D9%A2", "after=1%0A", "wait=+1"):
+            answer = hub.request("GET", f"/v1/inbox?{query}", headers=hk.proof("GET", "/v1/inbox"))
+            assert_refused(answer, "query-invalid")
         assert_refused(hub.request("GET", "/v1/inbox"), "request-proof-missing")
 
 
