@@ -167,7 +167,7 @@ class DeliverySettings:
     retry_max_seconds: float = field(default=300.0, metadata=_range(0.001, 86400))
     retry_window_hours: float = field(default=72.0, metadata=_range(0.001, 720))
     concurrency: int = field(default=8, metadata=_range(1, 1024))
-    push_timeout_seconds: float = field(default=30.0, metadata=_range(0.1, 600))
+    push_timeout_seconds: float = field(default=20.0, metadata=_range(0.1, 600))
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,16 @@ def test_the_minimal_example_is_accepted_and_takes_the_documented_defaults():
     assert config.jurisdictions["CN-GD"] == Jurisdiction("CN-GD", "pull", None, "cn_gd")
 
 
+def test_the_default_push_timeout_is_below_the_default_lease():
+    """docs/configuration.md: a push must end within its lease, which also covers accepting the receipt it brings back;
+    otherwise another process may take the row over and push the message again meanwhile."""
+    from gateway.hub.delivery import DeliveryPolicy
+
+    assert DeliverySettings().push_timeout_seconds < DeliverySettings().lease_seconds
+    assert DeliveryPolicy().push_timeout_seconds < DeliveryPolicy().lease_seconds
+    assert DeliveryPolicy().push_timeout_seconds == DeliverySettings().push_timeout_seconds
+
+
 _TABLES = ("source", "tls", "hub", "limits", "commit", "delivery", "jurisdictions", "routes", "ledger", "witnesses", "storage", "console")
 
 

@@ -56,7 +56,7 @@ class DeliveryPolicy:
     retry_max_seconds: float = 300.0
     retry_window_seconds: float = 72 * 3600.0
     concurrency: int = 8
-    push_timeout_seconds: float = 30.0
+    push_timeout_seconds: float = 20.0
     sweep_seconds: float = 10.0
 
     def backoff(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
@@ -215,7 +215,7 @@ class Deliverer:
                         try:
                             claimed = await outbox.claim_for_push(
                                 self._pool, list(self._endpoints), self._process_id, self._clock(), self._policy.lease_seconds, free,
-                                self._hub.payload_keys,
+                                self._hub.payload_keys, self._policy.retry_window_seconds,
                             )
                         except Exception as error:  # noqa: BLE001 - the worker outlives any one claim; it tries again when woken
                             _log.warning("outbox_claim_failed", error=type(error).__name__)

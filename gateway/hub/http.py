@@ -696,7 +696,7 @@ async def get_inbox(request: web.Request) -> web.Response:
             try:
                 return await outbox.claim_for_inbox(
                     pool, caller.owner, f"inbox:{caller.owner}", request.app[PROCESS_ID], hub.now(), settings.delivery.lease_seconds,
-                    limit, hub.payload_keys,
+                    limit, hub.payload_keys, settings.delivery.retry_window_seconds,
                 )
             except PayloadKeyError as error:
                 # This process cannot open a stored message (its key not copied here, or the row altered): another
@@ -708,13 +708,14 @@ async def get_inbox(request: web.Request) -> web.Response:
         claimed = await wakeups.long_poll(caller.owner, claim, wait, stop=lambda: _client_gone(request))
     if claimed and settings.delivery_kill_point is not None:
         await settings.delivery_kill_point("pull-leased")
-    if claimed and _client_gone(request):
-        # Nobody will read this answer: give the deliveries back, so that no receipt counts as returned (and is then
-        # acknowledged by a later cursor, PROTO-12.6-2) and no message waits out a lease for nothing.
-        await outbox.release_inbox_claim(pool, [item.message_id for item in claimed], f"inbox:{caller.owner}")
-        claimed = []
     with STAGE_TIMES.timed("attest", count=len(claimed)):
         deliveries = [delivery_of(item, hub.receipt_key, hub.local_view(item.receiver, item.compact)).to_document() for item in claimed]
+    if claimed and _client_gone(request):
+        # Nobody will read this answer: give the deliveries back, so that no receipt counts as returned (and is then
+        # acknowledged by a later cursor, PROTO-12.6-2) and no message waits out a lease for nothing. Asked after the
+        # attestations, which take a while for a large page, so that a client gone meanwhile is seen too.
+        await outbox.release_inbox_claim(pool, [item.message_id for item in claimed], f"inbox:{caller.owner}")
+        claimed, deliveries = [], []
     cursor = max((item.ledger_index for item in claimed), default=after)
     return _answer({"deliveries": deliveries, "cursor": cursor})
 

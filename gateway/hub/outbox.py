@@ -83,7 +83,12 @@ Written as `NOT EXISTS` it became an anti join, and while the statistics said th
 the plan read every queued row of the receiver for each candidate: quadratic in the queue's depth
 (docs/performance.md, "Fifteenth pass")."""
 
-_READY = "c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1) AND " + _NOT_HELD_BACK
+_IN_WINDOW = "c.queued_at > $1::timestamptz - make_interval(secs => $7::double precision)"
+"""The row is still inside its retry window ($7 its seconds). One past it is never offered again: the sweeper moves it to
+the dead letters once it is not leased (PROTO-12.4-4), which a receiver that keeps pulling would otherwise prevent by
+leasing it again each time its lease ran out."""
+
+_READY = "c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1) AND " + _IN_WINDOW + " AND " + _NOT_HELD_BACK
 
 _CLAIMED = (
     " RETURNING o.message_id, o.receiver, o.attempts, o.queued_at, m.compact, m.payload_key, m.digest, m.type, m.sender,"
@@ -120,14 +125,15 @@ CLAIM_FOR_PUSH_SQL = (
     + _CLAIMED
 )
 """`claim_for_push`'s statement: $1 now, $2 the receivers, $3 the process, $4 the lease's seconds, $5 the limit, $6 the
-payload keys this process holds."""
+payload keys this process holds, $7 the retry window's seconds."""
 
 
 async def claim_for_push(
-    executor: Executor, receivers: list[str], process_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys
+    executor: Executor, receivers: list[str], process_id: str, now: datetime, lease_seconds: float, limit: int, keys: PayloadKeys,
+    window_seconds: float,
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` ready rows for the push `receivers` whose retry time has come (PROTO-12.4-3);
-    their messages opened with `keys`.
+    """Lease up to `limit` ready rows for the push `receivers` whose retry time has come (PROTO-12.4-3) and whose retry
+    window has not passed (PROTO-12.4-4); their messages opened with `keys`.
 
     Only rows sealed under a key in `keys` are leased: a process that lacks a key (not yet copied to its host)
     leaves those rows to the processes that have it (`sealed_under_missing_keys` finds them). A row whose bytes
@@ -135,7 +141,7 @@ async def claim_for_push(
     and the other rows go on."""
     rows = await executor.fetch(
         CLAIM_FOR_PUSH_SQL,
-        now, receivers, process_id, float(lease_seconds), limit, list(keys.keys),
+        now, receivers, process_id, float(lease_seconds), limit, list(keys.keys), float(window_seconds),
     )
     claimed = []
     for row in rows:
@@ -162,14 +168,15 @@ CLAIM_FOR_INBOX_SQL = (
     " WHERE p.process_id NOT IN (SELECT a.application_name FROM pg_stat_activity a WHERE a.application_name IS NOT NULL)),"
     " ready AS ("
     "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until IS NULL"
-    " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
+    " AND " + _IN_WINDOW + " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
     " UNION ALL "
     "(SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.receiver = $2 AND c.state = 'queued' AND c.lease_until <= $1"
-    " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
+    " AND " + _IN_WINDOW + " AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5)"
     " UNION ALL "
     "(SELECT c.message_id, c.ledger_index FROM gone g CROSS JOIN LATERAL"
     " (SELECT c.message_id, c.ledger_index FROM outbox c WHERE c.lease_process = g.process_id AND c.receiver = $2"
-    " AND c.state = 'queued' AND c.lease_until > $1 AND " + _NOT_HELD_BACK + " ORDER BY c.ledger_index LIMIT $5) c"
+    " AND c.state = 'queued' AND c.lease_until > $1 AND " + _IN_WINDOW + " AND " + _NOT_HELD_BACK
+    + " ORDER BY c.ledger_index LIMIT $5) c"
     " ORDER BY c.ledger_index LIMIT $5)),"
     " pick AS (SELECT c.message_id FROM outbox c JOIN ready r ON r.message_id = c.message_id"
     " WHERE c.state = 'queued' AND (c.lease_until IS NULL OR c.lease_until <= $1 OR c.lease_process IN (SELECT process_id FROM gone))"
@@ -184,7 +191,8 @@ CLAIM_FOR_INBOX_SQL = (
     " m.case_id, m.ledger_index, m.accepted_at FROM leased o JOIN messages m ON m.id = o.message_id"
     " ORDER BY m.ledger_index"
 )
-"""`claim_for_inbox`'s statement: $1 now, $2 the receiver, $3 the caller, $4 the lease's seconds, $5 the limit, $6 the process."""
+"""`claim_for_inbox`'s statement: $1 now, $2 the receiver, $3 the caller, $4 the lease's seconds, $5 the limit, $6 the process,
+$7 the retry window's seconds."""
 
 
 async def claim_for_inbox(
@@ -196,8 +204,10 @@ async def claim_for_inbox(
     lease_seconds: float,
     limit: int,
     keys: PayloadKeys,
+    window_seconds: float,
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` ready rows for a pulling receiver, in ledger order (PROTO-12.6-1), on behalf of `process_id`.
+    """Lease up to `limit` ready rows for a pulling receiver, in ledger order (PROTO-12.6-1), on behalf of `process_id`;
+    none whose retry window has passed (PROTO-12.4-4).
 
     Ready includes what a gateway process that is gone had leased: the process died between committing a pull's lease
     and writing its answer, so the deliveries never left. Offered again at once, they are in this answer and below its
@@ -212,7 +222,7 @@ async def claim_for_inbox(
     # (migration 0010), found from the processes: one that is registered and has no connection to the database.
     rows = await executor.fetch(
         CLAIM_FOR_INBOX_SQL,
-        now, receiver, caller_id, float(lease_seconds), limit, process_id,
+        now, receiver, caller_id, float(lease_seconds), limit, process_id, float(window_seconds),
     )
     try:
         return [_claimed(row, keys) for row in rows]
@@ -235,11 +245,12 @@ async def release_inbox_claim(executor: Executor, message_ids: list[str], caller
 
 
 async def receipts_to_acknowledge(executor: Executor, receiver: str, cursor: int) -> bool:
-    """Whether a request with `after` = cursor acknowledges any fetched receipt (PROTO-12.6-2)."""
+    """Whether a request with `after` = cursor acknowledges any fetched receipt (PROTO-12.6-2): one that an inbox answer
+    returned. A receipt pushed to the receiver (which may move from push to pull) is acknowledged by its `204` only."""
     return bool(
         await executor.fetchval(
             "SELECT EXISTS (SELECT 1 FROM outbox WHERE receiver = $1 AND is_receipt AND state = 'queued'"
-            " AND attempts > 0 AND ledger_index <= $2)",
+            " AND attempts > 0 AND claimed_by = 'inbox:' || $1 AND ledger_index <= $2)",
             receiver, cursor,
         )
     )
@@ -249,7 +260,7 @@ async def acknowledge_fetched_receipts(connection: asyncpg.Connection, receiver:
     """Finish the fetched receipts at or below `cursor`: (receipt id, attempts) of each (PROTO-12.6-2)."""
     rows = await connection.fetch(
         "WITH done AS (DELETE FROM outbox WHERE receiver = $1 AND is_receipt AND state = 'queued' AND attempts > 0"
-        " AND ledger_index <= $2 RETURNING message_id, attempts, claimed_by)"
+        " AND claimed_by = 'inbox:' || $1 AND ledger_index <= $2 RETURNING message_id, attempts, claimed_by)"
         " UPDATE messages m SET status = 'delivered', delivered_by = done.claimed_by FROM done"
         " WHERE m.id = done.message_id RETURNING m.id, done.attempts, m.ledger_index",
         receiver, cursor,

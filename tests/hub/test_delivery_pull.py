@@ -282,6 +282,47 @@ def test_an_unacknowledged_delivery_is_dead_lettered_after_the_window_and_an_ope
     assert kinds == [("dead-lettered", payload["id"]), ("retried", payload["id"])]
 
 
+def test_a_delivery_past_its_window_is_not_offered_again_to_a_receiver_that_keeps_pulling_and_is_dead_lettered(
+    database_url, referral, test_key
+):
+    """PROTO-12.4-4. The sweeper dead-letters only rows not leased; a receiver that pulls again each time its lease ran
+    out would keep a message it never receipts leased, and offered, past its window, unless a pull skips such rows."""
+    clock = Clock()
+    payload, compact = referral()
+    with running_hub(database_url, clock=clock, delivery=DeliveryPolicy(retry_window_seconds=3600, sweep_seconds=3600)) as hub:
+        hk = Party(hub, test_key(HK), clock)
+        hub.post_message(compact)
+        deliveries, _ = hk.deliveries()
+        assert [d["message"] for d in deliveries] == [compact.decode()]
+        clock.offset = timedelta(hours=2)  # its lease and its window have passed; no sweep has run
+        deliveries, cursor = hk.deliveries()
+        assert deliveries == [] and cursor == -1, "a delivery past its window is not offered again"
+    with running_hub(database_url, clock=clock, delivery=DeliveryPolicy(retry_window_seconds=3600, sweep_seconds=0.05)):
+        wait_for_row(database_url, "SELECT state FROM outbox WHERE state = 'dead'")
+    dead = [e for e in ledger_kinds(database_url) if e["kind"] == "dead-lettered"]
+    assert [(e["message_id"], e["attempts"]) for e in dead] == [(payload["id"], 1)]
+
+
+def test_a_receipt_leased_to_a_push_is_not_acknowledged_by_an_inbox_cursor(database_url, referral, test_key):
+    """PROTO-12.6-2 acknowledges the receipts an earlier inbox answer returned. A receiver moving from push to pull may
+    pull while a process still pushes it a receipt: that receipt is acknowledged by the push's 204 or delivered again,
+    never taken as seen because the cursor passed it."""
+    payload, compact = referral()
+    with running_hub(database_url) as hub:
+        gd, hk = Party(hub, test_key(GD)), Party(hub, test_key(HK))
+        hub.post_message(compact)
+        hk.deliveries()
+        assert hk.post_receipt(receipt_for(compact, test_key(HK), "HK")).status == 202
+        (receipt,) = query(database_url, "SELECT message_id, ledger_index FROM outbox WHERE is_receipt")
+        # What a push process's claim leaves on the row (outbox.claim_for_push), while its push is in flight.
+        query(database_url, "UPDATE outbox SET claimed_by = 'gateway:0123456789ab', attempts = 1,"
+                            " lease_until = now() + interval '1 hour' WHERE is_receipt")
+        deliveries, cursor = gd.deliveries(after=receipt["ledger_index"])
+        assert deliveries == [] and cursor == receipt["ledger_index"]
+    assert query(database_url, "SELECT count(*) AS n FROM outbox WHERE is_receipt")[0]["n"] == 1, "still to be delivered"
+    assert not [e for e in ledger_kinds(database_url) if e["kind"] == "delivered" and e["message_id"] == str(receipt["message_id"])]
+
+
 def test_a_passed_verification_deadline_is_ledgered(database_url, example, test_key):
     clock = Clock()
     request = dict(example("verification.request"), id=new_uuid7(), case=new_uuid7(), created=format_timestamp(utc_now()))

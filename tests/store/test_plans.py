@@ -35,8 +35,8 @@ STATEMENTS = {
 }
 
 CLAIMS = {
-    "claim_for_inbox": (CLAIM_FOR_INBOX_SQL, ("timestamptz", "text", "text", "float8", "int", "text"), 3),
-    "claim_for_push": (CLAIM_FOR_PUSH_SQL, ("timestamptz", "text[]", "text", "float8", "int", "text[]"), 1),
+    "claim_for_inbox": (CLAIM_FOR_INBOX_SQL, ("timestamptz", "text", "text", "float8", "int", "text", "float8"), 3),
+    "claim_for_push": (CLAIM_FOR_PUSH_SQL, ("timestamptz", "text[]", "text", "float8", "int", "text[]", "float8"), 1),
 }
 """The claims, and how many times each asks whether a candidate is held back (PROTO-12.4-2)."""
 
