@@ -160,7 +160,10 @@ def test_a_receiver_that_never_returns_is_dead_lettered_and_an_operator_retry_de
     hk_port = free_port()
     endpoint = f"http://127.0.0.1:{hk_port}/v1/deliveries"
     message_id, compact = referral(example)
-    policy = DeliveryPolicy(lease_seconds=5, retry_initial_seconds=0.05, retry_max_seconds=0.1, retry_window_seconds=0.5)
+    # A window of several idle polls (1 s each, gateway/hub/delivery.py): a retry is claimed at the next poll after it
+    # is due, and no claim takes a row past its window (PROTO-12.4-4); the sweeper then dead-letters it.
+    policy = DeliveryPolicy(lease_seconds=5, retry_initial_seconds=0.05, retry_max_seconds=0.1, retry_window_seconds=3.0,
+                            sweep_seconds=0.1)
     with running_hub(database_url, push_endpoints={"HK": endpoint}, delivery=policy) as hub:
         assert post(hub.base_url, compact) == 202
         asyncio.run(until(database_url, "SELECT 1 FROM outbox WHERE state = 'dead'"))

@@ -23,6 +23,7 @@ import aiohttp
 
 from gateway.contract import contract_dir
 from gateway.demo.exchange import key_path, running_exchange, witness_name
+from gateway.hub.delivery import DeliveryPolicy
 from gateway.hub.http import POOL
 from gateway.keyfiles import read_private_key
 from gateway.ledger import notes
@@ -41,6 +42,9 @@ SHIPPED = contract_dir("keys") / "test" / "trust-list.json"
 AFTER_RETIREMENT = timedelta(days=8)
 """Later than every rotated-out key's end: `keys rotate` retires the old key 7 days after the successor starts."""
 FLOW_SECONDS = 30
+WAITING_WINDOW = DeliveryPolicy(retry_window_seconds=30 * 86400)
+"""The last phase's hub: a retry window longer than AFTER_RETIREMENT, so that the referral Macao left waiting is still
+to be delivered eight days on (with the default 72 hours it is a dead letter by then, PROTO-12.4-4)."""
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -287,7 +291,8 @@ def test_rotating_all_four_key_kinds_while_messages_flow_keeps_everything_older_
 
     waited, taken_in, final_material, latest, final_list = run_phase(
         after_every_rotation, database_url, tmp_path, ALL, origin=NEW_ORIGIN, key_files=rotated_witness,
-        earlier_logs=earlier_logs, earlier_witness_keys=earlier_witnesses, anchors=anchors, clock=later)
+        earlier_logs=earlier_logs, earlier_witness_keys=earlier_witnesses, anchors=anchors, clock=later,
+        hub_changes={"delivery": WAITING_WINDOW})
     assert (waited.receiver_receipt_status, taken_in) == ("accepted", 1), "Macao verified the late delivery"
     assert kid_of(waited.compact) == "test-cn-gd-message-1"
     assert {kid_of(message.compact) for message in final_material} == {gd_message_new["kid"]}
