@@ -40,7 +40,9 @@ def token_hash(token: str) -> bytes:
 
 
 def same_token(expected: str | None, given: str | None) -> bool:
-    return bool(expected) and bool(given) and secrets.compare_digest(str(expected), str(given))
+    """Whether `given` is the token `expected`, in constant time. Compared as UTF-8 bytes: `compare_digest` refuses
+    strings with characters outside ASCII (a TypeError), and a form field may hold any."""
+    return bool(expected) and bool(given) and secrets.compare_digest(str(expected).encode(), str(given).encode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,49 @@ def test_failed_sign_ins_slow_down_one_address_but_never_lock_the_officer_out(da
         assert officer.get("/console/dashboard").status == 200
 
 
+def test_a_burst_of_sign_ins_sent_at_once_is_throttled_like_one_sent_in_turn(database_url):
+    """docs/console.md, "Throttling": the wait is checked before the password. Twelve wrong sign-ins sent together from
+    one address get as many password checks as twelve sent one by one: five (the threshold of one name from one
+    address), then a wait for the others."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    secret = enrol(database_url, "hk-burst", "auditor")
+    burst = 12
+    together = Barrier(burst)
+
+    def guess(_: int) -> int:
+        client = Client(hub.base_url, source="127.0.0.1")
+        token = re.search(r'name="login_token" value="([^"]+)"', client.get("/console/login").text).group(1)
+        together.wait(60)
+        form = {"login_token": token, "lang": "en", "name": "hk-burst", "password": "guessed password", "totp": "123456"}
+        return client.post("/console/login", form).status
+
+    with running_hub(database_url) as hub:
+        with ThreadPoolExecutor(burst) as pool:
+            statuses = sorted(pool.map(guess, range(burst)))
+        officer = Client(hub.base_url, source="127.0.0.2")
+        assert officer.sign_in("hk-burst", totp(secret)).status == 303, "the officer still signs in from elsewhere"
+    assert statuses == [401] * 5 + [429] * (burst - 5)
+    (row,) = query(database_url, "SELECT failures FROM console_throttle WHERE scope = 'account:hk-burst|127.0.0.1'")
+    assert row["failures"] == 5, "only the checked guesses count"
+
+
+def test_a_token_with_characters_outside_ascii_is_a_failed_check_not_a_server_error(database_url):
+    """docs/console.md: a missing or wrong token is a 403 page; a form field may hold any character."""
+    secret = enrol(database_url, "mo-token", "officer", "MO")
+    with running_hub(database_url) as hub:
+        stranger = Client(hub.base_url)
+        stranger.get("/console/login")
+        refused = stranger.post("/console/login", {"login_token": "é", "name": "mo-token", "password": PASSWORD, "totp": totp(secret)})
+        assert refused.status == 403 and "content-security-policy" in refused.headers
+        officer = Client(hub.base_url)
+        assert officer.sign_in("mo-token", totp(secret)).status == 303
+        forged = officer.post("/console/logout", {"csrf": "令牌"})
+        assert forged.status == 403 and "content-security-policy" in forged.headers
+        assert officer.get("/console/dashboard").status == 200, "still signed in"
+
+
 def test_a_session_ends_when_idle_too_long_and_after_its_maximum_age(database_url):
     secret = enrol(database_url, "idle-officer", "officer", "HK")
     clock = Clock()

@@ -23,6 +23,12 @@ def test_a_code_counts_within_one_step_either_side_and_only_after_the_last_used_
     assert accounts.totp_step(SECRET, "12345", NOW, 0) is None and accounts.totp_step(SECRET, "abcdef", NOW, 0) is None
 
 
+def test_tokens_compare_equal_only_when_identical_whatever_their_characters():
+    assert sessions.same_token("abc", "abc")
+    assert not sessions.same_token("abc", "abd") and not sessions.same_token("abc", "é") and not sessions.same_token("é", "abc")
+    assert not sessions.same_token(None, "abc") and not sessions.same_token("abc", "") and not sessions.same_token("", "")
+
+
 def test_the_wait_grows_from_the_threshold_and_is_capped():
     assert [sessions.wait_after(failures, 5) for failures in (1, 4, 5, 6, 7, 20)] == [0, 0, 2, 4, 8, sessions.MAX_WAIT_SECONDS]
 
