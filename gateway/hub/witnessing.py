@@ -56,6 +56,28 @@ def published_note(checkpoint: StoredCheckpoint, cosignature_lines: Sequence[str
     return notes.add_signature_lines(checkpoint.note, list(cosignature_lines))
 
 
+def cosignature_line(witness: WitnessEndpoint, latest: StoredCheckpoint, body: bytes) -> str:
+    """The line of a witness's answer `body` that is its valid cosignature over `latest` (PROTO-13.5-3): the one the
+    hub checked is the one it stores and publishes. A witness may answer with several lines under its name (C2SP
+    tlog-witness), by other keys or of other kinds; those are not stored. NoteError or CheckpointRefused if none holds."""
+    lines = [line + "\n" for line in body.decode("utf-8", "replace").splitlines() if line]
+    _, signatures = notes.parse_note(notes.add_signature_lines(latest.note, lines))
+    mine = [s for s in signatures if s.name == witness.name and s.key_id == witness.key.key_id]
+    if not mine:
+        raise notes.NoteError("no cosignature by this witness in its answer")
+    checkpoint = notes.Checkpoint(latest.origin, latest.size, latest.root).body()
+    refusal: notes.CheckpointRefused | None = None
+    for signature in mine:
+        try:
+            notes.verify_cosignature(checkpoint, signature, witness.key)
+        except notes.CheckpointRefused as error:
+            refusal = error
+            continue
+        return signature.line()
+    assert refusal is not None
+    raise refusal
+
+
 class Checkpointer:
     """Signs checkpoints and gathers cosignatures; `run` until cancelled, `checkpoint_now` on demand."""
 
@@ -192,18 +214,12 @@ class Checkpointer:
             return None
 
     async def _cosigned(self, witness: WitnessEndpoint, latest: StoredCheckpoint, body: bytes) -> None:
-        lines = [line + "\n" for line in body.decode("utf-8", "replace").splitlines() if line]
         try:
-            _, signatures = notes.parse_note(notes.add_signature_lines(latest.note, lines))
-            mine = [s for s in signatures if s.name == witness.name and s.key_id == witness.key.key_id]
-            if not mine:
-                raise notes.NoteError("no cosignature by this witness in its answer")
-            notes.verify_cosignature(notes.Checkpoint(latest.origin, latest.size, latest.root).body(), mine[-1], witness.key)
+            line = cosignature_line(witness, latest, body)
         except (notes.NoteError, notes.CheckpointRefused) as error:
             await checkpoints.note_witness(self._pool, witness.name, self.origin, self._clock(), error="cosignature-invalid")
             _log.warning("witness_cosignature_invalid", witness=witness.name, error=str(error)[:120])
             return
-        line = next(line for line in lines if line.startswith(f"— {witness.name} "))
         now = self._clock()
         await checkpoints.add_cosignature(self._pool, self.origin, latest.size, witness.name, line, now)
         await checkpoints.note_witness(self._pool, witness.name, self.origin, now, size=latest.size, root=latest.root)

@@ -583,3 +583,27 @@ def test_the_verifier_configuration_is_checked(log, witness, witness_keys):
             verify_checkpoint(note, log_key, keys, quorum)
     with pytest.raises(NoteError):
         verify_checkpoint(note, note_key(ORIGIN, log.public(), COSIGNATURE_V1), witness_keys, 0)
+
+
+def test_the_hub_keeps_the_cosignature_line_it_verified_among_a_witnesss_lines(log, witness, witness_keys):
+    """A witness may answer with several lines under its name (C2SP tlog-witness): another key's, an older key's, one
+    that does not verify. The hub stores and publishes the line it verified, so that the published checkpoint meets the
+    quorum it counted (PROTO-13.5-3)."""
+    from gateway.hub.witnessing import WitnessEndpoint, cosignature_line
+    from gateway.ledger.checkpoints import StoredCheckpoint
+
+    latest = StoredCheckpoint(ORIGIN, 13, merkle.reference_root(ENTRIES), sign_note(BODY, ORIGIN, log), NOW)
+    hk = WitnessEndpoint(WITNESSES["hk"], "HK", witness_keys[1], None)
+    valid = cosign(BODY, WITNESSES["hk"], witness["hk"], T0)
+    old_key = cosign(BODY, WITNESSES["hk"], generate("Ed25519", "an-old-hk-witness-key"), T0)
+    other_kind = sign_note(BODY, WITNESSES["hk"], witness["hk"]).split("\n\n")[1]  # its Ed25519 note key, not type 0x04
+    elsewhere = cosign(Checkpoint(ORIGIN, 12, merkle.reference_root(ENTRIES[:12])).body(), WITNESSES["hk"], witness["hk"], T0)
+    for lines in ([old_key, other_kind, valid], [elsewhere, valid], [valid, elsewhere], [valid]):
+        assert cosignature_line(hk, latest, "".join(lines).encode()) == valid, lines
+    with pytest.raises(CheckpointRefused) as refused:
+        cosignature_line(hk, latest, (old_key + elsewhere).encode())
+    assert refused.value.reason == "other-checkpoint"
+    with pytest.raises(NoteError, match="no cosignature by this witness"):
+        cosignature_line(hk, latest, old_key.encode())
+    published = add_signature_lines(latest.note, [cosignature_line(hk, latest, (old_key + valid).encode())])
+    assert verify_checkpoint(published, note_key(ORIGIN, log.public()), witness_keys, 1).cosigned_by == ((WITNESSES["hk"], T0),)
