@@ -35,6 +35,8 @@ _PUBLIC_MEMBERS = {
     "ES256": frozenset({"kty", "crv", "x", "y", "kid", "alg", "use"}),
 }
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_FIELD = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+"""p, the prime of the field P-256 is defined over."""
 
 _Public = Union[ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey]
 _Private = Union[ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey]
@@ -170,6 +172,10 @@ def public_key_from_jwk(jwk: Any, where: str = "") -> PublicKey:
             raise ProtocolError("jwk-invalid", "x is not an Ed25519 point", where=f"{where}/x")
         return PublicKey(kid, alg, ed25519.Ed25519PublicKey.from_public_bytes(x))
     y = _coordinate(jwk, "y", where)
+    if not (int.from_bytes(x, "big") < _P256_FIELD and int.from_bytes(y, "big") < _P256_FIELD):
+        # An affine coordinate is an element of the field (SEC 1 §3.2.2.1); OpenSSL would reduce x + p to x and so give
+        # one key two encodings, and two RFC 7638 thumbprints.
+        raise ProtocolError("jwk-invalid", "x and y are not a point on P-256", where=f"{where}/x")
     try:
         key = ec.EllipticCurvePublicNumbers(
             int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
@@ -208,14 +214,19 @@ def _check_kid(kid: str) -> None:
         raise ValueError("a kid is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 
 
+_ABSENT = object()
+"""A JWK member that is not there, told apart from one that is null."""
+
+
 def _jwk_algorithm(jwk: dict[str, Any], where: str) -> Algorithm:
-    kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
+    # A missing `alg` is allowed (§10.1); a present one, null included, must name the key's algorithm (PROTO-10.1-3).
+    kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg", _ABSENT)
     if kty == "OKP" and crv == "Ed25519":
-        if alg not in (None, "Ed25519", "EdDSA"):
+        if alg not in (_ABSENT, "Ed25519", "EdDSA"):
             raise ProtocolError("jwk-invalid", "alg does not fit an Ed25519 key", where=f"{where}/alg")
         return "Ed25519"
     if kty == "EC" and crv == "P-256":
-        if alg not in (None, "ES256"):
+        if alg not in (_ABSENT, "ES256"):
             raise ProtocolError("jwk-invalid", "alg does not fit a P-256 key", where=f"{where}/alg")
         return "ES256"
     raise ProtocolError("jwk-invalid", "Only OKP/Ed25519 and EC/P-256 keys are allowed", where=f"{where}/kty")

@@ -157,3 +157,48 @@ def test_a_signature_given_as_any_bytes_like_object_verifies_as_before():
     signature = key.sign(b"input")
     assert key.public().verify(bytearray(signature), b"input") and key.public().verify(memoryview(signature), b"input")
     assert not key.public().verify(bytearray(64), b"input")
+
+
+P256 = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+P256_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+
+
+def _p256_point_with_small_x() -> tuple[int, int]:
+    """A point of P-256 whose x is small enough that x + p still fits 32 bytes."""
+    for x in range(1, 100):
+        rhs = (x**3 - 3 * x + P256_B) % P256
+        y = pow(rhs, (P256 + 1) // 4, P256)  # p = 3 (mod 4): the square root, when there is one
+        if y * y % P256 == rhs:
+            return x, y
+    raise AssertionError("no point with a small x")
+
+
+def _ec(x: int, y: int) -> dict:
+    return {"kty": "EC", "crv": "P-256", "kid": "k1", "x": base64url.encode_str(x.to_bytes(32, "big")),
+            "y": base64url.encode_str(y.to_bytes(32, "big"))}
+
+
+def test_a_p256_coordinate_at_or_above_the_field_prime_is_refused_not_reduced():
+    """PROTO-10.1-3: x and y are the point's affine coordinates, elements of the field; x + p names the same point as x,
+    and taking it would give one key two encodings (and two RFC 7638 thumbprints)."""
+    x, y = _p256_point_with_small_x()
+    assert public_key_from_jwk(_ec(x, y)).to_jwk()["x"] == _ec(x, y)["x"]
+    with pytest.raises(ProtocolError) as refused:
+        public_key_from_jwk(_ec(x + P256, y))
+    assert refused.value.code == "jwk-invalid"
+
+
+@pytest.mark.parametrize("alg", [None, "ES256", "RS256", ""])
+def test_a_present_alg_must_name_the_keys_algorithm_even_when_null(alg):
+    """PROTO-10.1-3: `alg` may be left out; when present, it is the key's algorithm (null is present)."""
+    for key, allowed in ((generate("Ed25519", "k1").public().to_jwk(), ("Ed25519", "EdDSA")),
+                         (generate("ES256", "k1").public().to_jwk(), ("ES256",))):
+        key = {name: value for name, value in key.items() if name != "alg"}
+        assert public_key_from_jwk(key) is not None, "no alg at all is allowed"
+        jwk = key | {"alg": alg}
+        if alg in allowed:
+            assert public_key_from_jwk(jwk) is not None
+        else:
+            with pytest.raises(ProtocolError) as refused:
+                public_key_from_jwk(jwk)
+            assert refused.value.code == "jwk-invalid" and refused.value.where.endswith("/alg")
