@@ -31,6 +31,7 @@ from gateway.adapters.identity import AREA_CODE_INVALID, check_identity_document
 from gateway.adapters.local_view import converted_texts, is_free_text
 from gateway.adapters.schemes import SchemeList
 from gateway.protocol.errors import ProtocolError
+from gateway.protocol.schema import load_message_schemas
 from gateway.protocol.statements import LocalTime, LocalView, SchemeName
 from gateway.protocol.timestamps import parse_timestamp
 
@@ -68,17 +69,20 @@ class JurisdictionAdapter:
         """Free text converted to this receiver's script; the schemes of an award (the sender's, named in this
         receiver's language) and, for each needed category, this receiver's own schemes of it (§9.3)."""
         found = _ViewParts()
-        # One walk for all four, each in document order: every timestamp of the payload (§5.3 form) as the same
-        # instant in this receiver's zone; the free texts; in the body, the schemes of each needed category, then
-        # the awards. Pointers are spelled only for what is found.
+        # One walk for all four, each in document order: every timestamp of the payload as the same instant in
+        # this receiver's zone; the free texts; in the body, the schemes of each needed category, then the
+        # awards. Pointers are spelled only for what is found.
         _collect_view_parts(payload, ("",), False, False, found)
         zone = ZoneInfo(self.zone)
+        # A timestamp is a member the schemas type as one (`/created`, `/body/respond_by`): a note, a reference
+        # or a name that merely looks like one is not a time, whatever its shape.
+        places = load_message_schemas().timestamp_places(payload.get("type")) if found.timestamps else ()
         times = []
         for place, value in found.timestamps:
-            try:
-                times.append(LocalTime(_pointer(place), parse_timestamp(value).astimezone(zone).isoformat(), self.zone))
-            except ValueError:
-                pass
+            if _shape(place) in places:
+                local = _local_time(value, zone)
+                if local is not None:
+                    times.append(LocalTime(_pointer(place), local, self.zone))
         names = []
         for place, category in found.needs:
             pointer = _pointer(place)
@@ -131,8 +135,32 @@ def _collect_view_parts(value: Any, place: tuple[Any, ...], in_body: bool, in_ne
         _view_string(value, place, False, found)
 
 
+def _local_time(value: str, zone: ZoneInfo) -> str | None:
+    """`value` (§5.3) as the same instant in `zone`, an RFC 3339 date-time with that zone's offset; None where
+    RFC 3339 cannot say it: an instant whose offset there is not a whole number of minutes (a zone's local
+    mean time before standard time, 1904 in Hong Kong) has no `±hh:mm`, and rounding would name another
+    instant."""
+    try:
+        local = parse_timestamp(value).astimezone(zone)
+    except ValueError:
+        return None
+    offset = local.utcoffset()
+    return local.isoformat() if offset is not None and offset.seconds % 60 == 0 and offset.microseconds == 0 else None
+
+
+def _shape(place: tuple[Any, ...]) -> tuple[str, ...]:
+    """A `_containers` place as the member names from the root, `*` for an array item (see
+    `MessageSchemas.timestamp_places`)."""
+    keys: list[str] = []
+    while len(place) == 2:
+        place, key = place
+        keys.append(key if type(key) is str else "*")
+    return tuple(reversed(keys))
+
+
 def _view_string(value: str, place: tuple[Any, ...], in_needs: bool, found: _ViewParts) -> None:
-    # A cheap look before the pattern: a §5.3 timestamp ends in Z and has at least 20 characters.
+    # A cheap look before the pattern: a §5.3 timestamp ends in Z and has at least 20 characters. Which of these
+    # are timestamps is the schemas' to say (`local_view`).
     if len(value) >= 20 and value[-1] == "Z" and _TIMESTAMP.fullmatch(value):
         found.timestamps.append((place, value))
     elif in_needs:

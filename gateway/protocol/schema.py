@@ -89,6 +89,7 @@ class MessageSchemas:
         _check_reference_patterns(self._documents)
         self._reference_registry = _reference_registry(self._documents)
         self._reference = self._compile_reference("message.json")
+        self._timestamp_places = {name: _timestamp_places(self._documents, f"{name}.json") for name in self._types}
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -99,6 +100,13 @@ class MessageSchemas:
     def documents(self) -> Mapping[str, Mapping[str, Any]]:
         """The schema documents by file name (`defs.json`, `referral.submit.json`, ...)."""
         return self._documents
+
+    def timestamp_places(self, message_type: str) -> frozenset[tuple[str, ...]]:
+        """Where a message of `message_type` holds a timestamp (`defs.json#/$defs/timestamp`, §5.3), each place
+        the member names from the payload's root with `*` for any array item: `("created",)`,
+        `("body", "respond_by")`. Empty for an unregistered type. The local view (§9.3) converts these and no
+        other string, whatever its shape."""
+        return self._timestamp_places.get(message_type, frozenset())
 
     def validate(self, message: Any) -> None:
         """Accept a payload that is a valid v1 message of a registered type, or raise.
@@ -189,6 +197,52 @@ def _read_documents(directory: Path) -> dict[str, dict[str, Any]]:
 
 def _message_types(envelope: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(envelope["properties"]["type"]["enum"])
+
+
+_TIMESTAMP_DEF = SCHEMA_BASE + "defs.json#/$defs/timestamp"
+
+
+def _timestamp_places(documents: Mapping[str, Mapping[str, Any]], name: str) -> frozenset[tuple[str, ...]]:
+    """Every place under the schema `name` whose subschema is the timestamp definition (see
+    `MessageSchemas.timestamp_places`). Follows `$ref` (within and across the documents), `properties`,
+    `items`, `prefixItems` and the applicators that judge the same instance (`allOf`, `anyOf`, `oneOf`, `then`,
+    `else`); each reference once a place, so a recursive definition ends."""
+    found: set[tuple[str, ...]] = set()
+
+    def walk(node: Any, base: str, place: tuple[str, ...], seen: frozenset[str]) -> None:
+        if not isinstance(node, dict):
+            return
+        reference = node.get("$ref")
+        if isinstance(reference, str):
+            # The schemas' references are within a document (`#/$defs/body`) or name a sibling document
+            # (`envelope.json`, `defs.json#/$defs/timestamp`); every document shares SCHEMA_BASE.
+            target = base + reference if reference.startswith("#") else SCHEMA_BASE + reference
+            if target == _TIMESTAMP_DEF:
+                found.add(place)
+            elif target not in seen:
+                document_name, _, fragment = target[len(SCHEMA_BASE):].partition("#")
+                walk(_resolve(documents[document_name], fragment), SCHEMA_BASE + document_name, place, seen | {target})
+        for key, member in (node.get("properties") or {}).items():
+            walk(member, base, (*place, key), seen)
+        for member in node.get("prefixItems") or ():
+            walk(member, base, (*place, "*"), seen)
+        walk(node.get("items"), base, (*place, "*"), seen)
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            for member in node.get(keyword) or ():
+                walk(member, base, place, seen)
+        walk(node.get("then"), base, place, seen)
+        walk(node.get("else"), base, place, seen)
+
+    walk(documents[name], SCHEMA_BASE + name, (), frozenset())
+    return frozenset(found)
+
+
+def _resolve(document: Mapping[str, Any], fragment: str) -> Any:
+    """The subschema a JSON Pointer fragment (`/$defs/body`, or empty for the document) names."""
+    node: Any = document
+    for token in fragment.split("/")[1:]:
+        node = node[token.replace("~1", "/").replace("~0", "~")]
+    return node
 
 
 def _refuse_retrieval(uri: str) -> Any:

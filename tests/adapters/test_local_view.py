@@ -180,3 +180,30 @@ def test_the_local_view_digest_is_stable(example):
     assert first.digest == second.digest
     assert first.digest != LocalView().digest
     assert LocalView(local_view_texts(payload, MO_LANG)).digest != first.digest  # the tag names the receiver's region
+
+
+def test_only_the_schemas_timestamps_are_times(example):
+    """§9.3: `times` points at timestamps of the payload (`/created`, `/body/respond_by`). A note, a reference or
+    any other string shaped like one is not a time; one from before 1904 used to give an offset with seconds,
+    which no receiver can parse (PROTO-9.3-1)."""
+    from gateway.adapters.registry import load_adapter
+
+    request = json.loads(json.dumps(example("verification.request")))
+    request["body"]["note"] = {"text": "1900-01-01T00:00:00Z", "lang": "en"}
+    request["legal_basis"]["consent_ref"] = "2026-11-28T09:30:00Z"
+    for code, module in (("CN-GD", "cn_gd"), ("HK", "hk"), ("MO", "mo")):
+        view = load_adapter(code, module).local_view(request)
+        assert [time.at for time in view.times] == ["/created", "/body/respond_by"], code
+        delivery = {"message": "a", "attestation": "b", "local_view": json.loads(json.dumps(view.to_document()))}
+        parse_delivery(json.dumps(delivery).encode())  # a receiver can read it
+
+
+def test_a_time_no_offset_of_minutes_can_say_is_left_out(example):
+    """Before standard time a zone's offset has seconds (Hong Kong's +07:36:42 until 1904), which RFC 3339 cannot
+    write; rounding would name another instant, so the entry is left out rather than made unreadable."""
+    from gateway.adapters.registry import load_adapter
+
+    submit = dict(example("referral.submit"), created="1900-01-01T00:00:00Z")
+    for code, module in (("CN-GD", "cn_gd"), ("HK", "hk"), ("MO", "mo")):
+        assert load_adapter(code, module).local_view(submit).times == (), code
+    assert [time.local for time in load_adapter("HK", "hk").local_view(dict(submit, created="1950-01-01T00:00:00Z")).times] == ["1950-01-01T08:00:00+08:00"]
