@@ -19,13 +19,13 @@ import asyncpg
 
 from gateway.cli.keys import on_migrated_connection, storage_command, storage_target
 from gateway.cli.output import reporting
-from gateway.config import load_config
+from gateway.config import ConfigError, load_config
 from gateway.hub import store
 from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR
 from gateway.store.migrate import migrate
 from gateway.store.payloads import PayloadKeyError, generate_key, load_keys
 
-_reporting = reporting("payload-keys", PayloadKeyError)
+_reporting = reporting("payload-keys", PayloadKeyError, ConfigError)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -84,6 +84,13 @@ def backup_database(dsn: str, target: Path) -> Backup:
     if not target.parent.is_dir():
         raise BackupError(f"{target.parent} is not a folder: create it first")
     partial = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
+    # The archive holds the officers' TOTP secrets and password hashes and every sealed payload: readable by its
+    # owner only, like the cluster's folder (0700) and a subject's export (0600), whatever the umask. pg_dump
+    # writes into the file made here and keeps its mode.
+    try:
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as error:
+        raise BackupError(f"cannot write in {target.parent}: {error.strerror}") from None
     try:
         _run_tool(
             [str(tool("pg_dump")), "--format=custom", "--no-password", f"--file={partial}", f"--dbname={dsn}"],

@@ -343,6 +343,7 @@ def test_backup_then_restore_into_a_fresh_data_dir_reproduces_the_rows(database_
     archive = tmp_path / "gateway.backup"
     backup = run_cli("db", "backup", str(archive), "--database-url", database_url)
     assert backup.status == 0, backup.stderr
+    assert archive.stat().st_mode & 0o777 == 0o600, "TOTP secrets and password hashes: the owner's only"
     with temporary_data_dir() as fresh:
         restore = run_cli("db", "restore", str(archive), "--data-dir", str(fresh))
         assert restore.status == 0, restore.stderr

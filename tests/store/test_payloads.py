@@ -139,3 +139,12 @@ def test_a_rotation_reseals_every_row_and_the_old_key_can_then_go(database_url, 
     with running_hub(database_url, payload_keys=load_keys(folder, {})) as hub:
         deliveries, _ = Party(hub, test_key(HK)).deliveries()
         assert sorted(d["message"].encode() for d in deliveries) == sorted([first, second])
+
+
+@pytest.mark.parametrize("verb", ["generate", "list"])
+def test_a_configuration_that_cannot_be_read_is_a_message_not_a_traceback(tmp_path, verb):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[hub\n", encoding="utf-8")
+    result = run_cli("payload-keys", verb, "--config", str(bad))
+    assert result.status == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("gateway: ") and "bad.toml" in result.stderr
