@@ -146,6 +146,16 @@ def test_signed_trust_list_round_trip(tmp_path):
     assert json.loads(checked.stdout) == json.loads(TRUST_LIST.read_text("utf-8"))
 
 
+def test_another_key_under_the_hub_receipt_kid_cannot_sign_the_list(tmp_path):
+    """The list names its signer's public key: a key that only borrows the kid signs a list no consumer accepts."""
+    made = run_cli("keys", "generate", "--jurisdiction", "hub", "--use", "receipt", "--alg", "ES256", "--out", str(tmp_path),
+                   "--kid", "test-hub-receipt-1")
+    assert made.status == 0, made.stderr
+    (key,) = tmp_path.glob("*.key.jwk")
+    refused = run_cli("trust-list", "sign", "--key", str(key), str(TRUST_LIST))
+    assert refused.status == 1 and refused.stdout == "" and "not the one the list holds as test-hub-receipt-1" in refused.stderr
+
+
 def test_shipped_signed_trust_list_verifies_and_a_message_key_cannot_sign_one():
     shipped = (TEST_KEYS / "trust-list.jws").read_bytes()
     ok = run_cli("trust-list", "verify", "--anchor", str(TRUST_LIST), "--at", "2026-11-28T12:00:00Z", "-", stdin=shipped)

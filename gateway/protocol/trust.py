@@ -209,6 +209,9 @@ def sign_trust_list(trust: TrustList, hub_key: PrivateKey) -> bytes:
     record = trust.keys.get(hub_key.kid)
     if record is None or record.owner != HUB or record.use != "receipt":
         raise ValueError("a trust list is signed by a hub key of use 'receipt' that the list itself holds")
+    if record.public.to_jwk() != hub_key.public().to_jwk():
+        # Another key under the entry's kid (or another algorithm) signs a list every consumer refuses.
+        raise ValueError(f"the signing key is not the one the list holds as {hub_key.kid} (its public key or algorithm differs)")
     return jws.sign_compact(strict_json.dumps(trust.to_document()), hub_key, "gba-trust-list+jws")
 
 

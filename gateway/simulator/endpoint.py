@@ -64,7 +64,7 @@ def build_endpoint(actions: EndpointActions) -> web.Application:
             kind, to = document["kind"], document["to"]
         except (ValueError, KeyError, TypeError):
             return _control_problem(400, 'The body is {"kind": "referral"|"verification", "to": CODE}')
-        if kind not in FLOW_KINDS or to not in actions.peers:
+        if type(kind) is not str or type(to) is not str or kind not in FLOW_KINDS or to not in actions.peers:
             return _control_problem(400, f"kind is one of {', '.join(FLOW_KINDS)}; to is one of {', '.join(sorted(actions.peers))}")
         case, message_id = await actions.start_flow(kind, to)
         return web.json_response({"case": case, "message_id": message_id}, status=201)

@@ -58,6 +58,9 @@ def test_the_control_api_opens_flows_and_shows_ids_states_and_counts(running_sim
                     opened = await response.json()
                 async with session.post(base + "/v1/simulator/flows", json={"kind": "gossip", "to": "HK"}) as response:
                     assert response.status == 400
+                for odd in ({"kind": "referral", "to": ["HK"]}, {"kind": {"a": 1}, "to": "HK"}):
+                    async with session.post(base + "/v1/simulator/flows", json=odd) as response:
+                        assert response.status == 400 and response.content_type == "application/problem+json", odd
                 await simulator.wait_for(lambda: simulator.outgoing(opened["message_id"]).hub_status == "accepted", timeout=10)
                 async with session.get(base + "/v1/simulator/state") as response:
                     state = await response.json()
