@@ -267,6 +267,9 @@ async def import_new_entries(
     new_names = {code: names for code, names in proposed.names.items() if code not in known_codes}
     new_keys = [record for kid, record in proposed.keys.items() if kid not in registered]
     await _register(connection, appender, new_names, new_keys, imported.sequence, now)
+    # As at the first start (`import_trust_list`): the list published next must supersede the imported one for
+    # a receiver anchored on it (PROTO-10.3-3, -4); `apply_change` counts one on from here.
+    await connection.execute("UPDATE registry_version SET version = GREATEST(version, $1)", imported.sequence)
     return Imported(tuple(record.kid for record in new_keys), tuple(new_names))
 
 

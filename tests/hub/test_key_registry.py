@@ -264,6 +264,22 @@ def test_importing_a_list_again_adds_nothing_and_a_changed_key_is_a_kid_duplicat
     assert_refused(keys(database_url, "import", "--trust-list", str(changed)), "kid-duplicate")
 
 
+@pytest.mark.parametrize("sequence", [1, 5])
+def test_the_list_published_after_an_import_supersedes_the_imported_one(database_url, tmp_path, sequence):
+    """PROTO-10.3-3, -4: a receiver anchored on the imported list must accept what the hub publishes next, so its
+    sequence is higher, on an empty registry (the CLI's own advice before a first start) as on a used one."""
+    document = dict(json.loads(TRUST_LIST.read_text()), sequence=sequence)
+    imported = tmp_path / "imported.json"
+    imported.write_text(json.dumps(document))
+    assert keys(database_url, "import", "--trust-list", str(imported)).status == 0
+    assert registry_document(database_url)["sequence"] > sequence
+    _, entry, _ = new_key(tmp_path, "--jurisdiction", "HK", "--use", "message")
+    later = dict(document, sequence=sequence + 10, keys=[*document["keys"], entry])
+    imported.write_text(json.dumps(later))
+    assert keys(database_url, "import", "--trust-list", str(imported)).status == 0
+    assert registry_document(database_url)["sequence"] > sequence + 10
+
+
 def test_the_wait_ends_with_an_error_naming_a_live_process_that_never_acknowledges(database_url):
     import_test_trust_list(database_url)
     with idle_gateway_process(database_url, "gateway:fake"):
