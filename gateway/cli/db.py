@@ -1,7 +1,9 @@
 """`gateway db start|stop|status|backup|restore`: the gateway's PostgreSQL (docs/database.md).
 
-Every verb takes `--data-dir DIR` and `--database-url URL`; which database it acts on
-follows the precedence of gateway/store/database.py. Messages go to stderr; `start`
+Every verb takes `--data-dir DIR`, `--database-url URL` and `--config FILE`; which
+database it acts on follows the precedence of gateway/store/database.py (the
+configuration's `database_url` and `data_dir` after the options and the environment).
+`backup` never makes a new embedded cluster: an empty data directory is a wrong path. Messages go to stderr; `start`
 prints the database URL on stdout, `status` its report. Exit status: 0 done (or
 reachable, for `status`); 1 failed, refused or unreachable, with the reason on stderr;
 2 usage error.
@@ -14,10 +16,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+from gateway.cli.keys import configured_database
 from gateway.cli.output import reporting
+from gateway.config import ConfigError
 from gateway.store import StoreError
 from gateway.store.backup import backup_database, restore_database
-from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR, Database, resolve_database, server_status
+from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR, Database, server_status
 from gateway.store.embedded import ensure_embedded_server, running_embedded_server, stop_embedded_server
 
 
@@ -26,8 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "db",
         help="start, stop, check, back up and restore the database",
         description="Without a database URL the gateway uses its embedded PostgreSQL in the data directory. "
-        f"Which database: --database-url, else ${DATABASE_URL_VARIABLE}, else the embedded server in --data-dir "
-        "(docs/database.md).",
+        f"Which database: --database-url, else ${DATABASE_URL_VARIABLE}, else the configuration's database_url, "
+        "else the embedded server in --data-dir or the configuration's data_dir (docs/database.md).",
     )
     verbs = db.add_subparsers(dest="verb", required=True, metavar="VERB")
     start = verbs.add_parser("start", help="start the embedded server (initialising it the first time); print its URL")
@@ -38,17 +42,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     restore = verbs.add_parser("restore", help="load a backup into an empty database, all or nothing")
     restore.add_argument("file", type=Path, help="a file made by `gateway db backup`")
     for verb, run in ((start, _start), (stop, _stop), (status, _status), (backup, _backup), (restore, _restore)):
+        verb.add_argument("--config", type=Path, metavar="FILE", help="the gateway's TOML configuration (data_dir, database_url)")
         verb.add_argument("--data-dir", type=Path, help=f"the gateway's data directory (default ./{DEFAULT_DATA_DIR})")
         verb.add_argument("--database-url", help=f"an external PostgreSQL (postgresql://...); overrides ${DATABASE_URL_VARIABLE}")
         verb.set_defaults(run=_reporting_errors(run))
 
 
-_reporting_errors = reporting("error", StoreError)
-"""`run`, with a storage failure reported as `gateway: error: ...` and exit status 1."""
+_reporting_errors = reporting("error", StoreError, ConfigError)
+"""`run`, with a storage or configuration failure reported as `gateway: error: ...` and exit status 1."""
 
 
 def _database(arguments: argparse.Namespace) -> Database:
-    return resolve_database(arguments.database_url, None, arguments.data_dir)
+    return configured_database(arguments)[0]
 
 
 def _say(message: str) -> None:
@@ -107,16 +112,16 @@ def _status(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _ready(database: Database) -> str:
-    """The URL to use: an external one as is; the embedded server started if needed."""
+def _ready(database: Database, initialise: bool = True) -> str:
+    """The URL to use: an external one as is; the embedded server started if needed (and made, if `initialise`)."""
     if not database.embedded:
         return database.dsn
-    return ensure_embedded_server(database.data_dir, notify=_say).dsn
+    return ensure_embedded_server(database.data_dir, notify=_say, initialise=initialise).dsn
 
 
 def _backup(arguments: argparse.Namespace) -> int:
     database = _database(arguments)
-    dsn = _ready(database)
+    dsn = _ready(database, initialise=False)
     _say(f"backing up {database.describe()} to {arguments.file}")
     backup = backup_database(dsn, arguments.file)
     _say(f"wrote {backup.path} ({backup.size} bytes)")

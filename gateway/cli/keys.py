@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from gateway.cli.output import read_input, report_refusal, timestamp_argument
-from gateway.config import MODES, ConfigError, load_config
+from gateway.config import MODES, ConfigError, GatewayConfig, load_config
 from gateway.hub import registry
 from gateway.keyfiles import write_private_key, write_public_key
 from gateway.ledger.append import LedgerAppender
@@ -36,7 +36,7 @@ from gateway.protocol.keys import ALGORITHMS, generate
 from gateway.protocol.timestamps import format_timestamp, utc_now
 from gateway.protocol.trust import ED25519_ONLY_USES, HUB, KEY_USES, allowed_uses, load_trust_list
 from gateway.store import StoreError
-from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR, resolve_database
+from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR, Database, resolve_database
 from gateway.store.embedded import ensure_embedded_server
 from gateway.store.migrate import migrate
 
@@ -214,11 +214,17 @@ class StorageTarget:
     mode: str
 
 
-def storage_target(arguments: argparse.Namespace) -> StorageTarget:
-    """The database and mode to use: the options, then the config (if given), then the defaults."""
+def configured_database(arguments: argparse.Namespace) -> tuple[Database, GatewayConfig | None]:
+    """The database the options name (`--database-url`, `--data-dir`, `--config`), by docs/database.md's order;
+    and the configuration, if one was given."""
     config = load_config(arguments.config) if arguments.config else None
     config_url, config_dir = (config.database_url, config.data_dir) if config else (None, None)
-    database = resolve_database(arguments.database_url, config_url, arguments.data_dir or config_dir)
+    return resolve_database(arguments.database_url, config_url, arguments.data_dir or config_dir), config
+
+
+def storage_target(arguments: argparse.Namespace) -> StorageTarget:
+    """The database and mode to use: the options, then the config (if given), then the defaults."""
+    database, config = configured_database(arguments)
     dsn = ensure_embedded_server(database.data_dir, notify=_say).dsn if database.embedded else database.dsn
     modes = {getattr(arguments, "mode", None), config.mode if config else None}
     return StorageTarget(dsn, "production" if "production" in modes else "test")

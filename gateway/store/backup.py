@@ -31,6 +31,7 @@ from typing import IO
 import asyncpg
 
 from gateway.store import StoreError
+from gateway.store.database import split_password
 from gateway.store.embedded import tool
 
 TRANSACTION_TIMEOUT_SINCE = 170000
@@ -93,8 +94,8 @@ def backup_database(dsn: str, target: Path) -> Backup:
         raise BackupError(f"cannot write in {target.parent}: {error.strerror}") from None
     try:
         _run_tool(
-            [str(tool("pg_dump")), "--format=custom", "--no-password", f"--file={partial}", f"--dbname={dsn}"],
-            what="back up the database",
+            [str(tool("pg_dump")), "--format=custom", "--no-password", f"--file={partial}"],
+            _Target(dsn), what="back up the database",
         )
         with open(partial, "rb") as archive:
             os.fsync(archive.fileno())
@@ -126,7 +127,7 @@ def restore_database(dsn: str, archive: Path) -> None:
             f"database: a fresh data directory (gateway db restore --data-dir NEW_DIR FILE) or a new database "
             f"(CREATE DATABASE, then --database-url). Nothing was restored."
         )
-    _replay(archive, dsn, drop_transaction_timeout=version_num < TRANSACTION_TIMEOUT_SINCE)
+    _replay(archive, _Target(dsn), drop_transaction_timeout=version_num < TRANSACTION_TIMEOUT_SINCE)
 
 
 async def _inspect_target(dsn: str) -> tuple[int, list[str]]:
@@ -142,8 +143,34 @@ async def _inspect_target(dsn: str) -> tuple[int, list[str]]:
     return version_num, objects
 
 
-def _replay(archive: Path, dsn: str, drop_transaction_timeout: bool) -> None:
-    """pg_restore ARCHIVE as SQL | psql --single-transaction; commit only if both succeed."""
+class _Target:
+    """How libpq's tools are pointed at a database: the URL on the command line, its password in the environment."""
+
+    def __init__(self, dsn: str) -> None:
+        self.url, self._password = split_password(dsn)
+        self.environment = dict(os.environ)
+        if self._password is not None:
+            self.environment["PGPASSWORD"] = self._password
+
+    @property
+    def argument(self) -> str:
+        return f"--dbname={self.url}"
+
+    def tail(self, output: IO[bytes], lines: int = 8) -> str:
+        """The last `lines` of a tool's messages, never with the password in them."""
+        output.seek(0)
+        text = output.read().decode("utf-8", errors="replace").strip()
+        if self._password:
+            text = text.replace(self._password, "***")
+        return "\n".join(text.splitlines()[-lines:]) or "(no message)"
+
+
+def _replay(archive: Path, target: _Target, drop_transaction_timeout: bool) -> None:
+    """pg_restore ARCHIVE as SQL | psql --single-transaction; commit only if both succeed.
+
+    If psql stops first (an error in the script), pg_restore loses its reader and dies of SIGPIPE: the
+    failure to report is then psql's, not pg_restore's.
+    """
     with tempfile.TemporaryFile() as restore_errors, tempfile.TemporaryFile() as load_errors:
         reader = subprocess.Popen(
             [str(tool("pg_restore")), "--no-owner", "--no-acl", "--file=-", str(archive)],
@@ -151,27 +178,28 @@ def _replay(archive: Path, dsn: str, drop_transaction_timeout: bool) -> None:
         )
         loader = subprocess.Popen(
             [str(tool("psql")), "--no-psqlrc", "--quiet", "--no-password", "--single-transaction",
-             "--set=ON_ERROR_STOP=1", "--file=-", f"--dbname={dsn}"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=load_errors,
+             "--set=ON_ERROR_STOP=1", "--file=-", target.argument],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=load_errors, env=target.environment,
         )
         assert reader.stdout is not None and loader.stdin is not None
+        loader_stopped = False
         try:
             _copy(reader.stdout, loader.stdin, drop_transaction_timeout)
         except BrokenPipeError:
-            pass  # psql stopped at an error; its status and message say which
+            loader_stopped = True  # psql stopped at an error; its status and message say which
         finally:
             reader.stdout.close()
-        if reader.wait() != 0:
+        if reader.wait() != 0 and not loader_stopped:
             # psql's input is still open, so it has not committed: killing it rolls back.
             loader.kill()
             loader.wait()
-            raise BackupError(f"cannot read {archive}: {_tail(restore_errors)}. Nothing was restored.")
+            raise BackupError(f"cannot read {archive}: {target.tail(restore_errors)}. Nothing was restored.")
         try:
             loader.stdin.close()
         except BrokenPipeError:
             pass
         if loader.wait() != 0:
-            raise BackupError(f"the restore failed and was rolled back, nothing was restored: {_tail(load_errors)}")
+            raise BackupError(f"the restore failed and was rolled back, nothing was restored: {target.tail(load_errors)}")
 
 
 def _copy(source: IO[bytes], sink: IO[bytes], drop_transaction_timeout: bool) -> None:
@@ -201,17 +229,12 @@ def _without_attver(line: bytes) -> bytes:
     return match["head"] + b", ".join(options) + b");\n" if options else b""
 
 
-def _run_tool(command: list[str], what: str) -> None:
+def _run_tool(command: list[str], target: _Target, what: str) -> None:
     with tempfile.TemporaryFile() as errors:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        result = subprocess.run([*command, target.argument], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=errors, env=target.environment)
         if result.returncode != 0:
-            raise BackupError(f"could not {what}: {_tail(errors)}")
-
-
-def _tail(output: IO[bytes], lines: int = 8) -> str:
-    output.seek(0)
-    text = output.read().decode("utf-8", errors="replace").strip()
-    return "\n".join(text.splitlines()[-lines:]) or "(no message)"
+            raise BackupError(f"could not {what}: {target.tail(errors)}")
 
 
 def _fsync_folder(folder: Path) -> None:

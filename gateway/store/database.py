@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -81,6 +81,33 @@ def redact_url(url: str) -> str:
                   for field in parts.query.split("&")]
         parts = parts._replace(query="&".join(fields))
     return urlunsplit(parts)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """`url` without its password (user part and `password=` parameter), and that password, percent-decoded.
+
+    For handing a URL to libpq's tools (pg_dump, psql): a password on a command line is visible to every
+    local user in /proc/PID/cmdline, and libpq repeats a malformed one in its error message; the tools take
+    it from the PGPASSWORD environment variable instead. Decoding follows asyncpg's (a malformed escape is
+    kept as it is), so the tools get the password the gateway itself connects with.
+    """
+    parts = urlsplit(url)
+    password = None
+    user, at, host = parts.netloc.partition("@")
+    if at and ":" in user:
+        user, _, secret = user.partition(":")
+        password = unquote(secret) or None
+        parts = parts._replace(netloc=f"{user}@{host}")
+    if parts.query:
+        fields = []
+        for field in parts.query.split("&"):
+            name, _, value = field.partition("=")
+            if unquote_plus(name) != "password":
+                fields.append(field)
+            elif password is None:  # as in asyncpg, the user part's password wins
+                password = unquote_plus(value)
+        parts = parts._replace(query="&".join(fields))
+    return urlunsplit(parts), password
 
 
 def with_database_name(url: str, name: str) -> str:

@@ -182,16 +182,23 @@ def _wheel_version() -> str:
 # --- the public operations ----------------------------------------------------------
 
 
-def ensure_embedded_server(data_dir: Path, notify: Notify = _quiet) -> EmbeddedServer:
+def ensure_embedded_server(data_dir: Path, notify: Notify = _quiet, initialise: bool = True) -> EmbeddedServer:
     """Initialise (first time) and start the embedded server of `data_dir` unless it runs.
 
     Safe to call from several processes at once: they take turns on the data
     directory's lock, exactly one starts the server, and all get the same one.
     Returns once the server accepts connections. The server keeps running after the
-    caller exits; `stop_embedded_server` stops it.
+    caller exits; `stop_embedded_server` stops it. With `initialise=False` a data
+    directory that holds no cluster yet is an error, not a new empty cluster: for
+    commands that read a database (a backup), where a new one means a wrong path.
     """
     data_dir = _absolute(data_dir)
     _check_path(data_dir)
+    if not initialise and not (data_dir / PGDATA_NAME / "PG_VERSION").exists():
+        raise EmbeddedServerError(
+            f"{data_dir} holds no embedded PostgreSQL database; check --data-dir, the configuration's data_dir "
+            "and database_url, or GATEWAY_DATABASE_URL"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     with _locked(data_dir, notify):
         pgdata = data_dir / PGDATA_NAME

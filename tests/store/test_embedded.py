@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ import asyncpg
 import pytest
 
 from gateway.store import StoreError
-from gateway.store.backup import _copy
-from gateway.store.database import DEFAULT_DATA_DIR, resolve_database, server_status
+from gateway.store.backup import _copy, _Target
+from gateway.store.database import DEFAULT_DATA_DIR, resolve_database, server_status, split_password
 from gateway.store.embedded import (
     PGDATA_NAME,
     SERVER_LOG_NAME,
@@ -34,6 +35,7 @@ from gateway.store.embedded import (
     stop_embedded_server,
 )
 from tests.cli_runner import run_cli
+from tests.conftest import TEST_KEYS
 from tests.database import DatabaseServer, external_test_database_url, temporary_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -423,6 +425,114 @@ def test_restore_of_a_file_that_is_no_backup_restores_nothing(database_url, tmp_
     result = run_cli("db", "restore", str(archive), "--database-url", database_url)
     assert result.status == 1 and "Nothing was restored" in result.stderr
     assert _objects(database_url) == []
+
+
+def _with_user_part(url: str, user_part: str) -> str:
+    """`url` with its user part (before the @) replaced."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{user_part}@{rest.partition('@')[2]}"
+
+
+def _config(folder: Path, top: str) -> Path:
+    """A test-mode configuration with `top` among its top-level keys."""
+    path = folder / "gateway.toml"
+    path.write_text(f"""mode = "test"
+public_base_url = "http://127.0.0.1:8443"
+{top}
+[hub]
+receipt_key = "{TEST_KEYS}/test-hub-receipt-1.key.jwk"
+trust_list = "{TEST_KEYS}/trust-list.json"
+[jurisdictions.CN-GD]
+[jurisdictions.HK]
+[jurisdictions.MO]
+[[routes]]
+sender = "CN-GD"
+receiver = "HK"
+types = ["referral.*"]
+purposes = ["referral"]
+""", "utf-8")
+    return path
+
+
+def test_backup_and_restore_take_the_database_from_the_configuration(database_url, tmp_path, monkeypatch):
+    # A site that names its database only in gateway.toml: the backup is of that database, not of a new
+    # empty embedded cluster in ./var/gateway, and a restore goes into the configured data directory.
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    _fill(database_url, 40)
+    archive = tmp_path / "gateway.backup"
+    backup = run_cli("db", "backup", str(archive), "--config", str(_config(tmp_path, f'database_url = "{database_url}"')))
+    assert backup.status == 0, backup.stderr
+    assert not (tmp_path / DEFAULT_DATA_DIR).exists(), "no embedded cluster was made in ./var/gateway"
+    with temporary_data_dir() as fresh:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        restore = run_cli("db", "restore", str(archive), "--config", str(_config(elsewhere, f'data_dir = "{fresh}"')))
+        assert restore.status == 0, restore.stderr
+        restored = running_embedded_server(fresh)
+        assert restored is not None and _rows(restored.dsn) == _rows(database_url)
+
+
+def test_a_backup_of_a_data_directory_without_a_database_makes_none(tmp_path, monkeypatch):
+    monkeypatch.delenv("GATEWAY_DATABASE_URL", raising=False)
+    empty = tmp_path / "typo"
+    result = run_cli("db", "backup", str(tmp_path / "gateway.backup"), "--data-dir", str(empty))
+    assert result.status == 1 and "holds no embedded PostgreSQL database" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == [], "neither a cluster nor a backup file"
+
+
+def test_a_configuration_that_cannot_be_read_is_reported_not_a_traceback(tmp_path):
+    broken = tmp_path / "gateway.toml"
+    broken.write_text("mode = \n", "utf-8")
+    result = run_cli("db", "backup", str(tmp_path / "gateway.backup"), "--config", str(broken))
+    assert result.status == 1 and result.stderr.startswith("gateway: error: ") and "Traceback" not in result.stderr
+    assert not (tmp_path / "gateway.backup").exists()
+
+
+def test_the_tools_get_the_password_in_their_environment_never_on_their_command_line():
+    # A command line is readable by every local user (/proc/PID/cmdline); libpq also repeats a malformed
+    # password in its error message.
+    assert split_password("postgresql://gba:S%40c%25r@db.example:5432/gba?sslmode=require") == (
+        "postgresql://gba@db.example:5432/gba?sslmode=require", "S@c%r")
+    assert split_password("postgresql://db.example/gba?user=gba&password=hunter2&sslmode=disable") == (
+        "postgresql://db.example/gba?user=gba&sslmode=disable", "hunter2")
+    assert split_password("postgresql://gba@db.example/gba") == ("postgresql://gba@db.example/gba", None)
+    target = _Target("postgresql://gba:Sec%ret99@db.example/gba")
+    assert "Sec" not in target.argument and target.environment["PGPASSWORD"] == "Sec%ret99"
+    assert target.tail(io.BytesIO(b"FATAL: password Sec%ret99 rejected")) == "FATAL: password *** rejected"
+
+
+def test_backup_and_restore_work_with_a_password_that_libpq_could_not_parse(database_server: DatabaseServer,
+                                                                            database_url, tmp_path):
+    # The test servers trust their clients, so the password is not checked: it must only not break or show.
+    _fill(database_url, 30)
+    user = database_url.partition("://")[2].partition("@")[0]
+    archive = tmp_path / "gateway.backup"
+    backup = run_cli("db", "backup", str(archive), "--database-url", _with_user_part(database_url, f"{user}:Sec%ret99"))
+    assert backup.status == 0, backup.stderr
+    with database_server.fresh_database() as target:
+        restore = run_cli("db", "restore", str(archive), "--database-url", _with_user_part(target, f"{user}:Sec%ret99"))
+        assert restore.status == 0, restore.stderr
+        assert _rows(target) == _rows(database_url)
+    assert "Sec%ret99" not in backup.stderr + restore.stderr
+
+
+def test_a_restore_the_server_refuses_says_why(database_server: DatabaseServer, database_url, tmp_path):
+    # psql stops at the first statement (no CREATE on schema public) while pg_restore still has ~400 kB to
+    # write: pg_restore dies of SIGPIPE, and the error to report is psql's.
+    _fill(database_url, 3000)
+    archive = tmp_path / "gateway.backup"
+    assert run_cli("db", "backup", str(archive), "--database-url", database_url).status == 0
+    role = f"gba_test_restricted_{secrets.token_hex(4)}"
+    with database_server.fresh_database() as target:
+        _execute(database_server.admin_url, f'CREATE ROLE "{role}" LOGIN')
+        try:
+            result = run_cli("db", "restore", str(archive), "--database-url", _with_user_part(target, role))
+        finally:
+            _execute(database_server.admin_url, f'DROP ROLE "{role}"')
+        assert result.status == 1, result.stderr
+        assert "rolled back, nothing was restored" in result.stderr and "permission denied" in result.stderr, result.stderr
+        assert _objects(target) == []
 
 
 def test_the_restore_script_loses_pg_attver_and_old_servers_lose_transaction_timeout_but_data_is_untouched():
