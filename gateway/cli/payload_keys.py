@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +24,7 @@ from gateway.config import ConfigError, load_config
 from gateway.hub import store
 from gateway.store.database import DATABASE_URL_VARIABLE, DEFAULT_DATA_DIR
 from gateway.store.migrate import migrate
-from gateway.store.payloads import PayloadKeyError, generate_key, load_keys
+from gateway.store.payloads import KEYS_VARIABLE, PayloadKeyError, generate_key, load_keys
 
 _reporting = reporting("payload-keys", PayloadKeyError, ConfigError)
 
@@ -56,6 +57,12 @@ def _folder(arguments: argparse.Namespace) -> Path:
 
 def _generate(arguments: argparse.Namespace) -> int:
     folder = _folder(arguments)
+    if os.environ.get(KEYS_VARIABLE):
+        raise PayloadKeyError(
+            f"${KEYS_VARIABLE} is set, and the gateway takes its payload keys from it instead of {folder}: a key "
+            f"written there would never seal, so nothing was written. Add the new key to the variable "
+            "(id=base64 of 32 random bytes, the greatest id seals), or unset it to use the directory"
+        )
     key_id = generate_key(folder)
     print(f"{key_id}: written to {folder / (key_id + '.key')} (mode 0600); it is now the current key")
     print("restart the gateway processes, then run `gateway payload-keys reencrypt` to reseal the stored messages")

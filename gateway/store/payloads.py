@@ -86,9 +86,21 @@ def new_key_id(now: datetime | None = None) -> str:
 
 
 def generate_key(folder: Path, now: datetime | None = None) -> str:
-    """Write a new random key into `folder` (mode 0600, never overwriting); its id, which is now the current key."""
+    """Write a new random key into `folder` (mode 0600, never overwriting); its id, which is now the current key.
+
+    Refuses (writing nothing) when a key already in `folder` has an id that sorts after the new one (a key named
+    by hand, or made on a clock that ran ahead): that key would go on sealing, and a rotation away from it would
+    silently not happen.
+    """
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_id = new_key_id(now)
+    later = max((path.stem for path in folder.glob("*.key") if path.stem >= key_id), default=None)
+    if later is not None:
+        raise PayloadKeyError(
+            f"{folder} holds payload key {later}, whose id sorts after the new key's id {key_id}: it would stay the "
+            f"key that seals (the greatest id seals), so nothing was written. If the clock is behind, correct it; "
+            f"else write the new key by hand under an id that sorts after {later} (32 random bytes, base64, mode 0600)"
+        )
     path = folder / f"{key_id}.key"
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:

@@ -148,3 +148,20 @@ def test_a_configuration_that_cannot_be_read_is_a_message_not_a_traceback(tmp_pa
     result = run_cli("payload-keys", verb, "--config", str(bad))
     assert result.status == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("gateway: ") and "bad.toml" in result.stderr
+
+
+def test_generate_refuses_a_key_that_would_not_become_the_current_one(tmp_path, monkeypatch):
+    # A rotation away from a leaked key must not silently leave it sealing.
+    monkeypatch.delenv(KEYS_VARIABLE, raising=False)
+    folder = tmp_path / "payload-keys"
+    folder.mkdir(mode=0o700)
+    (folder / "zz-by-hand.key").write_text(base64.b64encode(bytes(32)).decode() + "\n", "ascii")
+    result = run_cli("payload-keys", "generate", "--dir", str(folder))
+    assert result.status == 1 and "payload key zz-by-hand, whose id sorts after the new key's" in result.stderr, result.stderr
+    assert sorted(path.name for path in folder.iterdir()) == ["zz-by-hand.key"]
+
+    monkeypatch.setenv(KEYS_VARIABLE, "pa=" + base64.b64encode(bytes(32)).decode())
+    elsewhere = tmp_path / "other-keys"
+    result = run_cli("payload-keys", "generate", "--dir", str(elsewhere))
+    assert result.status == 1 and f"${KEYS_VARIABLE} is set" in result.stderr, result.stderr
+    assert not elsewhere.exists()
