@@ -21,7 +21,7 @@ from gateway.cli import workers
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.hub.collector import COLLECTOR_PAUSES, freeze_startup_objects
 from gateway.hub.faults import chain, hold_point_hook, kill_point_hooks
-from gateway.hub.http import build_app, settings_for
+from gateway.hub.http import HubStartError, build_app, settings_for
 from gateway.hub.metrics import Metrics, counter_board
 from gateway.hub.stages import STAGE_TIMES
 from gateway.hub.transport import server_context
@@ -69,7 +69,11 @@ def _serve(arguments: argparse.Namespace) -> int:
         COLLECTOR_PAUSES.install()
         metrics = Metrics(boards[0])
         app = build_app(settings_for(config, dsn), before_commit=before_commit, after_commit=after_commit, metrics=metrics)
-        return asyncio.run(_run(app, config, port, reuse_port, ready))
+        try:
+            return asyncio.run(_run(app, config, port, reuse_port, ready))
+        except HubStartError as error:
+            print(f"gateway: error: {error}", file=sys.stderr, flush=True)
+            return 1
 
     if arguments.workers == 1:
         return serve(0, port, False, lambda line: print(line, flush=True))

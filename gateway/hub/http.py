@@ -55,7 +55,8 @@ from gateway.protocol.ids import UUID7
 from gateway.protocol.request_proof import WINDOW_SECONDS, VerifiedProof, check_request_proof
 from gateway.protocol.schema import load_message_schemas
 from gateway.protocol.timestamps import format_timestamp, utc_now
-from gateway.protocol.trust import load_trust_list
+from gateway.protocol.keys import PrivateKey
+from gateway.protocol.trust import TrustList, check_hub_receipt_key, load_trust_list
 from gateway.store.migrate import migrate
 from gateway.store.payloads import KEYS_VARIABLE, PayloadKeyError, PayloadKeys, generate_key, load_keys
 
@@ -274,6 +275,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             await resources.enter_async_context(_background(registry.watch(), "registry-watch"))
             await resources.enter_async_context(_background(_forget_used_request_proofs(pool, clock), "jti-sweeper"))
             receipt_key = read_private_key(settings.receipt_key_file)
+            _check_receipt_key(registry.current(), receipt_key, clock())
             hub = Hub(
                 pool=pool,
                 committer=committer,
@@ -408,6 +410,29 @@ async def _no_session_reset(connection: asyncpg.Connection) -> None:
     sets no session state on pooled connections (advisory locks are released where taken,
     the registry's LISTEN connection is held, not pooled), so nothing else needs resetting.
     """
+
+
+class HubStartError(Exception):
+    """The hub cannot serve as configured; the message says what to change (`gateway serve` prints it, exit 1)."""
+
+
+def _check_receipt_key(trust: TrustList, receipt_key: PrivateKey, now: datetime) -> None:
+    """Refuse to start with a receipt key the registry does not hold as the hub's, valid now: every receipt,
+    attestation and trust list it signed would be refused by every consumer (§9.1, §10.3)."""
+    try:
+        record = check_hub_receipt_key(trust, receipt_key)
+        record.check_valid_at(now)
+    except ValueError as error:
+        reason = str(error)
+    except ProtocolError as refusal:  # revoked, expired, not yet valid
+        reason = f"the key registry holds {receipt_key.kid} as {refusal.code.removeprefix('key-').replace('-', ' ')}"
+    else:
+        return
+    raise HubStartError(
+        f"hub.receipt_key ({receipt_key.kid}) cannot sign for the hub: {reason}. Point hub.receipt_key at the hub "
+        "receipt key the registry holds (`gateway keys list`), or register this one (`gateway keys add`, "
+        "`gateway keys rotate`; docs/operations.md)"
+    )
 
 
 async def _import_initial_trust_list(pool: asyncpg.Pool, committer: GroupCommitter, settings: HubSettings, clock: Any) -> None:

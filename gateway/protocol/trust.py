@@ -204,14 +204,26 @@ def _entry_problem(entry: Mapping[str, Any], public: PublicKey, names: Mapping[s
     return None
 
 
-def sign_trust_list(trust: TrustList, hub_key: PrivateKey) -> bytes:
-    """The trust list as a `gba-trust-list+jws`, signed by the hub's receipt key."""
+def check_hub_receipt_key(trust: TrustList, hub_key: PrivateKey) -> KeyRecord:
+    """The list's entry for `hub_key`, if the list holds that very key as the hub's receipt key; else ValueError.
+
+    Another key under the entry's kid (or another algorithm) signs receipts, attestations and trust lists
+    that every consumer refuses.
+    """
     record = trust.keys.get(hub_key.kid)
-    if record is None or record.owner != HUB or record.use != "receipt":
-        raise ValueError("a trust list is signed by a hub key of use 'receipt' that the list itself holds")
+    if record is None:
+        raise ValueError(f"the trust list holds no key {hub_key.kid}")
+    if record.owner != HUB or record.use != "receipt":
+        raise ValueError(f"the trust list holds {hub_key.kid} as a key of {record.owner} for use {record.use!r}, "
+                         f"not as the hub's receipt key")
     if record.public.to_jwk() != hub_key.public().to_jwk():
-        # Another key under the entry's kid (or another algorithm) signs a list every consumer refuses.
-        raise ValueError(f"the signing key is not the one the list holds as {hub_key.kid} (its public key or algorithm differs)")
+        raise ValueError(f"the key is not the one the trust list holds as {hub_key.kid} (its public key or algorithm differs)")
+    return record
+
+
+def sign_trust_list(trust: TrustList, hub_key: PrivateKey) -> bytes:
+    """The trust list as a `gba-trust-list+jws`, signed by the hub's receipt key (which the list must hold)."""
+    check_hub_receipt_key(trust, hub_key)
     return jws.sign_compact(strict_json.dumps(trust.to_document()), hub_key, "gba-trust-list+jws")
 
 

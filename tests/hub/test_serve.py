@@ -17,8 +17,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import pytest
+
 from gateway.contract import contract_dir
-from tests.hub.harness import serving_url
+from gateway.hub.http import HubStartError
+from gateway.keyfiles import write_private_key
+from gateway.protocol.keys import generate
+from gateway.protocol.timestamps import parse_timestamp
+from tests.hub.harness import running_hub, serving_url
 
 KEYS = contract_dir("keys") / "test"
 
@@ -180,3 +186,44 @@ def _next_line(process: subprocess.Popen, timeout: float) -> str:
     selector.register(process.stdout, selectors.EVENT_READ)
     assert selector.select(timeout=timeout), f"no line within {timeout:g} s"
     return process.stdout.readline().strip()
+
+
+def test_serve_refuses_a_receipt_key_the_registry_does_not_hold_as_the_hubs(tmp_path, database_url):
+    # Every receipt, attestation and trust list it signed would be refused by every consumer: no start at all.
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'''mode = "test"
+public_base_url = "http://127.0.0.1:8443"
+[hub]
+receipt_key = "{KEYS / 'test-hk-message-1.key.jwk'}"
+trust_list = "{KEYS / 'trust-list.json'}"
+[jurisdictions.CN-GD]
+[jurisdictions.HK]
+[[routes]]
+sender = "CN-GD"
+receiver = "HK"
+types = ["referral.*"]
+purposes = ["referral"]
+''',
+        "utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "gateway: error: hub.receipt_key (test-hk-message-1) cannot sign for the hub" in result.stderr
+    assert "as a key of HK for use 'message'" in result.stderr and "Traceback" not in result.stderr
+    assert "gateway: serving" not in result.stdout
+
+
+def test_the_hub_refuses_to_start_with_another_key_under_its_kid_or_a_key_no_longer_valid(tmp_path, database_url):
+    impostor = tmp_path / "impostor.key.jwk"
+    write_private_key(generate("Ed25519", "test-hub-receipt-1"), impostor)
+    with pytest.raises(HubStartError, match=r"not the one the trust list holds as test-hub-receipt-1"):
+        with running_hub(database_url, receipt_key_file=impostor):
+            pass
+    after_expiry = parse_timestamp("2036-01-01T00:00:01Z")  # test-hub-receipt-1's not_after, passed
+    with pytest.raises(HubStartError, match=r"holds test-hub-receipt-1 as expired"):
+        with running_hub(database_url, clock=lambda: after_expiry):
+            pass
