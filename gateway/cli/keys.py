@@ -113,7 +113,8 @@ APPLICATION_NAME = "gateway-keys"
 """This command's connection name: not `gateway:...`, for it holds no copy of the registry to acknowledge."""
 DEFAULT_WAIT_SECONDS = 30.0
 
-Change = Callable[[asyncpg.Connection, LedgerAppender], Awaitable[Any]]
+Change = Callable[[asyncpg.Connection, LedgerAppender, str], Awaitable[Any]]
+"""A registry change: (connection, appender, the registry's mode) -> its result."""
 
 
 def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
@@ -165,7 +166,8 @@ def _register_registry_verbs(verbs: argparse._SubParsersAction) -> None:
         verb.add_argument("--database-url", metavar="URL",
                           help=f"an external PostgreSQL (postgresql://...); overrides ${DATABASE_URL_VARIABLE}")
     for verb in (add, imported, rotate):
-        verb.add_argument("--mode", choices=MODES, help="the hub's mode (default: the config's, else test); production wins")
+        verb.add_argument("--mode", choices=MODES, help="the hub's mode (default: the config's, else the one the "
+                          "database records, else test); production wins; must agree with the database's")
     for verb in (add, imported, rotate, revoke):
         verb.add_argument("--wait", type=_seconds, default=DEFAULT_WAIT_SECONDS, metavar="SECONDS",
                           help=f"how long to wait for every live gateway process to acknowledge "
@@ -211,7 +213,9 @@ def _say(message: str) -> None:
 @dataclass(frozen=True, slots=True)
 class StorageTarget:
     dsn: str
-    mode: str
+    mode: str | None
+    """The mode the options or the configuration state (production if either does), None if neither does: the
+    registry's changes then take the mode the database records (`registry.settle_mode`)."""
 
 
 def configured_database(arguments: argparse.Namespace) -> tuple[Database, GatewayConfig | None]:
@@ -223,11 +227,11 @@ def configured_database(arguments: argparse.Namespace) -> tuple[Database, Gatewa
 
 
 def storage_target(arguments: argparse.Namespace) -> StorageTarget:
-    """The database and mode to use: the options, then the config (if given), then the defaults."""
+    """The database and the stated mode: the options, then the config (if given), then the defaults."""
     database, config = configured_database(arguments)
     dsn = ensure_embedded_server(database.data_dir, notify=_say).dsn if database.embedded else database.dsn
     modes = {getattr(arguments, "mode", None), config.mode if config else None}
-    return StorageTarget(dsn, "production" if "production" in modes else "test")
+    return StorageTarget(dsn, "production" if "production" in modes else ("test" if "test" in modes else None))
 
 
 async def connect_migrated(dsn: str) -> asyncpg.Connection:
@@ -256,12 +260,16 @@ def on_migrated_connection(arguments: argparse.Namespace, work: Callable[[asyncp
 
 
 def _change(target: StorageTarget, change: Change, wait: float) -> tuple[Any, registry.Acknowledgement]:
-    """Apply `change` (one transaction), then wait for every live gateway process to acknowledge it."""
+    """Apply `change` (one transaction) in the registry's mode, then wait for every live gateway process to
+    acknowledge it."""
+
+    async def in_mode(connection: asyncpg.Connection, appender: LedgerAppender) -> Any:
+        return await change(connection, appender, await registry.settle_mode(connection, target.mode))
 
     async def run() -> tuple[Any, registry.Acknowledgement]:
         connection = await connect_migrated(target.dsn)
         try:
-            version, result = await registry.apply_change(connection, change)
+            version, result = await registry.apply_change(connection, in_mode)
             return result, await registry.wait_for_acknowledgements(connection, version, wait)
         finally:
             await connection.close()
@@ -291,19 +299,22 @@ def _add(arguments: argparse.Namespace) -> int:
     entry = _read_json(arguments.entry, "key entry")
     target, now = storage_target(arguments), utc_now()
     record, acknowledgement = _change(
-        target, lambda connection, appender: registry.add_key_entry(connection, appender, entry, target.mode, now), arguments.wait
+        target, lambda connection, appender, mode: registry.add_key_entry(connection, appender, entry, mode, now), arguments.wait
     )
     return _report(f"added key {record.kid} ({_validity(record.not_before, record.not_after)})", acknowledgement, arguments.wait)
 
 
 def _import(arguments: argparse.Namespace) -> int:
     target, now = storage_target(arguments), utc_now()
-    trust = load_trust_list(read_input(arguments.trust_list), require_production=target.mode == "production")
-    imported, acknowledgement = _change(
-        target,
-        lambda connection, appender: registry.import_new_entries(connection, appender, trust, target.mode, now),
-        arguments.wait,
-    )
+    data = read_input(arguments.trust_list)
+    trust = load_trust_list(data, require_production=target.mode == "production")
+
+    async def change(connection: asyncpg.Connection, appender: LedgerAppender, mode: str) -> registry.Imported:
+        # In the mode the database records, which the options may not have stated.
+        checked = load_trust_list(data, require_production=mode == "production")
+        return await registry.import_new_entries(connection, appender, checked, mode, now)
+
+    imported, acknowledgement = _change(target, change, arguments.wait)
     keys = ", ".join(imported.keys_added) or "none"
     done = f"imported trust list {trust.sequence}: {len(imported.jurisdictions_added)} new jurisdiction(s), new keys: {keys}"
     return _report(done, acknowledgement, arguments.wait)
@@ -314,8 +325,8 @@ def _rotate(arguments: argparse.Namespace) -> int:
     target, now = storage_target(arguments), utc_now()
     rotation, acknowledgement = _change(
         target,
-        lambda connection, appender: registry.rotate_key(
-            connection, appender, arguments.kid, entry, arguments.retire_at, target.mode, now
+        lambda connection, appender, mode: registry.rotate_key(
+            connection, appender, arguments.kid, entry, arguments.retire_at, mode, now
         ),
         arguments.wait,
     )
@@ -332,7 +343,7 @@ def _revoke(arguments: argparse.Namespace) -> int:
     target, now = storage_target(arguments), utc_now()
     at = arguments.at or now
     revoked, acknowledgement = _change(
-        target, lambda connection, appender: registry.revoke_key(connection, appender, arguments.kid, at, now), arguments.wait
+        target, lambda connection, appender, mode: registry.revoke_key(connection, appender, arguments.kid, at, now), arguments.wait
     )
     return _report(f"revoked key {revoked.kid} from {format_timestamp(at)}", acknowledgement, arguments.wait)
 

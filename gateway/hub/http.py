@@ -45,7 +45,7 @@ from gateway.hub.openapi import OPENAPI_PATH, document_bytes
 from gateway.hub.policy import RoutePolicy
 from gateway.hub.retention import purge_continuously
 from gateway.hub.stages import STAGE_TIMES
-from gateway.hub.registry import APPLICATION_PREFIX, Registry, import_trust_list, read_trust_list
+from gateway.hub.registry import APPLICATION_PREFIX, ModeConflict, Registry, import_trust_list, read_trust_list, settle_mode
 from gateway.hub import store
 from gateway.keyfiles import read_private_key
 from gateway.ledger.append import LedgerAppender
@@ -267,11 +267,13 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             )
             committer.start()
             resources.push_async_callback(committer.close)
+            await _settle_mode(pool, settings.mode, record=False)
             await _import_initial_trust_list(pool, committer, settings, clock)
             wakeups = app[WAKEUPS]
             registry = Registry(pool, settings.mode, process_id, listeners={OUTBOX_CHANNEL: wakeups.notified})
             resources.push_async_callback(registry.close)
             await registry.start()
+            await _settle_mode(pool, settings.mode, record=True)  # it loaded in this mode: the database keeps to it
             await resources.enter_async_context(_background(registry.watch(), "registry-watch"))
             await resources.enter_async_context(_background(_forget_used_request_proofs(pool, clock), "jti-sweeper"))
             receipt_key = read_private_key(settings.receipt_key_file)
@@ -414,6 +416,14 @@ async def _no_session_reset(connection: asyncpg.Connection) -> None:
 
 class HubStartError(Exception):
     """The hub cannot serve as configured; the message says what to change (`gateway serve` prints it, exit 1)."""
+
+
+async def _settle_mode(pool: asyncpg.Pool, mode: str, record: bool) -> None:
+    try:
+        async with pool.acquire() as connection:
+            await settle_mode(connection, mode, record)
+    except ModeConflict as conflict:
+        raise HubStartError(str(conflict)) from None
 
 
 def _check_receipt_key(trust: TrustList, receipt_key: PrivateKey, now: datetime) -> None:

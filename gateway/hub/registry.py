@@ -215,6 +215,30 @@ def _same_key(entry: Mapping[str, Any] | None, record: KeyRecord) -> bool:
 # --- Changing the registry (inside `apply_change`'s transaction) ------------------------
 
 
+class ModeConflict(RegistryError):
+    """The registry was recorded in one mode and is used in the other."""
+
+
+async def settle_mode(connection: asyncpg.Connection, stated: str | None, record: bool = True) -> str:
+    """The registry's mode: the one the database records; else `stated`, recorded now (if `record`); else test.
+
+    A production registry holds no test key and is published as a production list (PROTO-10.5-1, -2), so a
+    database serves one mode for its life: a stated mode other than the recorded one is refused (ModeConflict).
+    Record in the transaction that changes the registry, or once the registry has loaded: a change or start
+    that fails must not leave its mode behind.
+    """
+    if stated is not None and record:
+        await connection.execute("UPDATE registry_version SET mode = $1 WHERE mode IS NULL", stated)
+    recorded = await connection.fetchval("SELECT mode FROM registry_version")
+    if stated is not None and recorded not in (None, stated):
+        raise ModeConflict(
+            f"this database's key registry is a {recorded} registry, and this is a {stated} gateway: a database "
+            f"serves one mode for its life. Use a database of its own for {stated} mode (a new --data-dir or "
+            "database), or the configuration that belongs to this one"
+        )
+    return recorded or "test"
+
+
 async def apply_change(
     connection: asyncpg.Connection, change: Callable[[asyncpg.Connection, LedgerAppender], Awaitable[T]]
 ) -> tuple[int, T]:

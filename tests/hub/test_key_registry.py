@@ -159,6 +159,35 @@ def test_production_mode_refuses_a_test_key(database_url, tmp_path):
     assert {row["kid"] for row in query(database_url, "SELECT kid FROM keys")} == {entry["kid"] for entry in registered}
 
 
+def test_a_registry_keeps_the_mode_it_was_recorded_in(database_url, tmp_path):
+    # Without --mode or --config the CLI used to take any registry for a test one: a test key could be added
+    # to a production registry, whose hub then could not load it.
+    registered = [new_key(tmp_path, "--jurisdiction", owner, "--use", use)[1]
+                  for owner, use in (("CN-GD", "message"), ("hub", "receipt"))]
+    production_list = tmp_path / "production-trust-list.json"
+    production_list.write_text(json.dumps(dict(json.loads(TRUST_LIST.read_text()), mode="production", keys=registered)))
+    assert keys(database_url, "import", "--mode", "production", "--trust-list", str(production_list)).status == 0
+    assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] == "production"
+    test_entry_file, _, _ = new_key(tmp_path, "--jurisdiction", "HK", "--use", "message", "--test-key")
+
+    assert_refused(keys(database_url, "add", "--entry", str(test_entry_file)), "trust-list-invalid")
+    stated_test = keys(database_url, "add", "--mode", "test", "--entry", str(test_entry_file))
+    assert stated_test.status == 1 and "a production registry, and this is a test gateway" in stated_test.stderr
+    assert {row["kid"] for row in query(database_url, "SELECT kid FROM keys")} == {entry["kid"] for entry in registered}
+    production_key_file, production_entry, _ = new_key(tmp_path, "--jurisdiction", "HK", "--use", "message")
+    assert keys(database_url, "add", "--entry", str(production_key_file)).status == 0, "the recorded mode serves"
+    assert production_entry["kid"] in {row["kid"] for row in query(database_url, "SELECT kid FROM keys")}
+
+
+def test_a_refused_change_records_no_mode(database_url, tmp_path):
+    entry_file, _, _ = new_key(tmp_path, "--jurisdiction", "HK", "--use", "message")
+    refused = keys(database_url, "add", "--mode", "production", "--entry", str(entry_file))
+    assert refused.status == 1 and "the key registry is empty" in refused.stderr, refused.stderr
+    assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] is None
+    import_test_trust_list(database_url)  # no mode stated: test, and not recorded (the hub's start records it)
+    assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] is None
+
+
 def test_keys_list_prints_the_registry_and_marks_keys_expiring_within_30_days(database_url, tmp_path):
     import_test_trust_list(database_url)
     entry_file, entry, _ = new_key(tmp_path, "--jurisdiction", "MO", "--use", "message", "--valid-days", "10")
