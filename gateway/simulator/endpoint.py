@@ -2,7 +2,8 @@
 
 - `POST /v1/deliveries`: a pushed delivery (`application/json`); `200` with the receipt
   (`application/jose`), `204` for a delivered receipt, `400` problem when not even the
-  attestation verifies (PROTO-12.5-1).
+  attestation verifies (PROTO-12.5-1); `503` problem (`unavailable`) when a key is
+  unknown while the hub's trust list cannot be fetched, so that the hub delivers again.
 - `POST /v1/simulator/flows` `{"kind": "referral"|"verification", "to": CODE}`: opens a
   case; `201 {"case", "message_id"}`.
 - `GET /v1/simulator/state`: ids, states and counts.
@@ -51,7 +52,7 @@ def build_endpoint(actions: EndpointActions) -> web.Application:
             return _problem(ProtocolError("media-type-unsupported", "A delivery is application/json").problem(), 415)
         answer = await actions.receive_push(await request.read())
         if answer.problem is not None:
-            return _problem(answer.problem, 400)
+            return _problem(answer.problem, 503 if answer.retry else 400)
         if answer.receipt is None:
             return web.Response(status=204)
         return web.Response(status=200, body=answer.receipt, content_type="application/jose")

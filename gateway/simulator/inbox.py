@@ -6,7 +6,10 @@ sent with `POST /v1/receipts` (for a redelivery, the stored receipt again: the h
 offers a message again only while it holds no receipt of it) and resent, identical
 bytes, until the hub answers `202`. Only then, with every delivery of the answer
 stored and acknowledged, is the answer's cursor stored (PROTO-12.6-2); the next
-request's `after` also acknowledges the receipts delivered so far. The loop runs
+request's `after` also acknowledges the receipts delivered so far. A delivery that
+cannot be taken in now (a key unknown while the hub's trust list cannot be fetched)
+ends the page: the cursor stays where it was, and the inbox is asked again after a
+backoff, so the hub offers that delivery again once its lease ends. The loop runs
 until cancelled.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import structlog
 
@@ -52,13 +56,23 @@ class InboxPoller:
                 await asyncio.sleep(retry_delay(failures))
                 continue
             failures = 0
-            for delivery in page.deliveries:
-                answer = await self._reception.receive(delivery)
-                if answer.receipt is not None:
-                    await self._acknowledge(answer)
+            if not await self._take_in(page.deliveries):
+                failures += 1
+                await asyncio.sleep(retry_delay(failures))
+                continue
             if page.cursor != cursor:
                 self._state.set_cursor(page.cursor)
                 cursor = page.cursor
+
+    async def _take_in(self, deliveries: tuple[Any, ...]) -> bool:
+        """Receive and acknowledge each delivery in order; False at the first that cannot be taken in now."""
+        for delivery in deliveries:
+            answer = await self._reception.receive(delivery)
+            if answer.retry:
+                return False
+            if answer.receipt is not None:
+                await self._acknowledge(answer)
+        return True
 
     async def _acknowledge(self, answer: Answer) -> None:
         """`POST /v1/receipts` until `202` with a hub receipt that names it; a 4xx refusal is final."""

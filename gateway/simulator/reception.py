@@ -9,7 +9,9 @@ one transaction. The answer says what to tell the hub:
   a delivery whose message fails but whose attestation verified is rejected in the
   attestation's case, to its sender (PROTO-9.2-2);
 - nothing, for a delivered receipt: recorded, never acknowledged by a receipt (PROTO-9.4-2);
-- a problem, when not even the attestation verifies (no case or sender to answer).
+- a problem, when not even the attestation verifies (no case or sender to answer);
+- "later" (`retry`, with an `unavailable` problem), when a key is unknown while the hub's
+  trust list cannot be fetched: nothing is recorded, refused or rejected for it.
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ from gateway.protocol.schema import MessageSchemas
 from gateway.protocol.statements import delivery_from_document, parse_delivery, verify_attestation, verify_delivery
 from gateway.simulator.application import Application
 from gateway.simulator.state import SimulatorState, StoredDelivery
-from gateway.simulator.trust_source import HubTrust
+from gateway.simulator.trust_source import HubTrust, TrustListUnreachable
 
 _log = structlog.get_logger("gateway.simulator")
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """The answer to one delivery: `receipt` (200), neither (204, a receipt recorded) or `problem` (400)."""
+    """The answer to one delivery: `receipt` (200), neither (204, a receipt recorded), `problem` (400), or
+    `problem` with `retry` (503: not taken in now, to be delivered again)."""
 
     message_id: str | None
     receipt: bytes | None = None
     problem: dict[str, Any] | None = None
+    retry: bool = False
 
 
 class Reception:
@@ -56,6 +60,8 @@ class Reception:
         except ProtocolError as refusal:
             _log.info("simulator.delivery.refused", code=refusal.code, where=refusal.where)
             return Answer(None, problem=refusal.problem())
+        except TrustListUnreachable:
+            return _later(None)
         self._state.count_wire_delivery(attestation.message_id)
         stored = self._state.stored_delivery(attestation.message_id)
         if stored is not None:
@@ -64,6 +70,8 @@ class Reception:
             verified = await self._trust.verify(lambda trust: verify_delivery(delivery, trust, self._schemas))
             if verified.message.receiver != self._application.jurisdiction:
                 raise ProtocolError("attestation-mismatch", "The delivery is addressed to another jurisdiction", where="/to")
+        except TrustListUnreachable:
+            return _later(attestation.message_id)
         except ProtocolError as refusal:
             _log.info("simulator.delivery.rejected", message_id=attestation.message_id, type=attestation.type, code=refusal.code)
             if attestation.type == "receipt":
@@ -98,6 +106,13 @@ class Reception:
             answers=[outgoing.type for outgoing in decision.outgoing],
         )
         return Answer(message.id, receipt=receipt.compact)
+
+
+def _later(message_id: str | None) -> Answer:
+    """A delivery that names a key the held list does not know while the hub's list cannot be fetched."""
+    _log.warning("simulator.delivery.deferred", message_id=message_id, reason="trust list unreachable")
+    problem = ProtocolError("unavailable", "The receiver cannot fetch the hub's trust list now; deliver again later").problem()
+    return Answer(message_id, problem=problem, retry=True)
 
 
 def _again(stored: StoredDelivery) -> Answer:

@@ -5,7 +5,9 @@ hub's signed list replaces it once it verifies against the list held
 (`verify_signed_trust_list`: a hub receipt key of the held list, never going back).
 It is fetched at start and again when a statement names a key the held list does
 not know, at most once per `refresh_interval` seconds, so a flood of forged kids
-cannot make the simulator hammer the hub.
+cannot make the simulator hammer the hub. While the hub's list cannot be fetched, an
+unknown key is not a verdict: `verify` raises `TrustListUnreachable`, and the delivery
+is taken in later rather than refused.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ _log = structlog.get_logger("gateway.simulator")
 _Verified = TypeVar("_Verified")
 
 
+class TrustListUnreachable(Exception):
+    """A statement names a key the held list does not know, and the hub's list could not be fetched to learn it:
+    the delivery is to be taken in later (answered 503 to a push, left before the cursor in pull mode), never
+    refused or rejected for it."""
+
+
 class HubTrust:
     """The trust list held now, and its refresh from the hub."""
 
@@ -34,6 +42,8 @@ class HubTrust:
         self._clock = clock
         self._interval = refresh_interval
         self._last_fetch: float | None = None
+        self._unreachable = False
+        """Whether the last fetch failed for want of the hub (not for a list that did not verify)."""
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> bool:
@@ -45,8 +55,10 @@ class HubTrust:
             self._last_fetch = now
             try:
                 signed = await self._hub.trust_list()
+                self._unreachable = False
                 self.current = verify_signed_trust_list(signed, self.current, self._clock())
             except (HubUnavailable, HubRefused) as error:
+                self._unreachable = True
                 _log.warning("simulator.trust_list.unavailable", reason=type(error).__name__)
                 return False
             except ProtocolError as refusal:
@@ -56,7 +68,10 @@ class HubTrust:
             return True
 
     async def verify(self, check: Callable[[TrustList], _Verified]) -> _Verified:
-        """`check` against the held list; once more after a refresh if it names a key the list does not know."""
+        """`check` against the held list; once more after a refresh if it names a key the list does not know.
+
+        Raises TrustListUnreachable rather than `key-unknown` while the hub's list cannot be fetched.
+        """
         held = self.current
         try:
             return check(held)
@@ -65,5 +80,7 @@ class HubTrust:
                 raise
             await self.refresh()
             if self.current is held:
+                if self._unreachable:
+                    raise TrustListUnreachable() from refusal
                 raise
         return check(self.current)

@@ -9,10 +9,11 @@ from typing import Any
 from gateway.contract import contract_dir
 from gateway.protocol import jws
 from gateway.protocol.ids import new_uuid7
-from gateway.protocol.keys import PrivateKey
+from gateway.protocol.keys import PrivateKey, generate
 from gateway.protocol.message import sign_message
 from gateway.protocol.statements import Attestation, Delivery, LocalView, sign_attestation
 from gateway.protocol.timestamps import format_timestamp, utc_now
+from gateway.protocol.trust import TrustList
 
 _ledger = itertools.count(1000)
 
@@ -48,3 +49,13 @@ def attested(compact: bytes, payload: dict[str, Any], hub_key: PrivateKey, local
 def delivery_of(payload: dict[str, Any], sender_key: PrivateKey, hub_key: PrivateKey) -> bytes:
     """The JSON text of a delivery of `payload`, signed by `sender_key` and attested by `hub_key`."""
     return attested(sign_message(payload, sender_key), payload, hub_key).to_json()
+
+
+def with_new_key(trust: TrustList, owner: str, kid: str) -> tuple[TrustList, PrivateKey]:
+    """(`trust` with one more message key of `owner`, a newer sequence; that key's private half)."""
+    key = generate("Ed25519", kid)
+    entry = {"kid": kid, "owner": owner, "use": "message", "alg": "Ed25519", "jwk": key.public().to_jwk(),
+             "not_before": format_timestamp(utc_now().replace(year=utc_now().year - 1)),
+             "not_after": format_timestamp(utc_now().replace(year=utc_now().year + 1)), "status": "active", "test_key": True}
+    document = trust.to_document()
+    return TrustList.from_document(dict(document, sequence=trust.sequence + 1, keys=[*document["keys"], entry])), key

@@ -42,6 +42,8 @@ class FakeHub:
         self.requests: list[Received] = []
         self.failures: list[tuple[int, str]] = []
         """(status, code) to answer the next message posts with, first first."""
+        self.trust_list_failures = 0
+        """How many of the next trust-list requests to answer 503."""
         self.inbox_pages: list[dict] = []
         self.raw_inbox_answers: list[bytes] = []
         """Bodies served, one each, to the next inbox requests, before any queued page."""
@@ -87,6 +89,11 @@ class FakeHub:
         changed.set()
 
     async def _trust_list(self, request: web.Request) -> web.Response:
+        self.requests.append(Received(request.path, b"", None))
+        self._notify()
+        if self.trust_list_failures:
+            self.trust_list_failures -= 1
+            return web.json_response({"code": "unavailable", "status": 503}, status=503, content_type="application/problem+json")
         return web.Response(body=sign_trust_list(self.trust, self.hub_key), content_type="application/jose")
 
     async def _intake(self, request: web.Request) -> web.Response:

@@ -10,7 +10,8 @@ from gateway.protocol.message import sign_message, verify_message
 from gateway.protocol.timestamps import utc_now
 from gateway.simulator.rules import rules_from_document
 from tests.simulator.conftest import push
-from tests.simulator.deliveries import attested, delivery_of, example_payload
+from tests.simulator.deliveries import attested, delivery_of, example_payload, with_new_key
+from tests.simulator.fake_hub import FakeHub
 
 
 def _receipt(body: bytes, trust, schemas):
@@ -193,5 +194,23 @@ def test_a_withdrawal_of_an_unknown_case_is_accepted(running_simulator, fake_hub
             status, _, body = await push(simulator, delivery_of(withdraw, test_key("test-cn-gd-message-1"), hub_key))
             assert status == 200 and _receipt(body, trust, schemas).body["status"] == "accepted"
             assert simulator.case(withdraw["case"]).state == "withdrawn"
+
+    asyncio.run(scenario())
+
+
+def test_a_push_naming_a_key_unknown_while_the_trust_list_is_unreachable_is_answered_503(running_simulator, trust, hub_key, schemas):
+    # Not a `rejected` receipt, which the hub would never redeliver after, but 503: the hub delivers again later.
+    newer, new_key = with_new_key(trust, "CN-GD", "test-cn-gd-message-2")
+    submit = example_payload("referral.submit", "CN-GD", "HK")
+
+    async def scenario():
+        async with FakeHub(newer, hub_key, schemas) as hub:
+            hub.trust_list_failures = 2  # at the simulator's start, and when the delivery names the new key
+            async with running_simulator(hub.url, anchor=trust) as simulator:
+                await hub.wait_for(lambda: any(r.path == "/v1/trust-list" for r in hub.requests), timeout=20)
+                status, content_type, body = await push(simulator, delivery_of(submit, new_key, hub_key))
+                assert (status, content_type) == (503, "application/problem+json")
+                assert json.loads(body)["code"] == "unavailable"
+                assert simulator.wire_deliveries(submit["id"]) == 1 and simulator.application_deliveries(submit["id"]) == 0
 
     asyncio.run(scenario())
