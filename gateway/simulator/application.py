@@ -114,15 +114,13 @@ class Application:
         self._rules = rules
         self._clock = clock
 
-    def refreshed(self, compact: bytes) -> bytes:
-        """The same message signed again with `created` now: for one the hub refused as stale.
-
-        Safe to keep its id: the hub refuses a stale message before accepting anything of
-        it, and a resend of bytes it *had* accepted is answered from its digest first (§8.2).
-        """
+    def renewed(self, compact: bytes) -> tuple[str, bytes]:
+        """The content of a message the hub refused as stale and never accepted, as a new message: a new `id` and
+        `created` now, signed again (PROTO-8.1-3; never new bytes under the old id, PROTO-8.1-2). (new id, compact)"""
         payload = strict_json.loads(base64url.decode(compact.split(b".")[1]))
+        payload["id"] = new_uuid7()
         payload["created"] = format_timestamp(self._clock())
-        return sign_message(payload, self._key)
+        return payload["id"], sign_message(payload, self._key)
 
     # --- flows the jurisdiction opens ---
 

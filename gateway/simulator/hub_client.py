@@ -87,6 +87,20 @@ class HubClient:
         """`POST /v1/receipts` with a request proof over the body (PROTO-12.6-3)."""
         return await self._submit("/v1/receipts", compact, proof=True)
 
+    async def sent_message(self, message_id: str) -> HubAcceptance | None:
+        """`GET /v1/messages/{id}` with a request proof: the hub receipt of a message this jurisdiction sent, or None
+        when the hub accepted none under that id (404, §12)."""
+        status, _, body = await self._request("GET", f"/v1/messages/{message_id}", proof=True, timeout=30)
+        if status == 404:
+            return None
+        if status != 200:
+            raise _failure(status, body)
+        try:
+            document = json.loads(body)
+            return HubAcceptance(document["message_id"], document["hub_receipt"].encode("ascii"), True)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise HubUnavailable("the hub's answer is not a message status with its hub_receipt") from None
+
     async def inbox(self, after: int, wait: int, limit: int) -> InboxPage:
         """`GET /v1/inbox?after=&wait=&limit=` with a request proof; waits up to `wait` seconds (§12.6)."""
         query = {"after": str(after), "wait": str(wait), "limit": str(limit)}

@@ -6,8 +6,12 @@ written, so a case's messages reach the hub in the order its state machine needs
 (`referral.accept` before `referral.close`, §7.3). A message is resent with identical
 bytes after a network error or a 5xx, with exponential backoff and jitter; a 4xx
 problem is final and its code recorded — except `message-stale` (it waited longer than
-the freshness window, §8.4), which is signed again with a fresh `created` and sent. A message counts as accepted only with a
-hub receipt that verifies and names its id and digest (PROTO-9.1-2).
+the freshness window, §8.4). Then, as PROTO-8.1-3 requires, the sender first asks the
+hub whether it accepted the message after all (`GET /v1/messages/{id}`, an answer lost
+on the way); only if it did not is the content sent again as a new message, with a new
+`id` and `created`, after the same backoff (a clock behind the hub's makes every renewal
+stale too). A message counts as accepted only with a hub receipt that verifies and names
+its id and digest (PROTO-9.1-2).
 """
 
 from __future__ import annotations
@@ -52,9 +56,9 @@ async def checked_hub_receipt(trust: HubTrust, acceptance: HubAcceptance, messag
 class Sender:
     """The background task that sends queued messages until cancelled."""
 
-    def __init__(self, state: SimulatorState, hub: HubClient, trust: HubTrust, refresh: Callable[[bytes], bytes]) -> None:
-        """`refresh` signs a message again with a fresh `created` (Application.refreshed)."""
-        self._refresh = refresh
+    def __init__(self, state: SimulatorState, hub: HubClient, trust: HubTrust, renew: Callable[[bytes], tuple[str, bytes]]) -> None:
+        """`renew` makes a message's content a new message, (new id, bytes) (Application.renewed)."""
+        self._renew = renew
         self._state = state
         self._hub = hub
         self._trust = trust
@@ -81,12 +85,7 @@ class Sender:
             receipt = await checked_hub_receipt(self._trust, acceptance, queued.id, queued.digest)
         except HubRefused as refusal:
             if refusal.code == "message-stale":
-                # Queued longer than the freshness window (the hub was down): the hub
-                # accepted none of it, so the same message with a fresh `created` goes now.
-                compact = self._refresh(queued.compact)
-                self._state.replace_unaccepted(queued.id, compact, jws.digest(compact))
-                _log.info("simulator.message.refreshed", message_id=queued.id, type=queued.type)
-                return True
+                return await self._reconcile_stale(queued)
             self._state.mark_refused(queued.id, refusal.code)
             _log.warning("simulator.message.refused", message_id=queued.id, type=queued.type, code=refusal.code)
             return True
@@ -98,3 +97,29 @@ class Sender:
         self._state.mark_accepted(queued.id, receipt.ledger_index, acceptance.hub_receipt)
         _log.info("simulator.message.accepted", message_id=queued.id, type=queued.type, ledger_index=receipt.ledger_index)
         return True
+
+    async def _reconcile_stale(self, queued: QueuedMessage) -> bool:
+        """A message refused as stale (§8.4): accepted after all (an answer lost), or renewed under a new id
+        (PROTO-8.1-3). False, so that the next attempt waits: a renewal that is stale again must not spin."""
+        try:
+            earlier = await self._hub.sent_message(queued.id)
+            if earlier is not None:
+                receipt = await checked_hub_receipt(self._trust, earlier, queued.id, queued.digest)
+                self._state.mark_accepted(queued.id, receipt.ledger_index, earlier.hub_receipt)
+                _log.info("simulator.message.accepted", message_id=queued.id, type=queued.type, ledger_index=receipt.ledger_index)
+                return True
+        except HubReceiptMismatch:
+            # The hub holds other bytes under this id: never sent by this sender as written (PROTO-8.1-2).
+            self._state.mark_refused(queued.id, "id-conflict")
+            _log.warning("simulator.message.refused", message_id=queued.id, type=queued.type, code="id-conflict")
+            return True
+        except (HubUnavailable, HubRefused, ProtocolError) as failure:
+            self._state.note_attempt(queued.id)
+            reason = failure.code if isinstance(failure, (ProtocolError, HubRefused)) else type(failure).__name__
+            _log.info("simulator.message.retry", message_id=queued.id, type=queued.type, reason=reason, attempt=queued.attempts + 1)
+            return False
+        new_id, compact = self._renew(queued.compact)
+        self._state.renew_unaccepted(queued.id, new_id, compact, jws.digest(compact))
+        _log.warning("simulator.message.renewed", message_id=queued.id, new_message_id=new_id, type=queued.type,
+                     attempt=queued.attempts + 1)
+        return False

@@ -126,7 +126,7 @@ class Simulator:
         host, port = self._runner.addresses[0][:2]
         scheme = "https" if self._ssl_context else "http"
         self._endpoint_url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{DELIVERIES_PATH}"
-        self._sender = Sender(self._state, self._hub, trust, self._application.refreshed)
+        self._sender = Sender(self._state, self._hub, trust, self._application.renewed)
         self._tasks = [asyncio.create_task(trust.refresh(), name="simulator-trust")]
         self._tasks.append(asyncio.create_task(self._sender.run(), name="simulator-sender"))
         if self.mode == "pull":

@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS witness_checkpoints (
     size INTEGER NOT NULL,
     root BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS renewals (
+    old_id TEXT PRIMARY KEY,
+    new_id TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor INTEGER NOT NULL
@@ -240,13 +244,17 @@ class SimulatorState:
                 (ledger_index, hub_receipt, message_id),
             )
 
-    def replace_unaccepted(self, message_id: str, compact: bytes, digest: str) -> None:
-        """Swap the bytes of a message the hub never accepted (re-signed with a fresh `created`)."""
+    def renew_unaccepted(self, old_id: str, new_id: str, compact: bytes, digest: str) -> None:
+        """Send the content of a message the hub never accepted as a new message, `new_id` (PROTO-8.1-3), in its place
+        in the queue and its case; `outgoing(old_id)` finds it under its new id."""
         with self._transaction() as db:
-            db.execute(
-                "UPDATE outgoing SET compact = ?, digest = ?, attempts = attempts + 1 WHERE id = ? AND hub_status = 'queued'",
-                (compact, digest, message_id),
-            )
+            renewed = db.execute(
+                "UPDATE outgoing SET id = ?, compact = ?, digest = ?, attempts = attempts + 1 WHERE id = ? AND hub_status = 'queued'",
+                (new_id, compact, digest, old_id),
+            ).rowcount
+            if renewed:
+                db.execute("UPDATE case_messages SET message_id = ? WHERE message_id = ?", (new_id, old_id))
+                db.execute("INSERT INTO renewals (old_id, new_id) VALUES (?, ?)", (old_id, new_id))
 
     def mark_refused(self, message_id: str, code: str) -> None:
         with self._transaction() as db:
@@ -256,6 +264,9 @@ class SimulatorState:
             )
 
     def outgoing(self, message_id: str) -> OutgoingView | None:
+        """The message sent as `message_id`, or sent again as a new message in its place (`renew_unaccepted`)."""
+        while (renewal := self._db.execute("SELECT new_id FROM renewals WHERE old_id = ?", (message_id,)).fetchone()):
+            message_id = renewal[0]
         row = self._db.execute(
             "SELECT id, type, case_id, hub_status, ledger_index, refusal_code, receiver_receipt_status, receiver_receipt_code,"
             " attempts, compact FROM outgoing WHERE id = ?",

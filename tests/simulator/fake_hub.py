@@ -42,6 +42,10 @@ class FakeHub:
         self.requests: list[Received] = []
         self.failures: list[tuple[int, str]] = []
         """(status, code) to answer the next message posts with, first first."""
+        self.lost_answers = 0
+        """How many of the next message posts to accept and then answer 503, as if the answer was lost on the way."""
+        self.accepted: dict[str, dict] = {}
+        """Each accepted message's id -> its 202 answer (`GET /v1/messages/{id}` answers from it)."""
         self.trust_list_failures = 0
         """How many of the next trust-list requests to answer 503."""
         self.inbox_pages: list[dict] = []
@@ -73,6 +77,7 @@ class FakeHub:
         app.router.add_post("/v1/messages", self._intake)
         app.router.add_post("/v1/receipts", self._intake)
         app.router.add_get("/v1/inbox", self._inbox)
+        app.router.add_get("/v1/messages/{message_id}", self._sent_message)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -100,13 +105,25 @@ class FakeHub:
         body = await request.read()
         self.requests.append(Received(request.path, body, request.headers.get("GBA-Request-Proof")))
         self._notify()
-        if self.failures:
+        if self.failures and not self.lost_answers:
             status, code = self.failures.pop(0)
             return web.json_response({"code": code, "status": status}, status=status, content_type="application/problem+json")
         message = verify_message(body, self.trust, self.schemas, utc_now())
         receipt = HubReceipt(message_id=message.id, message_digest=jws.digest(body), ledger_index=next(self._ledger), accepted_at=utc_now())
         document = {"message_id": message.id, "hub_receipt": sign_hub_receipt(receipt, self.hub_key).decode("ascii"), "replayed": False}
+        self.accepted[message.id] = document
+        if self.lost_answers:  # before any queued failure: accepted, and the answer lost
+            self.lost_answers -= 1
+            return web.json_response({"code": "unavailable", "status": 503}, status=503, content_type="application/problem+json")
         return web.json_response(document, status=202)
+
+    async def _sent_message(self, request: web.Request) -> web.Response:
+        self.requests.append(Received(request.path, b"", request.headers.get("GBA-Request-Proof")))
+        self._notify()
+        document = self.accepted.get(request.match_info["message_id"])
+        if document is None:
+            return web.json_response({"code": "not-found", "status": 404}, status=404, content_type="application/problem+json")
+        return web.json_response({"message_id": document["message_id"], "hub_receipt": document["hub_receipt"]})
 
     async def _inbox(self, request: web.Request) -> web.Response:
         self.requests.append(Received(request.path, b"", request.headers.get("GBA-Request-Proof"), dict(request.query)))

@@ -73,18 +73,43 @@ def test_the_control_api_opens_flows_and_shows_ids_states_and_counts(running_sim
     asyncio.run(scenario())
 
 
-def test_a_message_refused_as_stale_is_signed_again_with_a_fresh_created_and_the_same_id(running_simulator, fake_hub):
-    """The hub was down longer than the freshness window (§8.4): the queued message goes out again, re-signed."""
+def _payload(compact: bytes) -> dict:
+    return json.loads(base64url.decode(compact.split(b".")[1]))
+
+
+def test_a_message_refused_as_stale_is_sent_again_as_a_new_message_once_the_hub_says_it_holds_none(running_simulator, fake_hub):
+    """The hub was down longer than the freshness window (§8.4): the sender asks whether the hub accepted it
+    (PROTO-8.1-3), then sends its content under a new id and `created`, never new bytes under the old id (PROTO-8.1-2)."""
 
     async def scenario():
         async with fake_hub() as hub, running_simulator(hub.url) as simulator:
+            hub.failures = [(422, "message-stale")] * 3  # and twice more: a clock behind the hub's
+            case, first = await simulator.start_referral("CN-GD")
+            await simulator.wait_for(lambda: simulator.outgoing(first).hub_status == "accepted", timeout=30)
+            posts = [r.body for r in hub.requests if r.path == "/v1/messages"]
+            asked = [r.path for r in hub.requests if r.path.startswith("/v1/messages/")]
+            ids = [_payload(post)["id"] for post in posts]
+            assert len(posts) == 4 and len(set(ids)) == 4 and ids[0] == first, "each renewal is a new message"
+            assert asked == [f"/v1/messages/{message_id}" for message_id in ids[:3]], "asked before each renewal"
+            assert {_payload(post)["body"] == _payload(posts[0])["body"] for post in posts} == {True}
+            sent = simulator.outgoing(first)
+            assert sent.id == ids[-1] and sent.compact == posts[-1] and sent.attempts == 4
+            assert simulator.case(case).messages == (ids[-1],)
+
+    asyncio.run(scenario())
+
+
+def test_a_message_refused_as_stale_that_the_hub_had_accepted_is_not_sent_again(running_simulator, fake_hub):
+    """The hub's answer to the first post was lost; the retry is refused as stale: the hub receipt it holds ends it."""
+
+    async def scenario():
+        async with fake_hub() as hub, running_simulator(hub.url) as simulator:
+            hub.lost_answers = 1
             hub.failures = [(422, "message-stale")]
             _, first = await simulator.start_referral("CN-GD")
-            await simulator.wait_for(lambda: simulator.outgoing(first).hub_status == "accepted", timeout=20)
+            await simulator.wait_for(lambda: simulator.outgoing(first).hub_status == "accepted", timeout=30)
             posts = [r.body for r in hub.requests if r.path == "/v1/messages"]
-            assert len(posts) == 2 and posts[0] != posts[1], "other bytes: a fresh created, signed again"
-            ids = {json.loads(base64url.decode(post.split(b".")[1]))["id"] for post in posts}
-            assert ids == {first}
-            assert simulator.outgoing(first).compact == posts[1]
+            assert len(posts) == 2 and posts[0] == posts[1], "the identical bytes, then nothing new"
+            assert simulator.outgoing(first).id == first and list(hub.accepted) == [first]
 
     asyncio.run(scenario())
