@@ -9,8 +9,10 @@ stored and acknowledged, is the answer's cursor stored (PROTO-12.6-2); the next
 request's `after` also acknowledges the receipts delivered so far. A delivery that
 cannot be taken in now (a key unknown while the hub's trust list cannot be fetched)
 ends the page: the cursor stays where it was, and the inbox is asked again after a
-backoff, so the hub offers that delivery again once its lease ends. The loop runs
-until cancelled.
+backoff, so the hub offers that delivery again once its lease ends. A hub whose
+long-poll limit is below the `wait` asked refuses it (`query-invalid`, PROTO-12.6-4):
+the poller then halves its `wait` (down to 0) and asks again. The loop runs until
+cancelled.
 """
 
 from __future__ import annotations
@@ -51,8 +53,13 @@ class InboxPoller:
             try:
                 page = await self._hub.inbox(after=cursor, wait=self._wait, limit=INBOX_LIMIT)
             except (HubUnavailable, HubRefused) as failure:
+                code = getattr(failure, "code", None)
+                if code == "query-invalid" and self._wait > 0:
+                    self._wait //= 2  # above the hub's long-poll limit (§12.6), which a client cannot read
+                    _log.warning("simulator.inbox.wait_lowered", wait=self._wait)
+                    continue
                 failures += 1
-                _log.info("simulator.inbox.retry", reason=getattr(failure, "code", type(failure).__name__), attempt=failures)
+                _log.info("simulator.inbox.retry", reason=code or type(failure).__name__, attempt=failures)
                 await asyncio.sleep(retry_delay(failures))
                 continue
             failures = 0

@@ -1,4 +1,4 @@
-"""The simulator's hub client against a real hub: what it asks of `GET /v1/messages/{id}` (PROTO-8.1-3)."""
+"""The simulator against a real hub: where it depends on what the hub answers, not on the fake hub's stand-in."""
 
 from __future__ import annotations
 
@@ -34,4 +34,24 @@ def test_the_client_learns_whether_the_hub_accepted_a_message_it_sent(database_u
 
     port = free_port()  # a request proof names the hub's public URL (§9.5)
     with running_hub(database_url, port=port, public_base_url=f"http://127.0.0.1:{port}") as hub:
+        asyncio.run(scenario(hub.base_url))
+
+
+def test_pull_mode_works_with_a_hub_whose_long_poll_limit_is_below_the_wait_it_asks(database_url, example, test_key,
+                                                                                  running_simulator):
+    # `wait` runs from 0 to the hub's limit (§12.6), which a client cannot read: a wait above it is `query-invalid`.
+    compact = referral(example, test_key("test-cn-gd-message-1"))
+    message_id = json.loads(jws.parse_compact(compact, "gba-case+jws").payload)["id"]
+    port = free_port()
+
+    async def scenario(url: str) -> None:
+        sender = HubClient(url, test_key("test-cn-gd-message-1"), utc_now)
+        try:
+            await sender.post_message(compact)
+        finally:
+            await sender.close()
+        async with running_simulator(url, mode="pull", poll_wait_seconds=30) as simulator:
+            await simulator.wait_for(lambda: simulator.application_deliveries(message_id) == 1, timeout=30)
+
+    with running_hub(database_url, port=port, public_base_url=f"http://127.0.0.1:{port}", long_poll_seconds=4) as hub:
         asyncio.run(scenario(hub.base_url))
