@@ -23,6 +23,7 @@ from gateway.protocol.trust import load_trust_list
 from gateway.simulator import Rules, RulesError, Simulator, load_rules
 from gateway.simulator.application import PROFILES
 from gateway.simulator.simulator import MODES
+from gateway.simulator.rules import check_for_jurisdiction
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -66,6 +67,7 @@ def _simulate(arguments: argparse.Namespace) -> int:
     try:
         key = read_private_key(arguments.key)
         rules = load_rules(arguments.rules) if arguments.rules else Rules()
+        check_for_jurisdiction(rules, arguments.jurisdiction, arguments.rules)
         anchor = load_trust_list(arguments.trust_list.read_bytes()) if arguments.trust_list else None
         server_context = _server_context(arguments.tls_certificate, arguments.tls_private_key, arguments.tls_client_ca)
         hub_context = None
@@ -75,6 +77,22 @@ def _simulate(arguments: argparse.Namespace) -> int:
         logs = {log.name: log for log in map(notes.parse_vkey, arguments.log)}
         if witness_key is not None and not logs:
             raise ValueError("a witness needs at least one --log VKEY: the logs it cosigns and their keys")
+        simulator = Simulator(
+            jurisdiction=arguments.jurisdiction,
+            key=key,
+            hub_url=arguments.hub,
+            mode=arguments.mode,
+            state_dir=arguments.state_dir or Path("var/simulator") / arguments.jurisdiction,
+            rules=rules,
+            host=arguments.host,
+            port=arguments.port,
+            anchor=anchor,
+            ssl_context=server_context,
+            hub_ssl_context=hub_context,
+            witness_key=witness_key,
+            witness_name=arguments.witness_name,
+            logs=logs,
+        )
     except (RulesError, ValueError, OSError, ssl.SSLError) as error:
         print(f"gateway: simulate: {error}", file=sys.stderr)
         return 1
@@ -82,22 +100,6 @@ def _simulate(arguments: argparse.Namespace) -> int:
         print(f"gateway: simulate: {arguments.trust_list}: {refusal}", file=sys.stderr)
         return 1
     configure_logging()
-    simulator = Simulator(
-        jurisdiction=arguments.jurisdiction,
-        key=key,
-        hub_url=arguments.hub,
-        mode=arguments.mode,
-        state_dir=arguments.state_dir or Path("var/simulator") / arguments.jurisdiction,
-        rules=rules,
-        host=arguments.host,
-        port=arguments.port,
-        anchor=anchor,
-        ssl_context=server_context,
-        hub_ssl_context=hub_context,
-        witness_key=witness_key,
-        witness_name=arguments.witness_name,
-        logs=logs,
-    )
     return asyncio.run(_run(simulator))
 
 

@@ -29,7 +29,7 @@ from gateway.protocol.ids import new_uuid7
 from gateway.protocol.keys import PrivateKey
 from gateway.protocol.message import Message, sign_message
 from gateway.protocol.timestamps import format_timestamp
-from gateway.simulator.rules import Rules
+from gateway.simulator.rules import Rules, check_for_jurisdiction
 
 RECEIPT_LEGAL_BASIS: Mapping[str, str] = {
     "basis": "public_interest",
@@ -108,6 +108,7 @@ class Application:
     def __init__(self, jurisdiction: str, key: PrivateKey, rules: Rules, clock: Callable[[], datetime]) -> None:
         if jurisdiction not in PROFILES:
             raise ValueError(f"no simulated jurisdiction {jurisdiction!r}; one of {', '.join(PROFILES)}")
+        check_for_jurisdiction(rules, jurisdiction)
         self.jurisdiction = jurisdiction
         self.profile = PROFILES[jurisdiction]
         self._key = key

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from gateway.adapters.schemes import SCHEME_LISTS
+
 REFERRAL_DECISIONS = ("accept", "decline")
 DECLINE_REASONS = ("not_within_competence", "person_not_identified", "insufficient_information", "duplicate_referral", "other")
 CLOSE_OUTCOMES = ("granted", "refused", "withdrawn_by_applicant", "not_eligible", "transferred", "none")
@@ -52,6 +54,16 @@ class Rules:
 
     def result_for(self, item: str) -> str:
         return self.item_results.get(item, "deterministic")
+
+
+def check_for_jurisdiction(rules: Rules, jurisdiction: str, path: Path | None = None) -> None:
+    """Refuse rules that `jurisdiction` cannot follow: an award scheme not in its list would have every granted
+    close refused by the hub (`scheme-unknown`, PROTO-6.1-9)."""
+    listed = SCHEME_LISTS.get(jurisdiction)
+    if rules.award_scheme is not None and listed is not None and listed.get(rules.award_scheme) is None:
+        codes = ", ".join(scheme.code for scheme in listed.schemes)
+        raise RulesError(path, "referral.award_scheme",
+                         f"{rules.award_scheme} is not a scheme of {jurisdiction}, whose schemes are {codes}")
 
 
 def load_rules(path: Path) -> Rules:

@@ -48,6 +48,18 @@ def default_anchor() -> TrustList:
     return load_trust_list((contract_dir("keys") / "test" / "trust-list.json").read_bytes())
 
 
+def _check_own_key(key: PrivateKey, jurisdiction: str, anchor: TrustList) -> None:
+    """Refuse a key the anchor list holds as anything but this jurisdiction's message key: with another
+    jurisdiction's key the simulator would sign as, and pull the inbox of, that jurisdiction (§9.5, §12.6)."""
+    held = anchor.keys.get(key.kid)
+    if held is None:
+        return  # registered since the anchor was published: the hub's list judges it
+    if held.owner != jurisdiction or held.use != "message":
+        raise ValueError(f"the key {key.kid} is {held.owner}'s {held.use} key in the trust list, not a message key of {jurisdiction}")
+    if held.public.to_jwk() != key.public().to_jwk():
+        raise ValueError(f"the key {key.kid} is not the key the trust list holds under that kid")
+
+
 class Simulator:
     """A simulated jurisdiction (`CN-GD`, `HK` or `MO`) that receives by push or pull and opens flows."""
 
@@ -75,6 +87,7 @@ class Simulator:
         (origin -> the log's checkpoint key), cosigning as `witness_name` (default: witness.<code>.gba.example)."""
         if mode not in MODES:
             raise ValueError(f"mode must be push or pull, not {mode!r}")
+        _check_own_key(key, jurisdiction, anchor or default_anchor())
         self.jurisdiction = jurisdiction
         self.mode = mode
         self.on_delivery: Callable[[str], Awaitable[None]] | None = None
