@@ -31,16 +31,28 @@ class JsonLinesFormatter(logging.Formatter):
     """The libraries' own `logging` records (asyncpg, aiohttp) as JSON lines like structlog's.
 
     A record's exception is reported by its type only: a traceback, or an exception's text, may quote what a
-    statement or a request carried."""
+    statement or a request carried. For the same reason only a message's first line is kept, and asyncio's only up
+    to what it formats in: its "Task exception was never retrieved" goes on with the task's repr and the exception's
+    text, its "Exception in callback ..." with the callback's arguments."""
 
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
-            "event": record.getMessage(), "logger": record.name, "level": record.levelname.lower(),
+            "event": _fixed_part(record), "logger": record.name, "level": record.levelname.lower(),
             "timestamp": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
         }
         if record.exc_info and record.exc_info[0] is not None:
             event["error"] = record.exc_info[0].__name__
         return json.dumps(_drop_personal_fields(None, "", event), ensure_ascii=False)
+
+
+def _fixed_part(record: logging.LogRecord) -> str:
+    """The part of a library's message written by its authors, not formatted in from data: the first line; for
+    asyncio, the words before the first that is not all letters (a repr, a callback's name, a number)."""
+    text = record.getMessage().split("\n", 1)[0]
+    if record.name == "asyncio" or record.name.startswith("asyncio."):
+        words = text.split(" ")
+        text = " ".join(words[: next((n for n, word in enumerate(words) if not word.isalpha()), len(words))])
+    return text
 
 
 def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:

@@ -3,13 +3,16 @@ orjson refuses, so no event is ever lost to its serializer."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
+import logging
 import uuid
 
 import structlog
 
-from gateway.logs import configure_logging
+from gateway.logs import JsonLinesFormatter, configure_logging
 
 
 def _lines(**fields: object) -> tuple[str, dict[str, object]]:
@@ -53,3 +56,45 @@ def test_what_orjson_refuses_is_written_by_json_instead_of_being_lost():
 def test_personal_fields_are_still_withheld():
     line, event = _lines(payload="A1234567", body="x")
     assert event["payload"] == event["body"] == "[withheld]" and "A1234567" not in line
+
+
+def _asyncio_lines(scenario) -> str:
+    """What asyncio's own exception handler writes through the gateway's formatter while `scenario` runs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLinesFormatter())
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(handler)
+    try:
+        asyncio.run(scenario())
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_asyncio_reports_of_failures_keep_neither_the_exception_text_nor_the_arguments():
+    # Its default handler writes the task's repr and the exception's text, or the callback's arguments, into the
+    # message itself, where the formatter's rule (an exception by its type only) would not reach.
+    async def task_never_awaited() -> None:
+        async def fail() -> None:
+            raise ValueError("A1234567 陳大文")
+
+        task = asyncio.get_running_loop().create_task(fail())
+        await asyncio.wait([task])  # done, its exception never retrieved
+        del task
+        gc.collect()
+
+    async def failing_callback() -> None:
+        def handle(data: bytes) -> None:
+            raise ValueError("bad")
+
+        done = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(handle, b"A1234567")
+        asyncio.get_running_loop().call_soon(done.set_result, None)  # runs after the failing callback
+        await done
+
+    for scenario, event in ((task_never_awaited, "Task exception was never retrieved"), (failing_callback, "Exception in callback")):
+        text = _asyncio_lines(scenario)
+        [line] = text.splitlines()
+        assert json.loads(line)["event"] == event and json.loads(line)["error"] == "ValueError"
+        assert "A1234567" not in text and "陳大文" not in text

@@ -655,7 +655,7 @@ class Registry:
         async with self._reloading:
             loaded = await read_trust_list(self._pool, self._mode)
             if loaded is None:
-                raise RuntimeError("the trust registry is empty: import a trust list first")
+                raise RegistryError("the trust registry is empty: import a trust list first")
             if loaded[0] > self._version or self._trust is None:
                 self._version, self._trust = loaded
                 _log.info("registry_loaded", version=self._version, keys=len(self._trust.keys))
@@ -674,7 +674,10 @@ class Registry:
         try:
             await self.reload()
         except Exception as error:  # noqa: BLE001 - the copy held stays; the change's command times out naming this process
-            _log.error("registry_reload_failed", error=type(error).__name__, detail=str(error))
+            # Why, as far as it can be told without text that could quote data: a refusal's catalogue code and place,
+            # this module's own sentences (`detail` is withheld by the log filter, gateway/logs.py).
+            _log.error("registry_reload_failed", error=type(error).__name__, code=getattr(error, "code", None),
+                       where=getattr(error, "where", None), reason=str(error) if type(error) is RegistryError else None)
 
     def _on_change(self, connection: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
         self._spawn(self._reload_logging_failure())

@@ -20,7 +20,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.hub.registry import read_trust_list
+from structlog.testing import capture_logs
+
+from gateway.hub.registry import Registry, read_trust_list
 from gateway.keyfiles import read_private_key
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.keys import PrivateKey
@@ -325,3 +327,24 @@ def test_a_registered_process_without_a_connection_is_not_waited_for(database_ur
     result = keys(database_url, "revoke", GD, "--wait", "30")
     assert result.status == 0, result.stderr
     assert "acknowledged by every live gateway process (0)" in result.stderr
+
+
+def test_a_registry_reload_that_fails_logs_why_without_withheld_fields(database_url):
+    # The copy held stays and the change's command times out naming this process; the operator reads the why here.
+    import_test_trust_list(database_url)
+    query(database_url, "INSERT INTO keys (kid, owner, use, alg, jwk, not_before, not_after, test_key)"
+          " SELECT 'test-xx-message-1', 'XX', use, alg, jwk, not_before, not_after, test_key FROM keys"
+          " WHERE kid = 'test-hk-message-1'")
+
+    async def reload() -> list[dict]:
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        try:
+            with capture_logs() as lines:
+                await Registry(pool, "test", "gateway:test-reload")._reload_logging_failure()
+            return lines
+        finally:
+            await pool.close()
+
+    [line] = [line for line in asyncio.run(reload()) if line["event"] == "registry_reload_failed"]
+    assert (line["error"], line["code"]) == ("ProtocolError", "trust-list-invalid") and line["where"].startswith("/keys/")
+    assert "detail" not in line
