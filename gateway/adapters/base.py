@@ -12,6 +12,9 @@ A jurisdiction's adapter is data plus three checks and a view, all pure:
   its caseworkers read (never the names), scheme names in that language, timestamps in
   its time zone. Money stays in its original currency, with its code, as signed.
 
+`today` is the calendar date in the adapter's own time zone (`today_at`): a number whose
+birth date is today where the person lives is not refused for lying ahead of UTC.
+
 The hub calls the sender's `check_sent` and the receiver's `check_received` in its
 pipeline (gateway/hub/acceptance.py) and the receiver's `local_view` at delivery
 (gateway/hub/delivery.py). A jurisdiction is one module under gateway/adapters/ (or any
@@ -23,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,6 +51,10 @@ class JurisdictionAdapter:
     schemes: SchemeList
     zone: str
     """Its IANA time zone (for the console and local views)."""
+
+    def today_at(self, now: datetime) -> date:
+        """The calendar date in this jurisdiction's time zone at the instant `now`."""
+        return now.astimezone(ZoneInfo(self.zone)).date()
 
     def check_sent(self, message: Any, today: date) -> None:
         """Refuse an award that names no scheme of this jurisdiction (PROTO-6.1-9)."""

@@ -238,11 +238,10 @@ class Hub:
             check_freshness(payload["created"], payload.get("type"), now, self._freshness_seconds)
         message = check_envelope(signed, payload, trust, self._schemas)
         self._policy.check(message)
-        today = now.date()
-        if message.sender in self._adapters:
-            self._adapters[message.sender].check_sent(message, today)
-        if message.receiver in self._adapters:
-            self._adapters[message.receiver].check_received(message, today)
+        if (sender := self._adapters.get(message.sender)) is not None:
+            sender.check_sent(message, sender.today_at(now))
+        if (receiver := self._adapters.get(message.receiver)) is not None:
+            receiver.check_received(message, receiver.today_at(now))
         return message
 
     async def accept_many(

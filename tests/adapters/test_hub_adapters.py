@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from gateway.adapters import schemes
+from gateway.adapters.identity import mod11_2_check_character
 from gateway.protocol import base64url
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
@@ -210,3 +211,17 @@ def test_a_verification_leaving_guangdong_must_rest_on_consent(database_url, exa
         assert_refused(refused, "legal-basis-refused")
         assert refused.json()["where"] == "/legal_basis/basis"
         assert hub.post_message(sign_message(request, test_key(GD))).status == 202
+
+
+def test_a_birth_date_is_judged_on_the_receivers_calendar_not_the_utc_one(database_url, example, test_key):
+    # 20:00 UTC is 04:00 the next day in Hong Kong: a child born that day there has a valid number already.
+    now = parse_timestamp("2026-12-02T20:00:00Z")
+
+    def referral_with_birth_date(born: str) -> bytes:
+        number = "442000" + born + "001"
+        payload = dict(_referral(example, number + mod11_2_check_character(number)), created=format_timestamp(now))
+        return sign_message(payload, test_key(GD))
+
+    with running_hub(database_url, clock=lambda: now) as hub:
+        assert hub.post_message(referral_with_birth_date("20261203")).status == 202
+        assert_refused(hub.post_message(referral_with_birth_date("20261204")), "identity-birth-date-invalid")
