@@ -36,7 +36,7 @@ from gateway.simulator.reception import Answer, Reception
 from gateway.simulator.rules import Rules
 from gateway.simulator.sender import Sender
 from gateway.simulator.state import CaseView, OutgoingView, SimulatorState
-from gateway.simulator.trust_source import HubTrust
+from gateway.simulator.trust_source import TRUST_REFRESH_SECONDS, HubTrust
 from gateway.simulator.witnessing import Witness
 
 MODES = ("push", "pull")
@@ -46,6 +46,15 @@ _log = structlog.get_logger("gateway.simulator")
 def default_anchor() -> TrustList:
     """The shipped test trust list: the anchor the hub's signed list must verify against."""
     return load_trust_list((contract_dir("keys") / "test" / "trust-list.json").read_bytes())
+
+
+def _report_end(task: asyncio.Task[object]) -> None:
+    """A loop runs until `stop` cancels it: one that ends otherwise has stopped the simulator's work, so say so
+    (by the exception's type: its text may quote what it was handling)."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    _log.error("simulator.loop_ended", loop=task.get_name(), error=type(error).__name__ if error else None)
 
 
 def _check_own_key(key: PrivateKey, jurisdiction: str, anchor: TrustList) -> None:
@@ -76,6 +85,7 @@ class Simulator:
         port: int = 0,
         anchor: TrustList | None = None,
         poll_wait_seconds: int = 30,
+        trust_refresh_seconds: float = TRUST_REFRESH_SECONDS,
         clock: Callable[[], datetime] = utc_now,
         ssl_context: ssl.SSLContext | None = None,
         hub_ssl_context: ssl.SSLContext | None = None,
@@ -99,6 +109,7 @@ class Simulator:
         self._host, self._port = host, port
         self._anchor = anchor
         self._poll_wait = poll_wait_seconds
+        self._trust_refresh = trust_refresh_seconds
         self._clock = clock
         self._ssl_context = ssl_context
         self._hub_ssl_context = hub_ssl_context
@@ -140,11 +151,12 @@ class Simulator:
         scheme = "https" if self._ssl_context else "http"
         self._endpoint_url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}{DELIVERIES_PATH}"
         self._sender = Sender(self._state, self._hub, trust, self._application.renewed)
-        self._tasks = [asyncio.create_task(trust.refresh(), name="simulator-trust")]
-        self._tasks.append(asyncio.create_task(self._sender.run(), name="simulator-sender"))
+        loops = {"simulator-trust": trust.keep_fresh(self._trust_refresh), "simulator-sender": self._sender.run()}
         if self.mode == "pull":
-            poller = InboxPoller(self._state, self._hub, trust, reception, self._poll_wait)
-            self._tasks.append(asyncio.create_task(poller.run(), name="simulator-inbox"))
+            loops["simulator-inbox"] = InboxPoller(self._state, self._hub, trust, reception, self._poll_wait).run()
+        self._tasks = [asyncio.create_task(loop, name=name) for name, loop in loops.items()]
+        for task in self._tasks:
+            task.add_done_callback(_report_end)
         _log.info("simulator.started", jurisdiction=self.jurisdiction, mode=self.mode, port=port)
 
     async def stop(self) -> None:

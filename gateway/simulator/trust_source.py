@@ -3,8 +3,10 @@
 The list starts as the anchor (by default the shipped `keys/trust-list.json`); the
 hub's signed list replaces it once it verifies against the list held
 (`verify_signed_trust_list`: a hub receipt key of the held list, never going back).
-It is fetched at start and again when a statement names a key the held list does
-not know, at most once per `refresh_interval` seconds, so a flood of forged kids
+It is fetched at start, every `TRUST_REFRESH_SECONDS` after (PROTO-10.3-6: consumers
+fetch at least hourly; a consumer that misses the lists of a hub receipt key's rotation
+can install no later one, §10.3), and again when a statement names a key the held list
+does not know, at most once per `refresh_interval` seconds, so a flood of forged kids
 cannot make the simulator hammer the hub. While the hub's list cannot be fetched, an
 unknown key is not a verdict: `verify` raises `TrustListUnreachable`, and the delivery
 is taken in later rather than refused.
@@ -25,6 +27,9 @@ from gateway.simulator.hub_client import HubClient, HubRefused, HubUnavailable
 
 _log = structlog.get_logger("gateway.simulator")
 _Verified = TypeVar("_Verified")
+
+
+TRUST_REFRESH_SECONDS = 3600.0
 
 
 class TrustListUnreachable(Exception):
@@ -66,6 +71,12 @@ class HubTrust:
                 return False
             _log.info("simulator.trust_list.held", sequence=self.current.sequence)
             return True
+
+    async def keep_fresh(self, every: float = TRUST_REFRESH_SECONDS) -> None:
+        """Fetch the hub's list now and every `every` seconds, until cancelled."""
+        while True:
+            await self.refresh()
+            await asyncio.sleep(every)
 
     async def verify(self, check: Callable[[TrustList], _Verified]) -> _Verified:
         """`check` against the held list; once more after a refresh if it names a key the list does not know.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 
 import aiohttp
+from structlog.testing import capture_logs
 
 from gateway.protocol import base64url
+from gateway.simulator.simulator import _report_end
 from tests.hub.harness import running_hub
 
 
@@ -113,3 +116,29 @@ def test_a_message_refused_as_stale_that_the_hub_had_accepted_is_not_sent_again(
             assert simulator.outgoing(first).id == first and list(hub.accepted) == [first]
 
     asyncio.run(scenario())
+
+
+def test_the_trust_list_is_fetched_again_on_schedule_not_only_at_start(running_simulator, fake_hub):
+    # PROTO-10.3-6: at least hourly. A consumer that misses the lists of a hub receipt key's rotation can install
+    # no later list (§10.3), and one that fetched only at start or on an unknown kid would miss them.
+    async def scenario():
+        async with fake_hub() as hub, running_simulator(hub.url, trust_refresh_seconds=0.05):
+            await hub.wait_for(lambda: sum(r.path == "/v1/trust-list" for r in hub.requests) >= 3, timeout=20)
+
+    asyncio.run(scenario())
+
+
+def test_a_loop_that_ends_other_than_by_stop_is_reported_by_its_type():
+    async def scenario():
+        async def fails() -> None:
+            raise sqlite3.OperationalError("disk I/O error at 陳大文")
+
+        task = asyncio.get_running_loop().create_task(fails(), name="simulator-inbox")
+        await asyncio.wait([task])
+        with capture_logs() as lines:
+            _report_end(task)
+        return lines
+
+    assert asyncio.run(scenario()) == [
+        {"event": "simulator.loop_ended", "loop": "simulator-inbox", "error": "OperationalError", "log_level": "error"}
+    ]
