@@ -27,7 +27,12 @@ JOSE = "application/jose"
 
 
 class HubUnavailable(Exception):
-    """The hub gave no usable answer now; retry the identical request later."""
+    """The hub gave no usable answer now; retry the identical request later (not before `retry_after` seconds,
+    when the hub said so with `Retry-After`)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class HubRefused(Exception):
@@ -74,9 +79,9 @@ class HubClient:
 
     async def trust_list(self) -> bytes:
         """The hub's signed trust list (`GET /v1/trust-list`, public); the caller verifies it."""
-        status, _, body = await self._request("GET", "/v1/trust-list", timeout=30)
+        status, retry_after, body = await self._request("GET", "/v1/trust-list", timeout=30)
         if status != 200:
-            raise _failure(status, body)
+            raise _failure(status, body, retry_after)
         return body
 
     async def post_message(self, compact: bytes) -> HubAcceptance:
@@ -90,11 +95,11 @@ class HubClient:
     async def sent_message(self, message_id: str) -> HubAcceptance | None:
         """`GET /v1/messages/{id}` with a request proof: the hub receipt of a message this jurisdiction sent, or None
         when the hub accepted none under that id (404, §12)."""
-        status, _, body = await self._request("GET", f"/v1/messages/{message_id}", proof=True, timeout=30)
+        status, retry_after, body = await self._request("GET", f"/v1/messages/{message_id}", proof=True, timeout=30)
         if status == 404:
             return None
         if status != 200:
-            raise _failure(status, body)
+            raise _failure(status, body, retry_after)
         try:
             document = json.loads(body)
             return HubAcceptance(document["message_id"], document["hub_receipt"].encode("ascii"), True)
@@ -104,9 +109,9 @@ class HubClient:
     async def inbox(self, after: int, wait: int, limit: int) -> InboxPage:
         """`GET /v1/inbox?after=&wait=&limit=` with a request proof; waits up to `wait` seconds (§12.6)."""
         query = {"after": str(after), "wait": str(wait), "limit": str(limit)}
-        status, _, body = await self._request("GET", "/v1/inbox", query=query, proof=True, timeout=wait + 30)
+        status, retry_after, body = await self._request("GET", "/v1/inbox", query=query, proof=True, timeout=wait + 30)
         if status != 200:
-            raise _failure(status, body)
+            raise _failure(status, body, retry_after)
         try:  # the answer is read strictly, once (§4); each delivery in it is checked by `Reception` as a push is
             document = strict_json.loads(body, part="inbox answer")
             if not isinstance(document["deliveries"], list):
@@ -120,9 +125,9 @@ class HubClient:
         return InboxPage(deliveries, cursor)
 
     async def _submit(self, path: str, compact: bytes, proof: bool) -> HubAcceptance:
-        status, _, body = await self._request("POST", path, body=compact, proof=proof, timeout=60)
+        status, retry_after, body = await self._request("POST", path, body=compact, proof=proof, timeout=60)
         if status != 202:
-            raise _failure(status, body)
+            raise _failure(status, body, retry_after)
         try:
             document = json.loads(body)
             return HubAcceptance(document["message_id"], document["hub_receipt"].encode("ascii"), bool(document["replayed"]))
@@ -138,7 +143,8 @@ class HubClient:
         query: dict[str, str] | None = None,
         proof: bool = False,
         timeout: float,
-    ) -> tuple[int, str, bytes]:
+    ) -> tuple[int, float | None, bytes]:
+        """(status, the Retry-After seconds if the hub sent that header, body)."""
         url = self.base_url + path
         headers: dict[str, str] = {}
         if body is not None:
@@ -149,16 +155,27 @@ class HubClient:
             async with self._session.request(
                 method, url, params=query, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
-                return response.status, response.headers.get("Content-Type", ""), await response.read()
+                return response.status, _seconds(response.headers.get("Retry-After")), await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise HubUnavailable(f"no answer from the hub: {type(error).__name__}") from None
 
 
-def _failure(status: int, body: bytes) -> Exception:
+def _failure(status: int, body: bytes, retry_after: float | None = None) -> Exception:
     """A 4xx problem is final (its code recorded); anything else, 408 and 429 included, is worth retrying."""
     if 400 <= status < 500 and status not in (408, 429):
         return HubRefused(status, _problem_code(body))
-    return HubUnavailable(f"the hub answered {status}")
+    return HubUnavailable(f"the hub answered {status}", retry_after)
+
+
+RETRY_AFTER_MAX_SECONDS = 300.0
+"""A longer Retry-After is taken as this: a hub's mistake must not park the simulator for hours."""
+
+
+def _seconds(header: str | None) -> float | None:
+    """A Retry-After of delay-seconds (RFC 9110 §10.2.3; the hub sends no HTTP-date), else None."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return min(float(header.strip()), RETRY_AFTER_MAX_SECONDS)
 
 
 def _problem_code(body: bytes) -> str:

@@ -60,7 +60,7 @@ class InboxPoller:
                     continue
                 failures += 1
                 _log.info("simulator.inbox.retry", reason=code or type(failure).__name__, attempt=failures)
-                await asyncio.sleep(retry_delay(failures))
+                await asyncio.sleep(retry_delay(failures, failure))
                 continue
             failures = 0
             if not await self._take_in(page.deliveries):
@@ -97,7 +97,7 @@ class InboxPoller:
             except (HubUnavailable, ProtocolError, HubReceiptMismatch) as failure:
                 reason = failure.code if isinstance(failure, ProtocolError) else type(failure).__name__
                 _log.info("simulator.receipt.retry", message_id=answer.message_id, reason=reason, attempt=attempt)
-                await asyncio.sleep(retry_delay(attempt))
+                await asyncio.sleep(retry_delay(attempt, failure))
                 continue
             return
 

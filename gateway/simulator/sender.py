@@ -39,10 +39,11 @@ class HubReceiptMismatch(Exception):
     """A hub receipt that verifies but names another message id or digest."""
 
 
-def retry_delay(attempt: int) -> float:
-    """Attempt `attempt` (from 1) waits between half of and all of min(max, initial × 2^(attempt−1)) seconds."""
+def retry_delay(attempt: int, failure: BaseException | None = None) -> float:
+    """Attempt `attempt` (from 1) waits between half of and all of min(max, initial × 2^(attempt−1)) seconds, and
+    at least as long as the hub's Retry-After on `failure` (a 429 or 503, §12.1)."""
     ceiling = min(RETRY_MAX_SECONDS, RETRY_INITIAL_SECONDS * 2 ** min(attempt - 1, 16))
-    return random.uniform(ceiling / 2, ceiling)
+    return max(random.uniform(ceiling / 2, ceiling), getattr(failure, "retry_after", None) or 0.0)
 
 
 async def checked_hub_receipt(trust: HubTrust, acceptance: HubAcceptance, message_id: str, digest: str) -> HubReceipt:
@@ -63,6 +64,7 @@ class Sender:
         self._hub = hub
         self._trust = trust
         self._queued = asyncio.Event()
+        self._last_failure: BaseException | None = None
 
     def wake(self) -> None:
         """Something may have been queued."""
@@ -75,8 +77,9 @@ class Sender:
             if queued is None:
                 await self._queued.wait()
                 continue
+            self._last_failure = None
             if not await self._send(queued):
-                await asyncio.sleep(retry_delay(queued.attempts + 1))
+                await asyncio.sleep(retry_delay(queued.attempts + 1, self._last_failure))
 
     async def _send(self, queued: QueuedMessage) -> bool:
         """One attempt; False when it must be retried later."""
@@ -90,6 +93,7 @@ class Sender:
             _log.warning("simulator.message.refused", message_id=queued.id, type=queued.type, code=refusal.code)
             return True
         except (HubUnavailable, ProtocolError, HubReceiptMismatch) as failure:
+            self._last_failure = failure
             self._state.note_attempt(queued.id)
             reason = failure.code if isinstance(failure, ProtocolError) else type(failure).__name__
             _log.info("simulator.message.retry", message_id=queued.id, type=queued.type, reason=reason, attempt=queued.attempts + 1)
@@ -114,6 +118,7 @@ class Sender:
             _log.warning("simulator.message.refused", message_id=queued.id, type=queued.type, code="id-conflict")
             return True
         except (HubUnavailable, HubRefused, ProtocolError) as failure:
+            self._last_failure = failure
             self._state.note_attempt(queued.id)
             reason = failure.code if isinstance(failure, (ProtocolError, HubRefused)) else type(failure).__name__
             _log.info("simulator.message.retry", message_id=queued.id, type=queued.type, reason=reason, attempt=queued.attempts + 1)

@@ -40,8 +40,8 @@ class FakeHub:
         self.hub_key = hub_key
         self.schemas = schemas
         self.requests: list[Received] = []
-        self.failures: list[tuple[int, str]] = []
-        """(status, code) to answer the next message posts with, first first."""
+        self.failures: list[tuple] = []
+        """(status, code) or (status, code, headers) to answer the next message posts with, first first."""
         self.lost_answers = 0
         """How many of the next message posts to accept and then answer 503, as if the answer was lost on the way."""
         self.accepted: dict[str, dict] = {}
@@ -106,8 +106,9 @@ class FakeHub:
         self.requests.append(Received(request.path, body, request.headers.get("GBA-Request-Proof")))
         self._notify()
         if self.failures and not self.lost_answers:
-            status, code = self.failures.pop(0)
-            return web.json_response({"code": code, "status": status}, status=status, content_type="application/problem+json")
+            status, code, *headers = self.failures.pop(0)
+            return web.json_response({"code": code, "status": status}, status=status, content_type="application/problem+json",
+                                     headers=headers[0] if headers else None)
         message = verify_message(body, self.trust, self.schemas, utc_now())
         receipt = HubReceipt(message_id=message.id, message_digest=jws.digest(body), ledger_index=next(self._ledger), accepted_at=utc_now())
         document = {"message_id": message.id, "hub_receipt": sign_hub_receipt(receipt, self.hub_key).decode("ascii"), "replayed": False}

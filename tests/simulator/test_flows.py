@@ -7,9 +7,13 @@ import json
 import sqlite3
 
 import aiohttp
+import pytest
 from structlog.testing import capture_logs
 
 from gateway.protocol import base64url
+from gateway.protocol.timestamps import utc_now
+from gateway.simulator.hub_client import RETRY_AFTER_MAX_SECONDS, HubClient, HubUnavailable
+from gateway.simulator.sender import retry_delay
 from gateway.simulator.simulator import _report_end
 from tests.hub.harness import running_hub
 
@@ -142,3 +146,25 @@ def test_a_loop_that_ends_other_than_by_stop_is_reported_by_its_type():
     assert asyncio.run(scenario()) == [
         {"event": "simulator.loop_ended", "loop": "simulator-inbox", "error": "OperationalError", "log_level": "error"}
     ]
+
+
+def test_the_hubs_retry_after_sets_the_least_wait_before_a_retry(fake_hub, test_key):
+    # §12.1: a 429 or 503 may say when to come back; the backoff alone (0.25 s doubling) would come back sooner.
+    async def scenario():
+        async with fake_hub() as hub:
+            hub.failures = [(429, "rate-limited", {"Retry-After": "7"}), (503, "unavailable", {"Retry-After": "86400"}),
+                            (503, "unavailable")]
+            client = HubClient(hub.url, test_key("test-cn-gd-message-1"), utc_now)
+            try:
+                said = []
+                for _ in range(3):
+                    with pytest.raises(HubUnavailable) as failure:
+                        await client.post_message(b"x.y.z")
+                    said.append(failure.value.retry_after)
+            finally:
+                await client.close()
+            return said
+
+    first, capped, none = asyncio.run(scenario())
+    assert (first, capped, none) == (7.0, RETRY_AFTER_MAX_SECONDS, None)
+    assert retry_delay(1, HubUnavailable("429", first)) >= 7.0 and retry_delay(1, HubUnavailable("503")) <= 0.25
