@@ -7,7 +7,8 @@ It is fetched at start, every `TRUST_REFRESH_SECONDS` after (PROTO-10.3-6: consu
 fetch at least hourly; a consumer that misses the lists of a hub receipt key's rotation
 can install no later one, §10.3), and again when a statement names a key the held list
 does not know, at most once per `refresh_interval` seconds, so a flood of forged kids
-cannot make the simulator hammer the hub. While the hub's list cannot be fetched, an
+cannot make the simulator hammer the hub (after a fetch that found no hub, the next
+goes at once). While the hub's list cannot be fetched, an
 unknown key is not a verdict: `verify` raises `TrustListUnreachable`, and the delivery
 is taken in later rather than refused.
 """
@@ -52,10 +53,13 @@ class HubTrust:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> bool:
-        """Fetch and verify the hub's list unless fetched within the interval; True if a list was fetched and held."""
+        """Fetch and verify the hub's list unless fetched within the interval; True if a list was fetched and held.
+
+        The interval spares a hub that answered; after a fetch that found no hub, the next one goes at once, so a
+        delivery is not deferred (`verify`) for an outage that has ended."""
         async with self._lock:
             now = time.monotonic()
-            if self._last_fetch is not None and now - self._last_fetch < self._interval:
+            if self._last_fetch is not None and not self._unreachable and now - self._last_fetch < self._interval:
                 return False
             self._last_fetch = now
             try:

@@ -56,8 +56,10 @@ def test_an_endpoint_that_receipts_the_wrong_digest_fails_exactly_the_cases_it_a
 
 
 def test_an_endpoint_that_answers_a_redelivery_with_another_receipt_fails_exactly_the_redelivery_cases(tmp_path):
-    with simulator(tmp_path) as endpoint, proxy(_origin(endpoint), NewReceiptOnRedelivery()) as broken:
-        result, report = run_suite(broken + "/v1/deliveries", tmp_path / "report", "-k", "endpoint-0*", role="endpoint")
+    # With the suite as its hub: the simulator judges an unknown key once it can fetch its hub's list (§9.4).
+    with endpoint_with_the_suite_as_hub(tmp_path) as (endpoint, serving), \
+            proxy(_origin(endpoint), NewReceiptOnRedelivery()) as broken:
+        result, report = run_suite(broken + "/v1/deliveries", tmp_path / "report", *serving, "-k", "endpoint-0*", role="endpoint")
     assert result.status == 1
     assert _failed(report) == {"endpoint-014", "endpoint-015"}
     assert all("not the same bytes" in r["reason"] for r in report["results"] if r["verdict"] == "fail")

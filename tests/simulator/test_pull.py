@@ -76,7 +76,7 @@ def test_a_delivery_naming_a_key_unknown_while_the_trust_list_is_unreachable_is_
 
     async def scenario():
         async with FakeHub(newer, hub_key, schemas) as hub:
-            hub.trust_list_failures = 1  # the simulator's first fetch, at its start
+            hub.trust_list_failures = 2  # at the simulator's start, and when the delivery names the new key
             hub.queue_page([delivery], cursor=7)
             async with running_simulator(hub.url, mode="pull", poll_wait_seconds=1, anchor=trust) as simulator:
                 inbox_after = lambda: [r.query["after"] for r in hub.requests if r.path == "/v1/inbox"]  # noqa: E731
