@@ -91,15 +91,16 @@ def _reencrypt(arguments: argparse.Namespace) -> int:
             async with pool.acquire() as connection:
                 await migrate(connection)
             resealed = await store.reseal_messages(pool, keys)
-            if resealed:
-                await pool.execute("VACUUM FULL messages")
+            # Even when nothing was left to reseal: a run that resealed every row and then failed to rewrite the
+            # table left the old sealed bytes in its dead row versions, and this run is the one that removes them.
+            await pool.execute("VACUUM FULL messages")
             return resealed, await store.payload_key_use(pool)
         finally:
             await pool.close()
 
     resealed, use = asyncio.run(main())
     print(f"resealed {resealed} stored messages under {keys.current}; the table was rewritten" if resealed
-          else f"every stored message is already sealed under {keys.current}")
+          else f"every stored message is already sealed under {keys.current}; the table was rewritten")
     idle = sorted(key_id for key_id in keys.keys if key_id != keys.current and not use.get(key_id))
     if idle:
         print("these keys seal no stored message and may be deleted (keep them while backups need them): " + ", ".join(idle))

@@ -165,3 +165,18 @@ def test_generate_refuses_a_key_that_would_not_become_the_current_one(tmp_path, 
     result = run_cli("payload-keys", "generate", "--dir", str(elsewhere))
     assert result.status == 1 and f"${KEYS_VARIABLE} is set" in result.stderr, result.stderr
     assert not elsewhere.exists()
+
+
+def test_reencrypt_rewrites_the_table_even_when_every_row_is_already_sealed_under_the_current_key(
+        database_url, example, test_key, tmp_path, monkeypatch):
+    # A run that resealed every row and then failed to rewrite the table left the old sealed bytes in dead row
+    # versions; the next run, with nothing left to reseal, must still remove them.
+    monkeypatch.delenv(KEYS_VARIABLE, raising=False)
+    folder = tmp_path / "payload-keys"
+    generate_key(folder)
+    with running_hub(database_url, payload_keys=load_keys(folder, {})) as hub:
+        assert hub.post_message(referral(example, test_key(GD))).status == 202
+    before = query(database_url, "SELECT pg_relation_filenode('messages') AS node")[0]["node"]
+    done = run_cli("payload-keys", "reencrypt", "--dir", str(folder), "--database-url", database_url)
+    assert done.status == 0 and "already sealed" in done.stdout and "the table was rewritten" in done.stdout
+    assert query(database_url, "SELECT pg_relation_filenode('messages') AS node")[0]["node"] != before
