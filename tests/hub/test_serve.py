@@ -24,7 +24,7 @@ from gateway.hub.http import HubStartError
 from gateway.keyfiles import write_private_key
 from gateway.protocol.keys import generate
 from gateway.protocol.timestamps import parse_timestamp
-from tests.hub.harness import running_hub, serving_url
+from tests.hub.harness import SERVE_CONFIG, running_hub, serving_url
 
 KEYS = contract_dir("keys") / "test"
 
@@ -191,22 +191,9 @@ def _next_line(process: subprocess.Popen, timeout: float) -> str:
 def test_serve_refuses_a_receipt_key_the_registry_does_not_hold_as_the_hubs(tmp_path, database_url):
     # Every receipt, attestation and trust list it signed would be refused by every consumer: no start at all.
     config = tmp_path / "gateway.toml"
-    config.write_text(
-        f'''mode = "test"
-public_base_url = "http://127.0.0.1:8443"
-[hub]
-receipt_key = "{KEYS / 'test-hk-message-1.key.jwk'}"
-trust_list = "{KEYS / 'trust-list.json'}"
-[jurisdictions.CN-GD]
-[jurisdictions.HK]
-[[routes]]
-sender = "CN-GD"
-receiver = "HK"
-types = ["referral.*"]
-purposes = ["referral"]
-''',
-        "utf-8",
-    )
+    hub_key = str(KEYS / "test-hub-receipt-1.key.jwk")
+    assert hub_key in SERVE_CONFIG
+    config.write_text(SERVE_CONFIG.replace(hub_key, str(KEYS / "test-hk-message-1.key.jwk")), "utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--database-url", database_url, "--port", "0"],
         capture_output=True, text=True, timeout=120,

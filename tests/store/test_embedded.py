@@ -35,7 +35,7 @@ from gateway.store.embedded import (
     stop_embedded_server,
 )
 from tests.cli_runner import run_cli
-from tests.conftest import TEST_KEYS
+from tests.hub.harness import SERVE_CONFIG
 from tests.database import DatabaseServer, external_test_database_url, temporary_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -436,21 +436,7 @@ def _with_user_part(url: str, user_part: str) -> str:
 def _config(folder: Path, top: str) -> Path:
     """A test-mode configuration with `top` among its top-level keys."""
     path = folder / "gateway.toml"
-    path.write_text(f"""mode = "test"
-public_base_url = "http://127.0.0.1:8443"
-{top}
-[hub]
-receipt_key = "{TEST_KEYS}/test-hub-receipt-1.key.jwk"
-trust_list = "{TEST_KEYS}/trust-list.json"
-[jurisdictions.CN-GD]
-[jurisdictions.HK]
-[jurisdictions.MO]
-[[routes]]
-sender = "CN-GD"
-receiver = "HK"
-types = ["referral.*"]
-purposes = ["referral"]
-""", "utf-8")
+    path.write_text(SERVE_CONFIG.replace("[hub]", f"{top}\n[hub]", 1), "utf-8")
     return path
 
 
