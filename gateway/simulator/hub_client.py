@@ -11,6 +11,7 @@ path, without the query.
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from dataclasses import dataclass
 from datetime import datetime
@@ -173,9 +174,12 @@ RETRY_AFTER_MAX_SECONDS = 300.0
 
 def _seconds(header: str | None) -> float | None:
     """A Retry-After of delay-seconds (RFC 9110 §10.2.3; the hub sends no HTTP-date), else None."""
-    if header is None or not header.strip().isdigit():
-        return None
+    if header is None or _DELAY_SECONDS.fullmatch(header.strip()) is None:
+        return None  # str.isdigit would take "²", which float() refuses
     return min(float(header.strip()), RETRY_AFTER_MAX_SECONDS)
+
+
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def _problem_code(body: bytes) -> str:

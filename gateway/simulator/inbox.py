@@ -8,8 +8,10 @@ bytes, until the hub answers `202`. Only then, with every delivery of the answer
 stored and acknowledged, is the answer's cursor stored (PROTO-12.6-2); the next
 request's `after` also acknowledges the receipts delivered so far. A delivery that
 cannot be taken in now (a key unknown while the hub's trust list cannot be fetched)
-ends the page: the cursor stays where it was, and the inbox is asked again after a
-backoff, so the hub offers that delivery again once its lease ends. A hub whose
+is left unanswered: the cursor stops short of it (a request's `after` acknowledges every
+receipt up to it) until it is taken in, the rest of the page is taken in, and the inbox
+is asked again after a backoff, so the hub offers that delivery again once its lease
+ends. A hub whose
 long-poll limit is below the `wait` asked refuses it (`query-invalid`, PROTO-12.6-4):
 the poller then halves its `wait` (down to 0) and asks again. The loop runs until
 cancelled.
@@ -26,7 +28,7 @@ import structlog
 from gateway.protocol import jws
 from gateway.protocol.errors import ProtocolError
 from gateway.simulator.hub_client import HubClient, HubRefused, HubUnavailable
-from gateway.simulator.reception import Answer, Reception
+from gateway.simulator.reception import Answer, Reception, claimed_index
 from gateway.simulator.sender import HubReceiptMismatch, checked_hub_receipt, retry_delay
 from gateway.simulator.state import SimulatorState
 from gateway.simulator.trust_source import HubTrust
@@ -34,6 +36,8 @@ from gateway.simulator.trust_source import HubTrust
 _log = structlog.get_logger("gateway.simulator")
 
 INBOX_LIMIT = 50
+EMPTY_POLL_SECONDS = 1.0
+"""The pause after an empty answer when the hub takes no `wait` (a long-poll limit of 0)."""
 
 
 class InboxPoller:
@@ -48,7 +52,10 @@ class InboxPoller:
 
     async def run(self) -> None:
         cursor = self._state.cursor()
-        failures = 0
+        failures = deferrals = 0
+        held: set[int] = set()
+        """Ledger indexes of deliveries answered "later": the hub offers them again once their lease ends, and the
+        cursor must not pass them meanwhile (a request's `after` acknowledges every receipt up to it)."""
         while True:
             try:
                 page = await self._hub.inbox(after=cursor, wait=self._wait, limit=INBOX_LIMIT)
@@ -63,23 +70,39 @@ class InboxPoller:
                 await asyncio.sleep(retry_delay(failures, failure))
                 continue
             failures = 0
-            if not await self._take_in(page.deliveries):
-                failures += 1
-                await asyncio.sleep(retry_delay(failures))
-                continue
-            if page.cursor != cursor:
-                self._state.set_cursor(page.cursor)
-                cursor = page.cursor
+            unplaced = await self._take_in(page.deliveries, held)
+            reachable = page.cursor if not held else min(page.cursor, min(held) - 1)
+            if unplaced:  # a held delivery whose index cannot be read: nothing on this page is passed
+                reachable = cursor
+            if reachable > cursor:
+                self._state.set_cursor(reachable)
+                cursor = reachable
+            if held or unplaced:
+                deferrals += 1
+                await asyncio.sleep(retry_delay(deferrals))
+            else:
+                deferrals = 0
+                if not page.deliveries and self._wait == 0:
+                    await asyncio.sleep(EMPTY_POLL_SECONDS)  # a hub that does not long-poll: not a busy loop
 
-    async def _take_in(self, deliveries: tuple[Any, ...]) -> bool:
-        """Receive and acknowledge each delivery in order; False at the first that cannot be taken in now."""
+    async def _take_in(self, deliveries: tuple[Any, ...], held: set[int]) -> bool:
+        """Receive and acknowledge each delivery in order, keeping `held` (the indexes answered "later") up to date;
+        True if one was answered "later" and its index could not be read."""
+        unplaced = False
         for delivery in deliveries:
+            index = claimed_index(delivery)
             answer = await self._reception.receive(delivery)
             if answer.retry:
-                return False
+                if index is None:
+                    unplaced = True
+                else:
+                    held.add(index)
+                continue
+            if index is not None:
+                held.discard(index)
             if answer.receipt is not None:
                 await self._acknowledge(answer)
-        return True
+        return unplaced
 
     async def _acknowledge(self, answer: Answer) -> None:
         """`POST /v1/receipts` until `202` with a hub receipt that names it; a 4xx refusal is final."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from gateway.protocol import jws, strict_json
 from gateway.protocol.errors import ProtocolError
 from gateway.protocol.schema import MessageSchemas
 from gateway.protocol.statements import delivery_from_document, parse_delivery, verify_attestation, verify_delivery
@@ -113,6 +114,17 @@ def _later(message_id: str | None) -> Answer:
     _log.warning("simulator.delivery.deferred", message_id=message_id, reason="trust list unreachable")
     problem = ProtocolError("unavailable", "The receiver cannot fetch the hub's trust list now; deliver again later").problem()
     return Answer(message_id, problem=problem, retry=True)
+
+
+def claimed_index(delivery: Any) -> int | None:
+    """The ledger index a pulled delivery's attestation names, read without verifying it; None if unreadable.
+    For where a pulling receiver's cursor must stop, not for trusting anything."""
+    try:
+        payload = jws.parse_compact(delivery["attestation"], "gba-attestation+jws").payload
+        index = strict_json.loads(payload)["ledger_index"]
+    except (ProtocolError, KeyError, TypeError):
+        return None
+    return index if type(index) is int else None
 
 
 def _again(stored: StoredDelivery) -> Answer:

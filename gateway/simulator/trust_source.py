@@ -7,8 +7,9 @@ It is fetched at start, every `TRUST_REFRESH_SECONDS` after (PROTO-10.3-6: consu
 fetch at least hourly; a consumer that misses the lists of a hub receipt key's rotation
 can install no later one, §10.3), and again when a statement names a key the held list
 does not know, at most once per `refresh_interval` seconds, so a flood of forged kids
-cannot make the simulator hammer the hub (after a fetch that found no hub, the next
-goes at once). While the hub's list cannot be fetched, an
+cannot make the simulator hammer the hub (after a fetch that found no hub, at most
+once per `FAILED_FETCH_SECONDS`, or the hub's Retry-After). While the hub's list cannot
+be fetched, an
 unknown key is not a verdict: `verify` raises `TrustListUnreachable`, and the delivery
 is taken in later rather than refused.
 """
@@ -31,6 +32,8 @@ _Verified = TypeVar("_Verified")
 
 
 TRUST_REFRESH_SECONDS = 3600.0
+FAILED_FETCH_SECONDS = 0.5
+"""The least pause after a fetch that found no hub."""
 
 
 class TrustListUnreachable(Exception):
@@ -47,27 +50,30 @@ class HubTrust:
         self._hub = hub
         self._clock = clock
         self._interval = refresh_interval
-        self._last_fetch: float | None = None
+        self._next_fetch = 0.0
+        """time.monotonic() before which no fetch goes (the first goes at once)."""
         self._unreachable = False
         """Whether the last fetch failed for want of the hub (not for a list that did not verify)."""
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> bool:
-        """Fetch and verify the hub's list unless fetched within the interval; True if a list was fetched and held.
+        """Fetch and verify the hub's list unless a fetch went too recently; True if a list was fetched and held.
 
-        The interval spares a hub that answered; after a fetch that found no hub, the next one goes at once, so a
-        delivery is not deferred (`verify`) for an outage that has ended."""
+        After a fetch the hub answered, the next waits `refresh_interval`; after one that found no hub, only
+        FAILED_FETCH_SECONDS (or the hub's Retry-After), so a delivery is not deferred long for an outage that has
+        ended, and forged kids still cannot make the simulator hammer a hub that is struggling."""
         async with self._lock:
             now = time.monotonic()
-            if self._last_fetch is not None and not self._unreachable and now - self._last_fetch < self._interval:
+            if now < self._next_fetch:
                 return False
-            self._last_fetch = now
+            self._next_fetch = now + self._interval
             try:
                 signed = await self._hub.trust_list()
                 self._unreachable = False
                 self.current = verify_signed_trust_list(signed, self.current, self._clock())
             except (HubUnavailable, HubRefused) as error:
                 self._unreachable = True
+                self._next_fetch = now + max(FAILED_FETCH_SECONDS, getattr(error, "retry_after", None) or 0.0)
                 _log.warning("simulator.trust_list.unavailable", reason=type(error).__name__)
                 return False
             except ProtocolError as refusal:

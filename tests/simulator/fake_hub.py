@@ -46,6 +46,8 @@ class FakeHub:
         """How many of the next message posts to accept and then answer 503, as if the answer was lost on the way."""
         self.accepted: dict[str, dict] = {}
         """Each accepted message's id -> its 202 answer (`GET /v1/messages/{id}` answers from it)."""
+        self.long_poll_limit: int | None = None
+        """When set, an inbox request whose `wait` is above it is refused `query-invalid` (§12.6)."""
         self.trust_list_failures = 0
         """How many of the next trust-list requests to answer 503."""
         self.inbox_pages: list[dict] = []
@@ -130,6 +132,8 @@ class FakeHub:
         self.requests.append(Received(request.path, b"", request.headers.get("GBA-Request-Proof"), dict(request.query)))
         self._notify()
         after = int(request.query["after"])
+        if self.long_poll_limit is not None and int(request.query.get("wait", "0")) > self.long_poll_limit:
+            return web.json_response({"code": "query-invalid", "status": 400}, status=400, content_type="application/problem+json")
         if self.raw_inbox_answers:
             return web.Response(body=self.raw_inbox_answers.pop(0), content_type="application/json")
         if self._page_after(after) is None:

@@ -77,16 +77,70 @@ def test_a_delivery_naming_a_key_unknown_while_the_trust_list_is_unreachable_is_
     async def scenario():
         async with FakeHub(newer, hub_key, schemas) as hub:
             hub.trust_list_failures = 2  # at the simulator's start, and when the delivery names the new key
-            hub.queue_page([delivery], cursor=7)
+            hub.queue_page([delivery], cursor=_index(delivery))
             async with running_simulator(hub.url, mode="pull", poll_wait_seconds=1, anchor=trust) as simulator:
                 inbox_after = lambda: [r.query["after"] for r in hub.requests if r.path == "/v1/inbox"]  # noqa: E731
-                await hub.wait_for(lambda: "7" in inbox_after(), timeout=30)
+                await hub.wait_for(lambda: str(_index(delivery)) in inbox_after(), timeout=30)
                 receipts = hub.messages("/v1/receipts")
                 assert [receipt.body["status"] for receipt in receipts] == ["accepted"], "never rejected for the outage"
                 assert simulator.application_deliveries(submit["id"]) == 1
-                before = inbox_after()[:inbox_after().index("7")]
-                assert len(before) >= 2 and set(before) == {"-1"}, "the page was asked for again, the cursor held"
+                before = inbox_after()[:inbox_after().index(str(_index(delivery)))]
+                assert len(before) >= 2 and all(int(after) < _index(delivery) for after in before), \
+                    "asked again, the cursor short of the delivery"
                 assert len([r for r in hub.requests if r.path == "/v1/trust-list"]) >= 2
+
+    asyncio.run(scenario())
+
+
+def _index(delivery: bytes) -> int:
+    return json.loads(jws.parse_compact(json.loads(delivery)["attestation"], "gba-attestation+jws").payload)["ledger_index"]
+
+
+def test_the_cursor_never_passes_a_delivery_answered_later_even_when_newer_ones_arrive(
+        running_simulator, trust, hub_key, schemas, test_key):
+    # The hub leases what it returned, so the next answer brings newer deliveries and a larger cursor; a request's
+    # `after` acknowledges every receipt up to it (PROTO-12.6-2), the held-back one included, which the hub would
+    # then never deliver again. The cursor stops short of it until it is taken in.
+    newer, new_key = with_new_key(trust, "CN-GD", "test-cn-gd-message-2")
+    shipped = example_payload("receipt", "CN-GD", "HK")
+    receipt = example_payload("receipt", "CN-GD", "HK", reply_to=shipped["body"]["message_id"])
+    held_back = delivery_of(receipt, new_key, hub_key)
+    submit = example_payload("referral.submit", "MO", "HK")
+    later = delivery_of(submit, test_key("test-mo-message-1"), hub_key)
+    first, last = _index(held_back), _index(later)
+    assert first < last
+
+    async def scenario():
+        async with FakeHub(newer, hub_key, schemas) as hub:
+            hub.trust_list_failures = 10**6  # the hub's list cannot be fetched for now
+            hub.raw_inbox_answers.append(json.dumps({"deliveries": [json.loads(held_back)], "cursor": first}).encode())
+            hub.queue_page([later], cursor=last)  # what the hub offers while the first is leased
+            async with running_simulator(hub.url, mode="pull", poll_wait_seconds=1, anchor=trust) as simulator:
+                inbox_after = lambda: [int(r.query["after"]) for r in hub.requests if r.path == "/v1/inbox"]  # noqa: E731
+                await hub.wait_for(lambda: simulator.application_deliveries(submit["id"]) == 1 and len(inbox_after()) >= 4,
+                                   timeout=30)
+                assert max(inbox_after()) < first, "no request acknowledged the held-back receipt"
+                hub.trust_list_failures = 0  # the list can be fetched again, and the lease ended: offered again
+                hub.inbox_pages.insert(0, {"deliveries": [json.loads(held_back)], "cursor": first})
+                await hub.wait_for(lambda: last in inbox_after(), timeout=30)
+                assert simulator.application_deliveries(receipt["id"]) == 1, "stored before the cursor passed it"
+
+    asyncio.run(scenario())
+
+
+def test_against_a_hub_that_does_not_long_poll_the_inbox_is_asked_with_no_wait(running_simulator, fake_hub, test_key, hub_key):
+    # §12.6 lets a hub's long-poll limit be 0: every wait above it is refused, down to 0, which it takes.
+    submit = example_payload("referral.submit", "CN-GD", "HK")
+    delivery = delivery_of(submit, test_key("test-cn-gd-message-1"), hub_key)
+
+    async def scenario():
+        async with fake_hub() as hub:
+            hub.long_poll_limit = 0
+            hub.queue_page([delivery], cursor=_index(delivery))
+            async with running_simulator(hub.url, mode="pull", poll_wait_seconds=30) as simulator:
+                await simulator.wait_for(lambda: simulator.application_deliveries(submit["id"]) == 1, timeout=20)
+                waits = [r.query["wait"] for r in hub.requests if r.path == "/v1/inbox"]
+                assert waits[:6] == ["30", "15", "7", "3", "1", "0"]
 
     asyncio.run(scenario())
 

@@ -214,3 +214,21 @@ def test_a_push_naming_a_key_unknown_while_the_trust_list_is_unreachable_is_answ
                 assert simulator.wire_deliveries(submit["id"]) == 1 and simulator.application_deliveries(submit["id"]) == 0
 
     asyncio.run(scenario())
+
+
+def test_forged_kids_while_the_hub_is_failing_do_not_make_the_simulator_hammer_it(running_simulator, trust, hub_key, schemas):
+    # Each delivery naming an unknown kid asks for the hub's list, but not more often than a failing hub allows.
+    newer, _ = with_new_key(trust, "CN-GD", "test-cn-gd-message-2")
+
+    async def scenario():
+        async with FakeHub(newer, hub_key, schemas) as hub:
+            hub.trust_list_failures = 10**6
+            async with running_simulator(hub.url, anchor=trust) as simulator:
+                await hub.wait_for(lambda: any(r.path == "/v1/trust-list" for r in hub.requests), timeout=20)
+                for _ in range(20):
+                    _, forged_key = with_new_key(trust, "CN-GD", "test-cn-gd-forged-1")
+                    status, _, _ = await push(simulator, delivery_of(example_payload("referral.submit", "CN-GD", "HK"), forged_key, hub_key))
+                    assert status == 503
+            return sum(r.path == "/v1/trust-list" for r in hub.requests)
+
+    assert asyncio.run(scenario()) <= 10, "20 forged deliveries in well under 5 s: at most one fetch per half second"
