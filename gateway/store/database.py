@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
 import asyncpg
 
@@ -80,7 +80,7 @@ def redact_url(url: str) -> str:
         fields = [f"{field.partition('=')[0]}=***" if field.partition("=")[0] == "password" else field
                   for field in parts.query.split("&")]
         parts = parts._replace(query="&".join(fields))
-    return urlunsplit(parts)
+    return _unsplit(parts)
 
 
 def split_password(url: str) -> tuple[str, str | None]:
@@ -92,7 +92,7 @@ def split_password(url: str) -> tuple[str, str | None]:
     kept as it is), so the tools get the password the gateway itself connects with.
     """
     parts = urlsplit(url)
-    password = None
+    password = query_password = None
     user, at, host = parts.netloc.partition("@")
     if at and ":" in user:
         user, _, secret = user.partition(":")
@@ -104,15 +104,22 @@ def split_password(url: str) -> tuple[str, str | None]:
             name, _, value = field.partition("=")
             if unquote_plus(name) != "password":
                 fields.append(field)
-            elif password is None:  # as in asyncpg, the user part's password wins
-                password = unquote_plus(value)
+            elif value:  # as asyncpg reads a query (parse_qs): blank values dropped, the last one wins
+                query_password = unquote_plus(value)
         parts = parts._replace(query="&".join(fields))
-    return urlunsplit(parts), password
+    return _unsplit(parts), password or query_password  # as in asyncpg, the user part's password wins
+
+
+def _unsplit(parts: SplitResult) -> str:
+    """`urlunsplit`, but keeping `//` before an empty host (`postgresql:///db?host=/run/postgresql`): urllib
+    drops it for schemes it does not know, and libpq then refuses the URL."""
+    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return text + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
 
 
 def with_database_name(url: str, name: str) -> str:
     """`url` pointing at database `name` on the same server, with the same options."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    return _unsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def dead_peer_settings(seconds: float) -> dict[str, str]:
