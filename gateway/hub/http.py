@@ -268,16 +268,23 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             committer.start()
             resources.push_async_callback(committer.close)
             await _settle_mode(pool, settings.mode, record=False)
-            await _import_initial_trust_list(pool, committer, settings, clock)
             wakeups = app[WAKEUPS]
             registry = Registry(pool, settings.mode, process_id, listeners={OUTBOX_CHANNEL: wakeups.notified})
             resources.push_async_callback(registry.close)
-            await registry.start()
-            await _settle_mode(pool, settings.mode, record=True)  # it loaded in this mode: the database keeps to it
+            try:
+                await _import_initial_trust_list(pool, committer, settings, clock)
+                await registry.start()
+            except ProtocolError as refusal:  # the configured trust list, or the registry, is no list of this mode
+                where = f" at {refusal.where}" if refusal.where else ""
+                raise HubStartError(
+                    f"the key registry (or hub.trust_list, on a first start) is refused as a {settings.mode} trust "
+                    f"list: {refusal.code}{where}: {refusal.detail} (docs/protocol.md §10.3, §10.5)"
+                ) from refusal
             await resources.enter_async_context(_background(registry.watch(), "registry-watch"))
             await resources.enter_async_context(_background(_forget_used_request_proofs(pool, clock), "jti-sweeper"))
             receipt_key = read_private_key(settings.receipt_key_file)
             _check_receipt_key(registry.current(), receipt_key, clock())
+            await _settle_mode(pool, settings.mode, record=True)  # it loaded in this mode: the database keeps to it
             hub = Hub(
                 pool=pool,
                 committer=committer,

@@ -220,23 +220,41 @@ class ModeConflict(RegistryError):
 
 
 async def settle_mode(connection: asyncpg.Connection, stated: str | None, record: bool = True) -> str:
-    """The registry's mode: the one the database records; else `stated`, recorded now (if `record`); else test.
+    """The registry's mode: the one the database records; else `stated`, recorded now (if `record`); else, when
+    nothing is stated, test if the registry is empty or holds a test key (a production registry holds none).
 
     A production registry holds no test key and is published as a production list (PROTO-10.5-1, -2), so a
-    database serves one mode for its life: a stated mode other than the recorded one is refused (ModeConflict).
+    database serves one mode for its life: a stated mode other than the recorded one is refused (ModeConflict),
+    as is production for a registry holding test keys, and a change that states no mode on a registry that
+    records none and holds no test key (a database from before migration 0012: it may be a production one).
     Record in the transaction that changes the registry, or once the registry has loaded: a change or start
     that fails must not leave its mode behind.
     """
-    if stated is not None and record:
-        await connection.execute("UPDATE registry_version SET mode = $1 WHERE mode IS NULL", stated)
     recorded = await connection.fetchval("SELECT mode FROM registry_version")
-    if stated is not None and recorded not in (None, stated):
+    if recorded is None:
+        holds_test_keys = await connection.fetchval("SELECT EXISTS (SELECT 1 FROM keys WHERE test_key)")
+        if stated is None:
+            if holds_test_keys or not await connection.fetchval("SELECT EXISTS (SELECT 1 FROM keys)"):
+                return "test"
+            raise ModeConflict(
+                "this database's key registry records no mode yet (it is older than the gateway's migration 0012) "
+                "and holds no test key, so it may be a production registry: give --config with the gateway's "
+                "configuration, or --mode"
+            )
+        if stated == "production" and holds_test_keys:
+            raise ModeConflict("this database's key registry holds test keys, so it is a test registry, and this is "
+                               "a production gateway: use a database of its own for production mode")
+        if record:
+            await connection.execute("UPDATE registry_version SET mode = $1 WHERE mode IS NULL", stated)
+        return stated
+    if stated is not None and recorded != stated:
         raise ModeConflict(
             f"this database's key registry is a {recorded} registry, and this is a {stated} gateway: a database "
             f"serves one mode for its life. Use a database of its own for {stated} mode (a new --data-dir or "
-            "database), or the configuration that belongs to this one"
+            f"database), or the configuration that belongs to this one. (The mode was recorded by the first gateway "
+            f"start or `gateway keys` change that stated one, in registry_version.mode.)"
         )
-    return recorded or "test"
+    return recorded
 
 
 async def apply_change(

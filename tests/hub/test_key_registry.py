@@ -180,6 +180,20 @@ def test_a_registry_keeps_the_mode_it_was_recorded_in(database_url, tmp_path):
     assert keys(database_url, "add", "--entry", str(production_key_file)).status == 0, "the recorded mode serves"
     assert production_entry["kid"] in {row["kid"] for row in query(database_url, "SELECT kid FROM keys")}
 
+    # A database from before migration 0012 records no mode: with no test key in it, it may be a production one.
+    query(database_url, "UPDATE registry_version SET mode = NULL")
+    unstated = keys(database_url, "add", "--entry", str(test_entry_file))
+    assert unstated.status == 1 and "records no mode yet" in unstated.stderr and "--config" in unstated.stderr
+    assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] is None
+
+
+def test_a_registry_holding_test_keys_is_never_taken_for_a_production_one(database_url, tmp_path):
+    import_test_trust_list(database_url)  # no mode stated: test, not recorded
+    entry_file, _, _ = new_key(tmp_path, "--jurisdiction", "HK", "--use", "message")
+    refused = keys(database_url, "add", "--mode", "production", "--entry", str(entry_file))
+    assert refused.status == 1 and "holds test keys, so it is a test registry" in refused.stderr
+    assert keys(database_url, "add", "--entry", str(entry_file)).status == 0, "taken as the test registry it is"
+
 
 def test_a_refused_change_records_no_mode(database_url, tmp_path):
     entry_file, _, _ = new_key(tmp_path, "--jurisdiction", "HK", "--use", "message")
