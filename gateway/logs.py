@@ -47,11 +47,13 @@ class JsonLinesFormatter(logging.Formatter):
 
 def _fixed_part(record: logging.LogRecord) -> str:
     """The part of a library's message written by its authors, not formatted in from data: the first line; for
-    asyncio, the words before the first that is not all letters (a repr, a callback's name, a number)."""
+    asyncio, the words before the first that is not all letters, bar trailing punctuation (a repr, a callback's
+    name, a number)."""
     text = record.getMessage().split("\n", 1)[0]
     if record.name == "asyncio" or record.name.startswith("asyncio."):
         words = text.split(" ")
-        text = " ".join(words[: next((n for n, word in enumerate(words) if not word.isalpha()), len(words))])
+        kept = words[: next((n for n, word in enumerate(words) if not word.rstrip("!.,;:").isalpha()), len(words))]
+        text = " ".join(kept) or "asyncio report (withheld: it begins with formatted data)"
     return text
 
 

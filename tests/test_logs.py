@@ -98,3 +98,13 @@ def test_asyncio_reports_of_failures_keep_neither_the_exception_text_nor_the_arg
         [line] = text.splitlines()
         assert json.loads(line)["event"] == event and json.loads(line)["error"] == "ValueError"
         assert "A1234567" not in text and "陳大文" not in text
+
+
+def test_asyncio_messages_keep_their_fixed_words_and_never_an_empty_event():
+    def event_of(message: str) -> str:
+        record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, (), None)
+        return json.loads(JsonLinesFormatter().format(record))["event"]
+
+    pending = "Task was destroyed but it is pending!\ntask: <Task pending coro=<f()>>"
+    assert event_of(pending) == "Task was destroyed but it is pending!"
+    assert event_of("socket.send() raised exception.") == "asyncio report (withheld: it begins with formatted data)"

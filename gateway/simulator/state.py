@@ -72,8 +72,9 @@ CREATE TABLE IF NOT EXISTS witness_checkpoints (
 );
 CREATE TABLE IF NOT EXISTS renewals (
     old_id TEXT PRIMARY KEY,
-    new_id TEXT NOT NULL UNIQUE
+    new_id TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS renewals_new_id ON renewals (new_id);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor INTEGER NOT NULL
@@ -254,6 +255,8 @@ class SimulatorState:
             ).rowcount
             if renewed:
                 db.execute("UPDATE case_messages SET message_id = ? WHERE message_id = ?", (new_id, old_id))
+                # Every earlier id points at the newest: a clock that stays behind renews again and again.
+                db.execute("UPDATE renewals SET new_id = ? WHERE new_id = ?", (new_id, old_id))
                 db.execute("INSERT INTO renewals (old_id, new_id) VALUES (?, ?)", (old_id, new_id))
 
     def mark_refused(self, message_id: str, code: str) -> None:
@@ -265,7 +268,8 @@ class SimulatorState:
 
     def outgoing(self, message_id: str) -> OutgoingView | None:
         """The message sent as `message_id`, or sent again as a new message in its place (`renew_unaccepted`)."""
-        while (renewal := self._db.execute("SELECT new_id FROM renewals WHERE old_id = ?", (message_id,)).fetchone()):
+        renewal = self._db.execute("SELECT new_id FROM renewals WHERE old_id = ?", (message_id,)).fetchone()
+        if renewal is not None:
             message_id = renewal[0]
         row = self._db.execute(
             "SELECT id, type, case_id, hub_status, ledger_index, refusal_code, receiver_receipt_status, receiver_receipt_code,"
