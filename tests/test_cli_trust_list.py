@@ -153,7 +153,7 @@ def test_another_key_under_the_hub_receipt_kid_cannot_sign_the_list(tmp_path):
     assert made.status == 0, made.stderr
     (key,) = tmp_path.glob("*.key.jwk")
     refused = run_cli("trust-list", "sign", "--key", str(key), str(TRUST_LIST))
-    assert refused.status == 1 and refused.stdout == "" and "not the one the list holds as test-hub-receipt-1" in refused.stderr
+    assert refused.status == 1 and refused.stdout == "" and "not the one the trust list holds as test-hub-receipt-1" in refused.stderr
 
 
 def test_shipped_signed_trust_list_verifies_and_a_message_key_cannot_sign_one():
@@ -161,7 +161,7 @@ def test_shipped_signed_trust_list_verifies_and_a_message_key_cannot_sign_one():
     ok = run_cli("trust-list", "verify", "--anchor", str(TRUST_LIST), "--at", "2026-11-28T12:00:00Z", "-", stdin=shipped)
     assert ok.status == 0, ok.stderr
     refused = run_cli("trust-list", "sign", "--key", str(TEST_KEYS / "test-hk-message-1.key.jwk"), str(TRUST_LIST))
-    assert refused.status == 1 and "hub key of use 'receipt'" in refused.stderr
+    assert refused.status == 1 and "as a key of HK for use 'message', not as the hub's receipt key" in refused.stderr
 
 
 def test_keys_generate_writes_a_private_key_for_its_owner_only(tmp_path):
