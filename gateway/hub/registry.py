@@ -244,9 +244,12 @@ async def settle_mode(connection: asyncpg.Connection, stated: str | None, record
         if stated == "production" and holds_test_keys:
             raise ModeConflict("this database's key registry holds test keys, so it is a test registry, and this is "
                                "a production gateway: use a database of its own for production mode")
-        if record:
-            await connection.execute("UPDATE registry_version SET mode = $1 WHERE mode IS NULL", stated)
-        return stated
+        if not record:
+            return stated
+        # Another process may have recorded a mode since the read above (this UPDATE waits for its transaction):
+        # what counts is what the row holds once this one has had its turn.
+        await connection.execute("UPDATE registry_version SET mode = $1 WHERE mode IS NULL", stated)
+        recorded = await connection.fetchval("SELECT mode FROM registry_version")
     if stated is not None and recorded != stated:
         raise ModeConflict(
             f"this database's key registry is a {recorded} registry, and this is a {stated} gateway: a database "

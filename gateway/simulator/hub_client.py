@@ -179,7 +179,7 @@ def _seconds(header: str | None) -> float | None:
     return min(float(header.strip()), RETRY_AFTER_MAX_SECONDS)
 
 
-_DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
+_DELAY_SECONDS = re.compile(r"[0-9]+")
 
 
 def _problem_code(body: bytes) -> str:

@@ -8,10 +8,10 @@ bytes, until the hub answers `202`. Only then, with every delivery of the answer
 stored and acknowledged, is the answer's cursor stored (PROTO-12.6-2); the next
 request's `after` also acknowledges the receipts delivered so far. A delivery that
 cannot be taken in now (a key unknown while the hub's trust list cannot be fetched)
-is left unanswered: the cursor stops short of it (a request's `after` acknowledges every
-receipt up to it) until it is taken in, the rest of the page is taken in, and the inbox
-is asked again after a backoff, so the hub offers that delivery again once its lease
-ends. A hub whose
+is left unanswered, and the hub offers it again once its lease ends; if it may be a
+receipt, its ledger index is kept in the state and the cursor stays below it (lower than
+before, if need be), since a request's `after` acknowledges every delivered receipt up to
+it; the rest of the page is taken in, and the inbox asked again after a backoff. A hub whose
 long-poll limit is below the `wait` asked refuses it (`query-invalid`, PROTO-12.6-4):
 the poller then halves its `wait` (down to 0) and asks again. The loop runs until
 cancelled.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import structlog
@@ -28,7 +29,7 @@ import structlog
 from gateway.protocol import jws
 from gateway.protocol.errors import ProtocolError
 from gateway.simulator.hub_client import HubClient, HubRefused, HubUnavailable
-from gateway.simulator.reception import Answer, Reception, claimed_index
+from gateway.simulator.reception import Answer, Reception, claimed
 from gateway.simulator.sender import HubReceiptMismatch, checked_hub_receipt, retry_delay
 from gateway.simulator.state import SimulatorState
 from gateway.simulator.trust_source import HubTrust
@@ -37,6 +38,10 @@ _log = structlog.get_logger("gateway.simulator")
 
 INBOX_LIMIT = 50
 EMPTY_POLL_SECONDS = 1.0
+"""The pause after an empty answer when the hub takes no `wait` (a long-poll limit of 0)."""
+HELD_RECEIPT_SECONDS = 72 * 3600.0
+"""How long a delivered receipt answered "later" may stop the cursor: the hub's default retry window
+(`delivery.retry_window_hours`), after which it dead-letters what was not acknowledged."""
 """The pause after an empty answer when the hub takes no `wait` (a long-poll limit of 0)."""
 
 
@@ -53,9 +58,6 @@ class InboxPoller:
     async def run(self) -> None:
         cursor = self._state.cursor()
         failures = deferrals = 0
-        held: set[int] = set()
-        """Ledger indexes of deliveries answered "later": the hub offers them again once their lease ends, and the
-        cursor must not pass them meanwhile (a request's `after` acknowledges every receipt up to it)."""
         while True:
             try:
                 page = await self._hub.inbox(after=cursor, wait=self._wait, limit=INBOX_LIMIT)
@@ -70,14 +72,18 @@ class InboxPoller:
                 await asyncio.sleep(retry_delay(failures, failure))
                 continue
             failures = 0
-            unplaced = await self._take_in(page.deliveries, held)
-            reachable = page.cursor if not held else min(page.cursor, min(held) - 1)
-            if unplaced:  # a held delivery whose index cannot be read: nothing on this page is passed
-                reachable = cursor
-            if reachable > cursor:
-                self._state.set_cursor(reachable)
-                cursor = reachable
-            if held or unplaced:
+            deferred, unplaced = await self._take_in(page.deliveries)
+            # A request's `after` acknowledges every delivered receipt up to it (PROTO-12.6-2): never one held.
+            target = max(cursor, page.cursor)
+            held = self._held()
+            if held:
+                target = min(target, min(held) - 1)  # lower than before, if a held receipt lies below it
+            if unplaced:
+                target = min(target, cursor)
+            if target != cursor:
+                self._state.set_cursor(target)
+                cursor = target
+            if deferred:
                 deferrals += 1
                 await asyncio.sleep(retry_delay(deferrals))
             else:
@@ -85,24 +91,39 @@ class InboxPoller:
                 if not page.deliveries and self._wait == 0:
                     await asyncio.sleep(EMPTY_POLL_SECONDS)  # a hub that does not long-poll: not a busy loop
 
-    async def _take_in(self, deliveries: tuple[Any, ...], held: set[int]) -> bool:
-        """Receive and acknowledge each delivery in order, keeping `held` (the indexes answered "later") up to date;
-        True if one was answered "later" and its index could not be read."""
-        unplaced = False
+    async def _take_in(self, deliveries: tuple[Any, ...]) -> tuple[bool, bool]:
+        """Receive and acknowledge each delivery in order; (whether one was answered "later", whether such a one
+        may be a receipt whose index cannot be read). Held receipts are kept in the state, for restarts too."""
+        deferred = unplaced = False
         for delivery in deliveries:
-            index = claimed_index(delivery)
+            index, kind = claimed(delivery)
             answer = await self._reception.receive(delivery)
             if answer.retry:
-                if index is None:
-                    unplaced = True
-                else:
-                    held.add(index)
+                deferred = True
+                if kind in (None, "receipt"):  # only receipts are acknowledged by the cursor
+                    if index is None:
+                        unplaced = True
+                    else:
+                        self._state.hold_receipt(index, time.time())
                 continue
             if index is not None:
-                held.discard(index)
+                self._state.release_receipt(index)
             if answer.receipt is not None:
                 await self._acknowledge(answer)
-        return unplaced
+        return deferred, unplaced
+
+    def _held(self) -> set[int]:
+        """The held receipts' indexes; one held longer than HELD_RECEIPT_SECONDS is let go (the hub has dead-lettered
+        it by then, and it would stop the cursor for good), with a warning."""
+        now = time.time()
+        held = set()
+        for index, since in self._state.held_receipts().items():
+            if now - since > HELD_RECEIPT_SECONDS:
+                self._state.release_receipt(index)
+                _log.warning("simulator.inbox.held_receipt_released", ledger_index=index)
+            else:
+                held.add(index)
+        return held
 
     async def _acknowledge(self, answer: Answer) -> None:
         """`POST /v1/receipts` until `202` with a hub receipt that names it; a 4xx refusal is final."""

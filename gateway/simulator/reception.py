@@ -116,15 +116,18 @@ def _later(message_id: str | None) -> Answer:
     return Answer(message_id, problem=problem, retry=True)
 
 
-def claimed_index(delivery: Any) -> int | None:
-    """The ledger index a pulled delivery's attestation names, read without verifying it; None if unreadable.
+def claimed(delivery: Any) -> tuple[int | None, str | None]:
+    """(ledger index, type) a pulled delivery's attestation names, read without verifying it; None where unreadable.
     For where a pulling receiver's cursor must stop, not for trusting anything."""
     try:
-        payload = jws.parse_compact(delivery["attestation"], "gba-attestation+jws").payload
-        index = strict_json.loads(payload)["ledger_index"]
-    except (ProtocolError, KeyError, TypeError):
-        return None
-    return index if type(index) is int else None
+        attestation = delivery["attestation"]
+        if not isinstance(attestation, str):
+            return None, None
+        payload = strict_json.loads(jws.parse_compact(attestation, "gba-attestation+jws").payload)
+        index, kind = payload["ledger_index"], payload["type"]
+    except (ProtocolError, KeyError, TypeError, ValueError):
+        return None, None
+    return (index if type(index) is int else None), (kind if isinstance(kind, str) else None)
 
 
 def _again(stored: StoredDelivery) -> Answer:

@@ -70,11 +70,15 @@ CREATE TABLE IF NOT EXISTS witness_checkpoints (
     size INTEGER NOT NULL,
     root BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS renewals (
+CREATE TABLE IF NOT EXISTS renewal_links (
     old_id TEXT PRIMARY KEY,
     new_id TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS renewals_new_id ON renewals (new_id);
+CREATE INDEX IF NOT EXISTS renewal_links_new_id ON renewal_links (new_id);
+CREATE TABLE IF NOT EXISTS held_receipts (
+    ledger_index INTEGER PRIMARY KEY,
+    since REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor INTEGER NOT NULL
@@ -133,6 +137,15 @@ class QueuedMessage:
     attempts: int
 
 
+def _carry_over_renewals(connection: sqlite3.Connection) -> None:
+    """State files from before `renewal_links` kept `renewals` (new_id UNIQUE, which the one-hop links break)."""
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'renewals'").fetchone():
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT OR IGNORE INTO renewal_links (old_id, new_id) SELECT old_id, new_id FROM renewals")
+        connection.execute("DROP TABLE renewals")
+        connection.execute("COMMIT")
+
+
 class SimulatorState:
     """The sqlite state of one simulated jurisdiction. Not thread-safe: use it from one event loop."""
 
@@ -148,6 +161,7 @@ class SimulatorState:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.executescript(_SCHEMA)
+        _carry_over_renewals(connection)
         return cls(connection, on_change)
 
     def close(self) -> None:
@@ -256,8 +270,8 @@ class SimulatorState:
             if renewed:
                 db.execute("UPDATE case_messages SET message_id = ? WHERE message_id = ?", (new_id, old_id))
                 # Every earlier id points at the newest: a clock that stays behind renews again and again.
-                db.execute("UPDATE renewals SET new_id = ? WHERE new_id = ?", (new_id, old_id))
-                db.execute("INSERT INTO renewals (old_id, new_id) VALUES (?, ?)", (old_id, new_id))
+                db.execute("UPDATE renewal_links SET new_id = ? WHERE new_id = ?", (new_id, old_id))
+                db.execute("INSERT INTO renewal_links (old_id, new_id) VALUES (?, ?)", (old_id, new_id))
 
     def mark_refused(self, message_id: str, code: str) -> None:
         with self._transaction() as db:
@@ -268,9 +282,8 @@ class SimulatorState:
 
     def outgoing(self, message_id: str) -> OutgoingView | None:
         """The message sent as `message_id`, or sent again as a new message in its place (`renew_unaccepted`)."""
-        renewal = self._db.execute("SELECT new_id FROM renewals WHERE old_id = ?", (message_id,)).fetchone()
-        if renewal is not None:
-            message_id = renewal[0]
+        while (renewal := self._db.execute("SELECT new_id FROM renewal_links WHERE old_id = ?", (message_id,)).fetchone()):
+            message_id = renewal[0]  # one hop, but for links carried over from before they were kept that way
         row = self._db.execute(
             "SELECT id, type, case_id, hub_status, ledger_index, refusal_code, receiver_receipt_status, receiver_receipt_code,"
             " attempts, compact FROM outgoing WHERE id = ?",
@@ -298,6 +311,19 @@ class SimulatorState:
     def cursor(self) -> int:
         row = self._db.execute("SELECT cursor FROM inbox WHERE id = 1").fetchone()
         return -1 if row is None else row[0]
+
+    def held_receipts(self) -> dict[int, float]:
+        """Ledger index -> since when (time.time()) of each delivered receipt answered "later" and not yet taken in."""
+        return dict(self._db.execute("SELECT ledger_index, since FROM held_receipts").fetchall())
+
+    def hold_receipt(self, ledger_index: int, since: float) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO held_receipts (ledger_index, since) VALUES (?, ?) ON CONFLICT DO NOTHING", (ledger_index, since))
+
+    def release_receipt(self, ledger_index: int) -> None:
+        if self._db.execute("SELECT 1 FROM held_receipts WHERE ledger_index = ?", (ledger_index,)).fetchone():
+            with self._transaction() as db:
+                db.execute("DELETE FROM held_receipts WHERE ledger_index = ?", (ledger_index,))
 
     def set_cursor(self, cursor: int) -> None:
         with self._transaction() as db:

@@ -34,6 +34,8 @@ _Verified = TypeVar("_Verified")
 TRUST_REFRESH_SECONDS = 3600.0
 FAILED_FETCH_SECONDS = 0.5
 """The least pause after a fetch that found no hub."""
+UNREACHABLE_REFRESH_SECONDS = 60.0
+"""The scheduled refresh's period while the hub cannot be reached."""
 
 
 class TrustListUnreachable(Exception):
@@ -72,8 +74,8 @@ class HubTrust:
                 self._unreachable = False
                 self.current = verify_signed_trust_list(signed, self.current, self._clock())
             except (HubUnavailable, HubRefused) as error:
-                self._unreachable = True
-                self._next_fetch = now + max(FAILED_FETCH_SECONDS, getattr(error, "retry_after", None) or 0.0)
+                self._unreachable = True  # counted from the answer: a fetch that took its whole timeout to fail
+                self._next_fetch = time.monotonic() + max(FAILED_FETCH_SECONDS, getattr(error, "retry_after", None) or 0.0)
                 _log.warning("simulator.trust_list.unavailable", reason=type(error).__name__)
                 return False
             except ProtocolError as refusal:
@@ -83,10 +85,11 @@ class HubTrust:
             return True
 
     async def keep_fresh(self, every: float = TRUST_REFRESH_SECONDS) -> None:
-        """Fetch the hub's list now and every `every` seconds, until cancelled."""
+        """Fetch the hub's list now and every `every` seconds (every minute while the hub cannot be reached), until
+        cancelled."""
         while True:
             await self.refresh()
-            await asyncio.sleep(every)
+            await asyncio.sleep(min(every, UNREACHABLE_REFRESH_SECONDS) if self._unreachable else every)
 
     async def verify(self, check: Callable[[TrustList], _Verified]) -> _Verified:
         """`check` against the held list; once more after a refresh if it names a key the list does not know.

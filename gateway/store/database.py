@@ -77,7 +77,7 @@ def redact_url(url: str) -> str:
         host = parts.netloc.rpartition("@")[2]
         parts = parts._replace(netloc=f"{user}:***@{host}")
     if parts.query:
-        fields = [f"{field.partition('=')[0]}=***" if field.partition("=")[0] == "password" else field
+        fields = [f"{field.partition('=')[0]}=***" if unquote_plus(field.partition("=")[0]) == "password" else field
                   for field in parts.query.split("&")]
         parts = parts._replace(query="&".join(fields))
     return _unsplit(parts)
@@ -107,7 +107,8 @@ def split_password(url: str) -> tuple[str, str | None]:
             elif value:  # as asyncpg reads a query (parse_qs): blank values dropped, the last one wins
                 query_password = unquote_plus(value)
         parts = parts._replace(query="&".join(fields))
-    return _unsplit(parts), password or query_password  # as in asyncpg, the user part's password wins
+    # asyncpg ignores a #fragment; libpq would read it into the database name: the tools get the gateway's database.
+    return _unsplit(parts._replace(fragment="")), password or query_password  # the user part's password wins
 
 
 def _unsplit(parts: SplitResult) -> str:

@@ -22,7 +22,7 @@ import pytest
 
 from structlog.testing import capture_logs
 
-from gateway.hub.registry import Registry, read_trust_list
+from gateway.hub.registry import ModeConflict, Registry, read_trust_list, settle_mode
 from gateway.keyfiles import read_private_key
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.keys import PrivateKey
@@ -362,3 +362,30 @@ def test_a_registry_reload_that_fails_logs_why_without_withheld_fields(database_
     [line] = [line for line in asyncio.run(reload()) if line["event"] == "registry_reload_failed"]
     assert (line["error"], line["code"]) == ("ProtocolError", "trust-list-invalid") and line["where"].startswith("/keys/")
     assert "detail" not in line
+
+
+def test_two_first_uses_in_different_modes_cannot_both_settle(database_url):
+    # A change records `test` in its open transaction; a production start reads no mode meanwhile and its UPDATE
+    # waits for that transaction. Once it commits, the start must see `test` and be refused, not serve production.
+    assert keys(database_url, "list").status == 0  # the schema, and an empty registry
+
+    async def race() -> None:
+        change, start, watch = [await asyncpg.connect(database_url) for _ in range(3)]
+        try:
+            transaction = change.transaction()
+            await transaction.start()
+            assert await settle_mode(change, "test") == "test"
+            starting = asyncio.create_task(settle_mode(start, "production"))
+            start_pid = start.get_server_pid()
+            async with asyncio.timeout(30):
+                while not await watch.fetchval("SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", start_pid):
+                    await asyncio.sleep(0.01)  # polling an observable condition: the start waits on the row lock
+            await transaction.commit()
+            with pytest.raises(ModeConflict, match="a test registry, and this is a production gateway"):
+                await starting
+        finally:
+            for connection in (change, start, watch):
+                await connection.close()
+
+    asyncio.run(race())
+    assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] == "test"

@@ -46,6 +46,9 @@ class FakeHub:
         """How many of the next message posts to accept and then answer 503, as if the answer was lost on the way."""
         self.accepted: dict[str, dict] = {}
         """Each accepted message's id -> its 202 answer (`GET /v1/messages/{id}` answers from it)."""
+        self.offered_again: dict | None = None
+        """An inbox answer served to every inbox request while set: deliveries the hub offers again after their lease,
+        whatever `after` says (a message is acknowledged by its receipt, not by the cursor, PROTO-12.6-1)."""
         self.long_poll_limit: int | None = None
         """When set, an inbox request whose `wait` is above it is refused `query-invalid` (§12.6)."""
         self.trust_list_failures = 0
@@ -136,6 +139,8 @@ class FakeHub:
             return web.json_response({"code": "query-invalid", "status": 400}, status=400, content_type="application/problem+json")
         if self.raw_inbox_answers:
             return web.Response(body=self.raw_inbox_answers.pop(0), content_type="application/json")
+        if self.offered_again is not None:
+            return web.json_response(self.offered_again)
         if self._page_after(after) is None:
             try:
                 await asyncio.wait_for(self.changed.wait(), float(request.query.get("wait", "0")))

@@ -15,6 +15,7 @@ from gateway.protocol.timestamps import utc_now
 from gateway.simulator.hub_client import RETRY_AFTER_MAX_SECONDS, HubClient, HubUnavailable
 from gateway.simulator.sender import retry_delay
 from gateway.simulator.simulator import _report_end
+from gateway.simulator.state import STATE_FILE, SimulatorState
 from tests.hub.harness import running_hub
 
 
@@ -168,3 +169,18 @@ def test_the_hubs_retry_after_sets_the_least_wait_before_a_retry(fake_hub, test_
     first, capped, none, odd = asyncio.run(scenario())
     assert (first, capped, none, odd) == (7.0, RETRY_AFTER_MAX_SECONDS, None, None), "a digit Python reads but float() refuses"
     assert retry_delay(1, HubUnavailable("429", first)) >= 7.0 and retry_delay(1, HubUnavailable("503")) <= 0.25
+
+
+def test_a_state_file_with_the_earlier_renewals_table_is_carried_over(tmp_path):
+    # The first renewals table had new_id UNIQUE, which links that all point at the newest id break.
+    folder = tmp_path / "state"
+    folder.mkdir()
+    with sqlite3.connect(folder / STATE_FILE) as db:
+        db.execute("CREATE TABLE renewals (old_id TEXT PRIMARY KEY, new_id TEXT NOT NULL UNIQUE)")
+        db.execute("INSERT INTO renewals VALUES ('first', 'second')")
+    state = SimulatorState.open(folder)
+    try:
+        assert state._db.execute("SELECT old_id, new_id FROM renewal_links").fetchall() == [("first", "second")]
+        assert state._db.execute("SELECT name FROM sqlite_master WHERE name = 'renewals'").fetchall() == []
+    finally:
+        state.close()

@@ -23,7 +23,7 @@ import pytest
 
 from gateway.store import StoreError
 from gateway.store.backup import _copy, _Target
-from gateway.store.database import DEFAULT_DATA_DIR, resolve_database, server_status, split_password
+from gateway.store.database import DEFAULT_DATA_DIR, redact_url, resolve_database, server_status, split_password
 from gateway.store.embedded import (
     PGDATA_NAME,
     SERVER_LOG_NAME,
@@ -486,6 +486,9 @@ def test_the_tools_get_the_password_in_their_environment_never_on_their_command_
     assert split_password("postgresql://gba@db.example/gba") == ("postgresql://gba@db.example/gba", None)
     assert split_password("postgresql:///gba?host=/run/postgresql&password=a&password=&password=b") == (
         "postgresql:///gba?host=/run/postgresql", "b"), "the // before an empty host kept; asyncpg's choice of value"
+    assert split_password("postgresql://db.example/gba?pass%77ord=s3cret#frag") == ("postgresql://db.example/gba", "s3cret"), \
+        "an encoded name is still the password; a fragment, which asyncpg ignores, is not made part of the database name"
+    assert "s3cret" not in redact_url("postgresql://db.example/gba?pass%77ord=s3cret")
     target = _Target("postgresql://gba:Sec%ret99@db.example/gba")
     assert "Sec" not in target.argument and target.environment["PGPASSWORD"] == "Sec%ret99"
     assert target.tail(io.BytesIO(b"FATAL: password Sec%ret99 rejected")) == "FATAL: password *** rejected"
