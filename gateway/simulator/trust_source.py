@@ -8,7 +8,8 @@ fetch at least hourly; a consumer that misses the lists of a hub receipt key's r
 can install no later one, §10.3), and again when a statement names a key the held list
 does not know, at most once per `refresh_interval` seconds, so a flood of forged kids
 cannot make the simulator hammer the hub (after a fetch that found no hub, at most
-once per `FAILED_FETCH_SECONDS`, or the hub's Retry-After). While the hub's list cannot
+once per `FAILED_FETCH_SECONDS`, or the hub's Retry-After, bar one spare fetch when the
+hub is first found missing). While the hub's list cannot
 be fetched, an
 unknown key is not a verdict: `verify` raises `TrustListUnreachable`, and the delivery
 is taken in later rather than refused.
@@ -56,6 +57,9 @@ class HubTrust:
         """time.monotonic() before which no fetch goes (the first goes at once)."""
         self._unreachable = False
         """Whether the last fetch failed for want of the hub (not for a list that did not verify)."""
+        self._spare_fetch = False
+        """One fetch that may go at once, granted when the hub was first found missing: an endpoint often starts
+        before its hub, and the hub's first delivery shows it is up."""
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> bool:
@@ -67,13 +71,16 @@ class HubTrust:
         async with self._lock:
             now = time.monotonic()
             if now < self._next_fetch:
-                return False
+                if not self._spare_fetch:
+                    return False
+                self._spare_fetch = False
             self._next_fetch = now + self._interval
             try:
                 signed = await self._hub.trust_list()
                 self._unreachable = False
                 self.current = verify_signed_trust_list(signed, self.current, self._clock())
             except (HubUnavailable, HubRefused) as error:
+                self._spare_fetch = not self._unreachable  # on the first failure only: a flood gets one, not one each
                 self._unreachable = True  # counted from the answer: a fetch that took its whole timeout to fail
                 self._next_fetch = time.monotonic() + max(FAILED_FETCH_SECONDS, getattr(error, "retry_after", None) or 0.0)
                 _log.warning("simulator.trust_list.unavailable", reason=type(error).__name__)
