@@ -42,7 +42,6 @@ EMPTY_POLL_SECONDS = 1.0
 HELD_RECEIPT_SECONDS = 72 * 3600.0
 """How long a delivered receipt answered "later" may stop the cursor: the hub's default retry window
 (`delivery.retry_window_hours`), after which it dead-letters what was not acknowledged."""
-"""The pause after an empty answer when the hub takes no `wait` (a long-poll limit of 0)."""
 
 
 class InboxPoller:

@@ -9,10 +9,9 @@ can install no later one, §10.3), and again when a statement names a key the he
 does not know, at most once per `refresh_interval` seconds, so a flood of forged kids
 cannot make the simulator hammer the hub (after a fetch that found no hub, at most
 once per `FAILED_FETCH_SECONDS`, or the hub's Retry-After, bar one spare fetch when the
-hub is first found missing). While the hub's list cannot
-be fetched, an
-unknown key is not a verdict: `verify` raises `TrustListUnreachable`, and the delivery
-is taken in later rather than refused.
+hub is first found missing). While the hub's list cannot be fetched, an unknown key is
+not a verdict: `verify` raises `TrustListUnreachable`, and the delivery is taken in
+later rather than refused.
 """
 
 from __future__ import annotations
