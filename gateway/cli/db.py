@@ -3,7 +3,8 @@
 Every verb takes `--data-dir DIR`, `--database-url URL` and `--config FILE`; which
 database it acts on follows the precedence of gateway/store/database.py (the
 configuration's `database_url` and `data_dir` after the options and the environment).
-`backup` never makes a new embedded cluster: an empty data directory is a wrong path. Messages go to stderr; `start`
+`backup` never makes a new embedded cluster: an empty data directory is a wrong path.
+Messages go to stderr; `start`
 prints the database URL on stdout, `status` its report. Exit status: 0 done (or
 reachable, for `status`); 1 failed, refused or unreachable, with the reason on stderr;
 2 usage error.

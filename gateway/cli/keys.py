@@ -259,11 +259,14 @@ def on_migrated_connection(arguments: argparse.Namespace, work: Callable[[asyncp
     return asyncio.run(main())
 
 
-def _change(target: StorageTarget, change: Change, wait: float) -> tuple[Any, registry.Acknowledgement]:
+def _change(target: StorageTarget, change: Change, wait: float, judged_by_mode: bool = True) -> tuple[Any, registry.Acknowledgement]:
     """Apply `change` (one transaction) in the registry's mode, then wait for every live gateway process to
-    acknowledge it."""
+    acknowledge it. A change not `judged_by_mode` (a revocation: urgent, and the same in both modes) asks the
+    registry's mode only when the options state one, to refuse a contradiction."""
 
     async def in_mode(connection: asyncpg.Connection, appender: LedgerAppender) -> Any:
+        if not judged_by_mode and target.mode is None:
+            return await change(connection, appender, "")
         return await change(connection, appender, await registry.settle_mode(connection, target.mode))
 
     async def run() -> tuple[Any, registry.Acknowledgement]:
@@ -343,7 +346,8 @@ def _revoke(arguments: argparse.Namespace) -> int:
     target, now = storage_target(arguments), utc_now()
     at = arguments.at or now
     revoked, acknowledgement = _change(
-        target, lambda connection, appender, mode: registry.revoke_key(connection, appender, arguments.kid, at, now), arguments.wait
+        target, lambda connection, appender, mode: registry.revoke_key(connection, appender, arguments.kid, at, now), arguments.wait,
+        judged_by_mode=False,
     )
     return _report(f"revoked key {revoked.kid} from {format_timestamp(at)}", acknowledgement, arguments.wait)
 

@@ -185,6 +185,8 @@ def test_a_registry_keeps_the_mode_it_was_recorded_in(database_url, tmp_path):
     unstated = keys(database_url, "add", "--entry", str(test_entry_file))
     assert unstated.status == 1 and "records no mode yet" in unstated.stderr and "--config" in unstated.stderr
     assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] is None
+    revoked = keys(database_url, "revoke", production_entry["kid"])  # urgent, and the same in both modes
+    assert revoked.status == 0, revoked.stderr
 
 
 def test_a_registry_holding_test_keys_is_never_taken_for_a_production_one(database_url, tmp_path):
