@@ -284,6 +284,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             await resources.enter_async_context(_background(_forget_used_request_proofs(pool, clock), "jti-sweeper"))
             receipt_key = read_private_key(settings.receipt_key_file)
             _check_receipt_key(registry.current(), receipt_key, clock())
+            registry.on_loaded = lambda trust: _warn_if_receipt_key_unusable(trust, receipt_key, clock())
             await _settle_mode(pool, settings.mode, record=True)  # it loaded in this mode: the database keeps to it
             hub = Hub(
                 pool=pool,
@@ -450,6 +451,15 @@ def _check_receipt_key(trust: TrustList, receipt_key: PrivateKey, now: datetime)
         "receipt key the registry holds (`gateway keys list`), or register this one (`gateway keys add`, "
         "`gateway keys rotate`; docs/operations.md)"
     )
+
+
+def _warn_if_receipt_key_unusable(trust: TrustList, receipt_key: PrivateKey, now: datetime) -> None:
+    """After a registry change while serving: if the hub's receipt key was revoked, retired or replaced, every receipt,
+    attestation and trust list this process signs from now on is refused by every consumer; say so loudly."""
+    try:
+        _check_receipt_key(trust, receipt_key, now)
+    except HubStartError as error:
+        _log.error("hub_receipt_key_unusable", kid=receipt_key.kid, reason=str(error))
 
 
 async def _import_initial_trust_list(pool: asyncpg.Pool, committer: GroupCommitter, settings: HubSettings, clock: Any) -> None:

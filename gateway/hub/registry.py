@@ -554,6 +554,8 @@ class Registry:
         self._relistening = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.on_loaded: Callable[[TrustList], None] | None = None
+        """Called with each newer registry this process loads, before it acknowledges it."""
 
     def current(self) -> TrustList:
         if self._trust is None:
@@ -680,6 +682,8 @@ class Registry:
             if loaded[0] > self._version or self._trust is None:
                 self._version, self._trust = loaded
                 _log.info("registry_loaded", version=self._version, keys=len(self._trust.keys))
+                if self.on_loaded is not None:
+                    self.on_loaded(self._trust)
             await self._acknowledge()
 
     async def _acknowledge(self) -> None:

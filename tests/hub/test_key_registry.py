@@ -391,3 +391,13 @@ def test_two_first_uses_in_different_modes_cannot_both_settle(database_url):
 
     asyncio.run(race())
     assert query(database_url, "SELECT mode FROM registry_version")[0]["mode"] == "test"
+
+
+def test_a_running_hub_whose_receipt_key_is_revoked_says_so_loudly(database_url):
+    # From then on every receipt, attestation and trust list it signs is refused by every consumer.
+    with running_hub(database_url):
+        with capture_logs() as lines:
+            revoked = keys(database_url, "revoke", "test-hub-receipt-1")  # waits for every live process
+        assert revoked.status == 0, revoked.stderr
+    [line] = [line for line in lines if line["event"] == "hub_receipt_key_unusable"]
+    assert line["kid"] == "test-hub-receipt-1" and line["log_level"] == "error" and "as revoked" in line["reason"]
