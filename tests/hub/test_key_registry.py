@@ -379,9 +379,11 @@ def test_two_first_uses_in_different_modes_cannot_both_settle(database_url):
             assert await settle_mode(change, "test") == "test"
             starting = asyncio.create_task(settle_mode(start, "production"))
             start_pid = start.get_server_pid()
+            # Polled with a deadline, one query after another, until the start waits on the row lock the change holds.
+            waiting = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted"
             async with asyncio.timeout(30):
-                while not await watch.fetchval("SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", start_pid):
-                    await asyncio.sleep(0.01)  # polling an observable condition: the start waits on the row lock
+                while not await watch.fetchval(waiting, start_pid):
+                    pass
             await transaction.commit()
             with pytest.raises(ModeConflict, match="a test registry, and this is a production gateway"):
                 await starting
