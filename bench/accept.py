@@ -87,6 +87,10 @@ POOL_MARGIN = 3.0
 """Measured bodies = warm-up rate x seconds x this, so that none is ever sent twice. Generous: on a busy
 machine the warm-up can run at a third of the measured rate (seen in CI with other work on both cores)."""
 POOL_CAP = 400_000
+OPEN_LOOP_MARGIN = 1.1
+"""With --rate, measured bodies = rate x seconds x this: the schedule never sends more than rate x seconds."""
+KEPT_UP_SHARE = 0.98
+"""With --rate, a run that accepts less than this share of the offered rate says the hub did not keep up."""
 
 
 # --- the messages --------------------------------------------------------------------
@@ -504,7 +508,25 @@ class LoadResult:
         return refused | {kind: count for kind, count in sorted(self.socket_errors.items()) if count}
 
 
-WRK_SCRIPT = r"""
+WRK_ANSWERS = r"""
+-- The answers of every thread, by status, as JSON members, and the requests the threads could not make.
+local function answers(threads)
+  local merged, spent = {}, 0
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("statuses")) do
+      merged[status] = (merged[status] or 0) + n
+    end
+    spent = spent + thread:get("exhausted")
+  end
+  local parts = {}
+  for status, n in pairs(merged) do
+    table.insert(parts, string.format('"%d": %d', status, n))
+  end
+  return table.concat(parts, ", "), spent
+end
+"""
+
+WRK_SCRIPT = WRK_ANSWERS + r"""
 -- bench/accept.py: POST pre-signed compact JWS bodies (one a line, a file per thread), each once,
 -- and count the answers by status. `cycle` (echo runs only) starts the file over when it ends.
 statuses = {}
@@ -546,26 +568,151 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests_stats)
-  local merged, spent = {}, 0
-  for _, thread in ipairs(threads) do
-    for status, n in pairs(thread:get("statuses")) do
-      merged[status] = (merged[status] or 0) + n
-    end
-    spent = spent + thread:get("exhausted")
-  end
-  local parts = {}
-  for status, n in pairs(merged) do
-    table.insert(parts, string.format('"%d": %d', status, n))
-  end
+  local statuses, spent = answers(threads)
   local e = summary.errors
   io.write(string.format(
     'BENCH-RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "exhausted": %d, ' ..
     '"socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
     '"p50_us": %d, "p90_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.duration, summary.requests, table.concat(parts, ", "), spent,
+    summary.duration, summary.requests, statuses, spent,
     e.connect, e.read, e.write, e.timeout,
     latency:percentile(50.0), latency:percentile(90.0), latency:percentile(95.0),
     latency:percentile(99.0), latency.max))
+end
+"""
+
+
+OPEN_LOOP_WRK_SCRIPT = WRK_ANSWERS + r"""
+-- bench/accept.py --rate: an open-loop load. Each wrk thread holds one connection and sends on a fixed
+-- schedule (one request every `interval` microseconds, the threads' schedules staggered), whatever the
+-- answers' times; a request that could not go out on time goes as soon as the connection is free. Latency is
+-- counted from the time the schedule meant the request to leave (corrected for coordinated omission, as
+-- wrk2 does), and also from when it left (`service`). Histograms in 0.1-ms buckets.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *spec);
+]]
+local spec = ffi.new("bench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, spec)  -- CLOCK_MONOTONIC
+  return tonumber(spec.tv_sec) * 1000000 + tonumber(spec.tv_nsec) / 1000
+end
+
+statuses = {}
+exhausted = 0
+intended = {}
+service = {}
+late = 0
+local threads = {}
+local requests, count, next_index = {}, 0, 0
+local interval, phase, due, due_sent, sent_at = 0, 0, nil, 0, 0
+local LATE_US = 10000
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
+
+function init(args)
+  interval = tonumber(args[2])
+  local thread_count = tonumber(args[3])
+  local headers = {["Content-Type"] = "application/jose"}
+  for line in io.lines(args[1] .. "." .. thread_number) do
+    count = count + 1
+    requests[count] = wrk.format("POST", "/v1/messages", headers, line)
+  end
+  -- The first request of thread k is due (k-1)/N of an interval after its connection is first ready.
+  phase = interval * (thread_number - 1) / thread_count
+end
+
+function delay()
+  local now = now_us()
+  if due == nil then
+    due = now + phase
+  end
+  local wait = due - now
+  if wait <= 0 then
+    return 0
+  end
+  return math.ceil(wait / 1000)
+end
+
+function request()
+  next_index = next_index + 1
+  if next_index > count then
+    exhausted = exhausted + 1
+    next_index = count
+    wrk.thread:stop()
+  end
+  sent_at = now_us()
+  due = due or sent_at
+  due_sent = due
+  if sent_at - due > LATE_US then
+    late = late + 1
+  end
+  due = due + interval
+  return requests[next_index]
+end
+
+local function add(histogram, microseconds)
+  local bucket = math.floor(microseconds / 100)
+  histogram[bucket] = (histogram[bucket] or 0) + 1
+end
+
+function response(status, headers, body)
+  local now = now_us()
+  statuses[status] = (statuses[status] or 0) + 1
+  add(intended, now - due_sent)
+  add(service, now - sent_at)
+end
+
+local function merge(name)
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    for bucket, n in pairs(thread:get(name)) do
+      merged[bucket] = (merged[bucket] or 0) + n
+    end
+  end
+  return merged
+end
+
+local function percentiles(histogram)
+  local buckets, total = {}, 0
+  for bucket, n in pairs(histogram) do
+    table.insert(buckets, bucket)
+    total = total + n
+  end
+  table.sort(buckets)
+  local wanted, out, seen, i = {50, 90, 95, 99, 99.9, 100}, {}, 0, 1
+  for _, bucket in ipairs(buckets) do
+    seen = seen + histogram[bucket]
+    while i <= #wanted and seen >= math.ceil(wanted[i] / 100 * total) do
+      out[i] = (bucket + 1) * 100  -- the bucket's upper bound, in microseconds
+      i = i + 1
+    end
+  end
+  while i <= #wanted do
+    out[i] = 0
+    i = i + 1
+  end
+  return string.format('{"p50_us": %d, "p90_us": %d, "p95_us": %d, "p99_us": %d, "p99_9_us": %d, "max_us": %d}',
+    out[1], out[2], out[3], out[4], out[5], out[6])
+end
+
+function done(summary, latency, requests_stats)
+  local statuses, spent = answers(threads)
+  local late_all = 0
+  for _, thread in ipairs(threads) do
+    late_all = late_all + thread:get("late")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH-RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "exhausted": %d, "late": %d, ' ..
+    '"socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
+    '"intended": %s, "service": %s}\n',
+    summary.duration, summary.requests, statuses, spent, late_all,
+    e.connect, e.read, e.write, e.timeout, percentiles(merge("intended")), percentiles(merge("service"))))
 end
 """
 
@@ -579,11 +726,13 @@ def write_bodies(folder: Path, name: str, bodies: Sequence[bytes], parts: int) -
 
 
 def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections: int, seconds: float,
-            cycle: bool, log: Path) -> LoadResult:
-    """One wrk run over the pre-signed bodies. CPU seconds are wrk's own (rusage of the child)."""
+            cycle: bool, log: Path, rate: float | None = None) -> LoadResult:
+    """One wrk run over the pre-signed bodies. CPU seconds are wrk's own (rusage of the child).
+    With `rate`, `script` is OPEN_LOOP_WRK_SCRIPT and `threads` == `connections` (one connection a thread)."""
+    mode = [f"{connections / rate * 1e6:.3f}", str(threads)] if rate else ["cycle" if cycle else "once"]
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-        "-s", str(script), url + PATH, "--", str(bodies_base), "cycle" if cycle else "once",
+        "-s", str(script), url + PATH, "--", str(bodies_base), *mode,
     ]
     with log.open("ab") as output:
         output.write(f"$ {' '.join(command)}\n".encode())
@@ -614,6 +763,13 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
     if line is None:
         raise RuntimeError(f"wrk printed no result: {stdout.decode()[-2000:]}")
     data = json.loads(line.removeprefix("BENCH-RESULT "))
+    extra: dict[str, Any] = {}
+    if rate:
+        # Open loop: the headline latencies are counted from when the schedule meant each request to leave.
+        extra = {"late": data["late"], "service": {key.replace("_us", "_ms"): value / 1000
+                                                   for key, value in data["service"].items()}}
+        data |= data["intended"]
+        extra["p99_9_ms"] = data["p99_9_us"] / 1000
     return LoadResult(
         duration_s=data["duration_us"] / 1e6,
         answered=sum(data["statuses"].values()),
@@ -623,11 +779,31 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
         p99_ms=data["p99_us"] / 1000, max_ms=data["max_us"] / 1000,
         generator_cpu_s=usage.ru_utime + usage.ru_stime,
         exhausted=data["exhausted"],
+        extra=extra,
     )
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """An open loop over client processes: every connection sends one request each `interval` seconds, whatever
+    the answers' times; connection i of process p is the (p + i * processes)-th of `connections`, and its first
+    request is due that share of an interval after the start, so that the connections' sends interleave."""
+
+    interval: float
+    process: int
+    processes: int
+    connections: int
+
+    def first_due(self, start: float, number: int) -> float:
+        return start + self.interval * (self.process + number * self.processes) / self.connections
+
+
 async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
-                       cafile: str | None = None, path_content_type: str = CONTENT_TYPE) -> dict[str, Any]:
+                       cafile: str | None = None, path_content_type: str = CONTENT_TYPE,
+                       schedule: Schedule | None = None) -> dict[str, Any]:
+    """Closed loop (each connection sends when its last answer came), or with `schedule` an open loop whose
+    latencies count from when each request was due (corrected for coordinated omission); `service` then holds
+    the latencies from when each left, and `late` the requests that left more than 10 ms after they were due."""
     import ssl
 
     import aiohttp
@@ -635,7 +811,8 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
     statuses: Counter[int] = Counter()
     failures: Counter[str] = Counter()
     latencies = array.array("d")
-    state = {"next": 0, "exhausted": 0}
+    service = array.array("d")
+    state = {"next": 0, "exhausted": 0, "late": 0}
     headers = {"Content-Type": path_content_type}
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
@@ -646,8 +823,14 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
         deadline = start + seconds
         bulk = path_content_type != CONTENT_TYPE
 
-        async def worker() -> None:
+        async def worker(number: int) -> None:
+            due = schedule.first_due(start, number) if schedule else 0.0
             while time.monotonic() < deadline:
+                if schedule:
+                    if due >= deadline:
+                        return
+                    if due > time.monotonic():
+                        await asyncio.sleep(due - time.monotonic())
                 if state["next"] >= len(bodies):
                     if not cycle:
                         state["exhausted"] += 1
@@ -655,7 +838,12 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                     state["next"] = 0
                 body = bodies[state["next"]]
                 state["next"] += 1
-                sent = time.perf_counter()
+                sent = time.monotonic()
+                meant = due if schedule else sent
+                if schedule:
+                    due += schedule.interval
+                    if sent - meant > 0.010:
+                        state["late"] += 1
                 try:
                     async with session.post(url, data=body, headers=headers) as answer:
                         await answer.read()
@@ -666,25 +854,29 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                 except aiohttp.ClientError as error:
                     failures[type(error).__name__] += 1
                     continue
-                latencies.append(time.perf_counter() - sent)
+                answered = time.monotonic()
+                latencies.append(answered - meant)
+                service.append(answered - sent)
 
-        await asyncio.gather(*(worker() for _ in range(connections)))
+        await asyncio.gather(*(worker(number) for number in range(connections)))
         end, cpu_end = time.monotonic(), os.times()
     return {
         "start": start, "end": end,
         "cpu": (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system),
         "statuses": dict(statuses), "failures": dict(failures), "exhausted": state["exhausted"],
-        "latencies": latencies.tobytes(),
+        "latencies": latencies.tobytes(), "service": service.tobytes(), "late": state["late"],
     }
 
 
 def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
-                    go: Any, results: Any, cafile: str | None = None, content_type: str = CONTENT_TYPE) -> None:
+                    go: Any, results: Any, cafile: str | None = None, content_type: str = CONTENT_TYPE,
+                    schedule: Schedule | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         if not go.wait(60):
             raise RuntimeError("no start signal")
-        results.send(asyncio.run(_client_load(url, bodies, connections, seconds, cycle, cafile, content_type)))
+        results.send(asyncio.run(_client_load(url, bodies, connections, seconds, cycle, cafile, content_type,
+                                              schedule)))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which fails the run
         results.send({"error": f"{type(error).__name__}: {error}"})
     finally:
@@ -693,9 +885,10 @@ def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds
 
 def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connections: int, seconds: float,
                        cycle: bool, cafile: str | None = None, path: str = PATH,
-                       content_type: str = CONTENT_TYPE) -> LoadResult:
+                       content_type: str = CONTENT_TYPE, rate: float | None = None) -> LoadResult:
     """Several client processes (aiohttp, keep-alive), `connections` in flight between them; https trusts `cafile`.
-    With another `path` and `content_type` (the bulk endpoint), a `200` counts as accepted."""
+    With another `path` and `content_type` (the bulk endpoint), a `200` counts as accepted. With `rate`, an open
+    loop: `rate` requests a second over the connections, latencies counted from when each was due (`Schedule`)."""
     context = multiprocessing.get_context("fork")
     go = context.Event()
     workers, pipes = [], []
@@ -705,7 +898,8 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
         receive, send = context.Pipe(duplex=False)
         worker = context.Process(
             target=_client_process,
-            args=(url + path, bodies[number::processes], share, seconds, cycle, go, send, cafile, content_type),
+            args=(url + path, bodies[number::processes], share, seconds, cycle, go, send, cafile, content_type,
+                  Schedule(connections / rate, number, processes, connections) if rate else None),
             daemon=True,
         )
         worker.start()
@@ -728,20 +922,27 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
     failed = [outcome["error"] for outcome in outcomes if "error" in outcome]
     if failed:
         raise RuntimeError(f"client process failed: {failed[0]}")
-    latencies = array.array("d")
+    latencies, service = array.array("d"), array.array("d")
     statuses: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     for outcome in outcomes:
         latencies.frombytes(outcome["latencies"])
+        service.frombytes(outcome["service"])
         statuses.update({str(status): count for status, count in outcome["statuses"].items()})
         failures.update(outcome["failures"])
     ordered = sorted(latencies)
 
-    def percentile(share: float) -> float:
+    def percentile(share: float, ordered: Sequence[float] = ordered) -> float:
         if not ordered:
             return 0.0
         return ordered[min(len(ordered) - 1, max(0, math.ceil(share / 100 * len(ordered)) - 1))] * 1000
 
+    extra: dict[str, Any] = {}
+    if rate:
+        served = sorted(service)
+        extra = {"late": sum(outcome["late"] for outcome in outcomes), "p99_9_ms": percentile(99.9),
+                 "service": {f"p{share:g}_ms".replace(".", "_"): percentile(share, served)
+                             for share in (50, 90, 95, 99, 99.9)} | {"max_ms": served[-1] * 1000 if served else 0.0}}
     return LoadResult(
         duration_s=max(o["end"] for o in outcomes) - min(o["start"] for o in outcomes),
         answered=sum(statuses.values()),
@@ -751,6 +952,7 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
         max_ms=(ordered[-1] * 1000 if ordered else 0.0),
         generator_cpu_s=sum(o["cpu"] for o in outcomes),
         exhausted=sum(o["exhausted"] for o in outcomes),
+        extra=extra,
     )
 
 
@@ -768,20 +970,30 @@ class LoadGenerator:
         if kind == "wrk":
             self.script = folder / "accept.lua"
             self.script.write_text(WRK_SCRIPT, "utf-8")
+            self.open_script = folder / "accept-open-loop.lua"
+            self.open_script.write_text(OPEN_LOOP_WRK_SCRIPT, "utf-8")
 
-    def run(self, url: str, bodies: Sequence[bytes], seconds: float, cycle: bool = False) -> LoadResult:
+    def run(self, url: str, bodies: Sequence[bytes], seconds: float, cycle: bool = False,
+            rate: float | None = None) -> LoadResult:
+        """Closed loop by default; with `rate`, an open loop of `rate` requests a second (never with `cycle`)."""
         if self.kind == "python":
             return run_python_clients(url, bodies, self.threads, self.concurrency, seconds, cycle,
-                                      str(self.tls.ca) if self.tls else None)
+                                      str(self.tls.ca) if self.tls else None, rate=rate)
         self._runs += 1
-        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, self.threads)
-        return run_wrk(url, base, self.script, self.threads, self.concurrency, seconds, cycle, self.log)
+        # wrk's Lua cannot tell a thread's connections apart, so an open loop runs one connection a thread.
+        threads = self.concurrency if rate else self.threads
+        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, threads)
+        return run_wrk(url, base, self.open_script if rate else self.script, threads, self.concurrency, seconds,
+                       cycle, self.log, rate)
 
-    def describe(self) -> str:
+    def describe(self, rate: float | None = None) -> str:
         scheme = "https" if self.tls else "http"
+        loop = (f"; open loop of {rate:g} requests/s (latency from when each was due), closed loop for the warm-up "
+                f"and the echo ceiling" if rate else "")
         if self.kind == "wrk":
-            return f"wrk ({_wrk_version()}), {self.threads} thread(s), Lua script over pre-signed bodies, {scheme}"
-        return f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive, {scheme}"
+            threads = f"{self.threads} thread(s)" + (f", {self.concurrency} in the open loop" if rate else "")
+            return f"wrk ({_wrk_version()}), {threads}, Lua script over pre-signed bodies, {scheme}{loop}"
+        return f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive, {scheme}{loop}"
 
 
 def _wrk_version() -> str:
@@ -998,6 +1210,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                              "auto = wrk when installed (default)")
     parser.add_argument("--threads", type=int, help="wrk threads or client processes (default: 1 wrk thread, "
                                                     "or one client process per core)")
+    parser.add_argument("--rate", type=float, metavar="PER_S",
+                        help="offer this many messages a second in an open loop, each connection on a fixed schedule, "
+                             "and count latency from when each message was due (as wrk2 does); default: a closed loop, "
+                             "each connection sending when its last answer came")
     parser.add_argument("--warmup-seconds", type=float, default=3.0, help="unmeasured load first (default 3)")
     parser.add_argument("--season-wal", type=int, default=0, metavar="SEGMENTS",
                         help="after the warm-up, have PostgreSQL make and recycle SEGMENTS WAL segments (16 MB each), as a "
@@ -1025,6 +1241,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error("--concurrency must be at least 1")
         if not 0 <= arguments.warmup_seconds <= 30:
             parser.error("--warmup-seconds must be between 0 and 30")
+        if arguments.rate is not None and not 1 <= arguments.rate <= 100_000:
+            parser.error("--rate must be between 1 and 100,000 messages a second")
     return arguments
 
 
@@ -1058,7 +1276,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
     try:
         tls = None if arguments.no_tls else make_tls(folder / "tls")
         generator = LoadGenerator(kind, threads, arguments.concurrency, folder, tls)
-        _say(f"load generator: {generator.describe()}; working in {folder}")
+        _say(f"load generator: {generator.describe(arguments.rate)}; working in {folder}")
         with database(folder, arguments.database_url, notes) as db:
             _say(f"database: {db.description}")
             port = free_port()
@@ -1089,13 +1307,19 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     if arguments.season_wal > 0:
                         seasoned = asyncio.run(season_wal(db.dsn, arguments.season_wal))
                         _say(f"WAL seasoned: {seasoned['recycled_ahead']} recycled segments ahead, {seasoned['seconds']} s")
-                    estimate = warm_rate if warm and not warm.exhausted else WARMUP_RATE_BOUND * 2
-                    count = min(POOL_CAP, int(max(estimate, 200) * arguments.seconds * POOL_MARGIN)
-                                + 4 * arguments.concurrency)
+                    if arguments.rate:
+                        # An open loop sends no more than its schedule; each connection gets its share of the pool.
+                        count = min(POOL_CAP, int(arguments.rate * arguments.seconds * OPEN_LOOP_MARGIN)
+                                    + 4 * arguments.concurrency)
+                    else:
+                        estimate = warm_rate if warm and not warm.exhausted else WARMUP_RATE_BOUND * 2
+                        count = min(POOL_CAP, int(max(estimate, 200) * arguments.seconds * POOL_MARGIN)
+                                    + 4 * arguments.concurrency)
                     signing_started = time.monotonic()
                     bodies = sign_messages(count)
                     _say(f"signed {len(bodies)} messages in {time.monotonic() - signing_started:.1f} s; "
-                         f"measuring {arguments.seconds:g} s at concurrency {arguments.concurrency}")
+                         f"measuring {arguments.seconds:g} s at concurrency {arguments.concurrency}"
+                         + (f", {arguments.rate:g} messages/s offered" if arguments.rate else ""))
 
                     postmaster = db.postmaster_pid()
                     db_kinds: dict[int, str] = {}
@@ -1104,7 +1328,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     busy_before = machine_busy_seconds()
                     gc_before = collector_pauses(hub_url, tls)
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
-                    main = generator.run(hub_url, bodies, arguments.seconds)
+                    main = generator.run(hub_url, bodies, arguments.seconds, rate=arguments.rate)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
@@ -1136,6 +1360,10 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                 problems.append(f"echo answers other than 202: {echo_run.errors}")
             if main.accepted == 0:
                 problems.append("no message was accepted")
+            if arguments.rate and main.accepted_per_s < KEPT_UP_SHARE * arguments.rate:
+                notes.append(f"the hub did not keep up with the offered rate: {main.accepted_per_s:,.1f} of "
+                             f"{arguments.rate:g} messages/s accepted; {main.extra['late']} requests left over 10 ms "
+                             f"after they were due")
             if clear:
                 problems.append(f"{clear} messages stored without encryption at rest")
             warm_accepted = warm.accepted if warm else 0
@@ -1173,7 +1401,12 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "tls": tls is not None,
             "encryption_at_rest": clear == 0,
             "generator": kind,
-            "generator_detail": generator.describe(),
+            "generator_detail": generator.describe(arguments.rate),
+            "open_loop": arguments.rate is not None,
+            "rate_per_s": arguments.rate,
+            "p99_9_ms": round(main.extra["p99_9_ms"], 2) if arguments.rate else None,
+            "late": main.extra["late"] if arguments.rate else None,
+            "service_ms": {key: round(value, 2) for key, value in main.extra["service"].items()} if arguments.rate else None,
             "generator_cpu_s": round(main.generator_cpu_s, 3),
             "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,
             "hub_cpu_s": round(tree_cpu_delta(hub_before, hub_after), 3) if hub_after else None,

@@ -85,6 +85,8 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
     assert sorted(gc) == ["0", "1", "2"]
     assert gc["0"]["collections"] > 0 and gc["0"]["pause_ms"] > 0
     assert all(0 <= figures["pauses_over_10ms"] <= figures["collections"] for figures in gc.values()), gc
+    assert report["open_loop"] is False and report["rate_per_s"] is None, "by default each connection sends on its answer"
+    assert report["service_ms"] is None and report["late"] is None and report["p99_9_ms"] is None
     assert report["wal_seasoned"] is None, "by default the fresh cluster is measured as it is"
     assert report["hub_toml"] is None, "by default the hub runs on the generated configuration alone"
     for key in ("cpus", "python", "postgresql", "platform"):
@@ -118,6 +120,29 @@ def test_the_python_generator_works_too(tmp_path):
     assert report["errors"] == {} and report["problems"] == []
     assert report["accepted"] == report["messages"] > 0
     assert 0 < report["p50_ms"] <= report["p99_ms"]
+
+
+def test_an_open_loop_run_offers_its_rate_and_reports_both_latencies(tmp_path):
+    """--rate: the measured run is an open loop at the offered rate (the warm-up and the echo ceiling stay closed
+    loops); the headline latencies count from when each message was due, and `service_ms` from when it left."""
+    report, stderr = run_benchmark(
+        "--rate", "200", "--seconds", "3", "--warmup-seconds", "1", "--echo-seconds", "2", "--concurrency", "8",
+        out=tmp_path / "open.json",
+    )
+    assert report["open_loop"] is True and report["rate_per_s"] == 200.0
+    assert "open loop of 200 requests/s" in report["generator_detail"]
+    assert "200 messages/s offered" in stderr
+    assert report["errors"] == {} and report["problems"] == []
+    assert report["accepted"] == report["messages"] > 0
+    # 200/s over 8 connections: one a connection every 40 ms, and one more each for the fence post.
+    assert report["messages"] <= 8 * (int(report["duration_s"] / 0.040) + 1)
+    assert report["presigned"] <= 200 * 3 * 1.1 + 4 * 8, "the pool is sized from the rate, not the warm-up"
+    service = report["service_ms"]
+    assert sorted(service) == ["max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_9_ms", "p99_ms"]
+    assert report["p50_ms"] >= service["p50_ms"] and report["p99_ms"] >= service["p99_ms"]
+    assert report["p99_ms"] <= report["p99_9_ms"] <= report["max_ms"]
+    assert isinstance(report["late"], int) and 0 <= report["late"] <= report["messages"]
+    assert report["echo_ceiling_per_s"] > 0
 
 
 def test_the_profile_covers_every_worker(tmp_path):

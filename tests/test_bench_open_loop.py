@@ -1,0 +1,109 @@
+"""The acceptance benchmark's open loop (bench/accept.py --rate): requests leave on a fixed schedule, and latency
+counts from when each was due, not from when it could leave (coordinated omission, as wrk2 corrects it).
+
+A slow server makes the difference visible: it answers each request after at least SLOW_MS, while the schedule
+wants one every INTERVAL_MS on the single connection. Each request then leaves later than it was due by at least
+SLOW_MS - INTERVAL_MS more than the one before, so the k-th (from 0) answer's latency from its due time is at least
+k * (SLOW_MS - INTERVAL_MS) + SLOW_MS, while its service time (from when it left) stays near SLOW_MS. A closed-loop
+generator, or one that timed from the send, would report only the service time. Both generators are checked: wrk
+(with its LuaJIT script) and the Python client processes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import unavailable_here
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import accept  # noqa: E402  (bench/accept.py)
+
+SLOW_MS = 60
+INTERVAL_MS = 20
+
+_SLOW_SERVER = f"""
+import asyncio, socket, sys
+from aiohttp import web
+
+async def answer(request):
+    await request.read()
+    await asyncio.sleep({SLOW_MS} / 1000)
+    return web.json_response({{"ok": True}}, status=202)
+
+async def main():
+    application = web.Application()
+    application.router.add_post("/v1/messages", answer)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, listener)
+    await site.start()
+    print(listener.getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def slow_server():
+    process = subprocess.Popen([sys.executable, "-c", _SLOW_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.mark.parametrize("kind", ["python", "wrk"])
+def test_latency_counts_from_when_each_request_was_due(kind, slow_server, tmp_path):
+    if kind == "wrk" and not shutil.which("wrk"):
+        unavailable_here("wrk is not installed (apt-get install wrk)")
+    generator = accept.LoadGenerator(kind, threads=1, concurrency=1, folder=tmp_path)
+    bodies = [f"body-{number}".encode() for number in range(200)]
+
+    result = generator.run(slow_server, bodies, seconds=2, rate=1000 / INTERVAL_MS)
+
+    assert result.errors == {} and result.exhausted == 0
+    answered = result.answered
+    assert answered >= 3, f"only {answered} answers in 2 s from a server that takes {SLOW_MS} ms"
+    service = result.extra["service"]
+    assert service["p50_ms"] >= SLOW_MS, service
+    # The last answer waited behind every earlier one: its latency from its due time has their lateness in it.
+    assert result.max_ms >= (answered - 1) * (SLOW_MS - INTERVAL_MS) + SLOW_MS, (answered, result.max_ms)
+    assert result.max_ms > 2 * service["max_ms"], (result.max_ms, service)
+    # Every request but the first left more than 10 ms after it was due.
+    assert result.extra["late"] >= answered - 1
+
+
+@pytest.mark.parametrize("kind", ["python", "wrk"])
+def test_an_open_loop_never_sends_faster_than_its_schedule(kind, tmp_path):
+    """Against a fast server the schedule, not the answers, sets the pace: at most one request a connection per
+    interval (and one more for the fence post), and each latency from its due time is at least its service time."""
+    if kind == "wrk" and not shutil.which("wrk"):
+        unavailable_here("wrk is not installed (apt-get install wrk)")
+    echo = subprocess.Popen(accept.echo_command(None), stdout=subprocess.PIPE, text=True)
+    try:
+        url = echo.stdout.readline().split()[-1]  # "echo: serving URL"
+        connections, rate = 4, 100.0
+        generator = accept.LoadGenerator(kind, threads=1, concurrency=connections, folder=tmp_path)
+        result = generator.run(url, [b"x"] * 2000, seconds=2, rate=rate)
+    finally:
+        echo.kill()
+        echo.wait(10)
+
+    assert result.errors == {} and result.answered > 0
+    interval_s = connections / rate
+    assert result.answered <= connections * (int(result.duration_s / interval_s) + 1), (result.answered, result.duration_s)
+    service = result.extra["service"]
+    for share in ("p50", "p90", "p95", "p99"):
+        assert getattr(result, f"{share}_ms") >= service[f"{share}_ms"], (share, result, service)
+    assert result.max_ms >= service["max_ms"]
