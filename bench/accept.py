@@ -89,6 +89,8 @@ machine the warm-up can run at a third of the measured rate (seen in CI with oth
 POOL_CAP = 400_000
 OPEN_LOOP_MARGIN = 1.1
 """With --rate, measured bodies = rate x seconds x this: the schedule never sends more than rate x seconds."""
+OPEN_LOOP_MAX_INTERVAL = 60.0
+"""With --rate, the longest a connection may wait between its requests (concurrency / rate, seconds)."""
 KEPT_UP_SHARE = 0.98
 """With --rate, a run that accepts less than this share of the offered rate says the hub did not keep up."""
 
@@ -207,6 +209,12 @@ def best_rate(operation: Callable[[], Any], seconds: float = 2.0, rounds: int = 
 
 
 # --- processes we start ----------------------------------------------------------------
+
+
+def rank(count: int, share: float) -> int:
+    """The index, in `count` sorted values, of the `share` (percent) percentile: the smallest value with at least
+    that share at or below it. In whole per mille, so that 99.9 % of 1,000 values is the 999th, not the 1,000th."""
+    return min(count - 1, max(0, (round(share * 10) * count + 999) // 1000 - 1))
 
 
 def free_port() -> int:
@@ -588,6 +596,9 @@ OPEN_LOOP_WRK_SCRIPT = WRK_ANSWERS + r"""
 -- answers' times; a request that could not go out on time goes as soon as the connection is free. Latency is
 -- counted from the time the schedule meant the request to leave (corrected for coordinated omission, as
 -- wrk2 does), and also from when it left (`service`). Histograms in 0.1-ms buckets.
+-- wrk calls delay() before each request of a connection, except the first after a reconnect; its timers
+-- work in whole milliseconds of another clock, so a request can leave up to a millisecond before it was due.
+-- The latency from the due time is therefore counted from the earlier of the due time and the send.
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -622,7 +633,8 @@ function init(args)
     count = count + 1
     requests[count] = wrk.format("POST", "/v1/messages", headers, line)
   end
-  -- The first request of thread k is due (k-1)/N of an interval after its connection is first ready.
+  -- The first request of thread k is due (k-1)/N of an interval after its connection is first ready
+  -- (the first delay() call).
   phase = interval * (thread_number - 1) / thread_count
 end
 
@@ -639,6 +651,11 @@ function delay()
 end
 
 function request()
+  if due == nil then
+    -- wrk checks the script by one request() on the first thread before any connection: send nothing
+    -- from the schedule or the pool.
+    return requests[1]
+  end
   next_index = next_index + 1
   if next_index > count then
     exhausted = exhausted + 1
@@ -646,8 +663,7 @@ function request()
     wrk.thread:stop()
   end
   sent_at = now_us()
-  due = due or sent_at
-  due_sent = due
+  due_sent = math.min(due, sent_at)
   if sent_at - due > LATE_US then
     late = late + 1
   end
@@ -684,10 +700,11 @@ local function percentiles(histogram)
     total = total + n
   end
   table.sort(buckets)
-  local wanted, out, seen, i = {50, 90, 95, 99, 99.9, 100}, {}, 0, 1
+  -- Ranks in whole numbers (per mille), so that 99.9 % of 1,000 is the 999th, not the 1,000th.
+  local wanted, out, seen, i = {500, 900, 950, 990, 999, 1000}, {}, 0, 1
   for _, bucket in ipairs(buckets) do
     seen = seen + histogram[bucket]
-    while i <= #wanted and seen >= math.ceil(wanted[i] / 100 * total) do
+    while i <= #wanted and seen >= math.floor((wanted[i] * total + 999) / 1000) do
       out[i] = (bucket + 1) * 100  -- the bucket's upper bound, in microseconds
       i = i + 1
     end
@@ -839,7 +856,7 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                 body = bodies[state["next"]]
                 state["next"] += 1
                 sent = time.monotonic()
-                meant = due if schedule else sent
+                meant = min(due, sent) if schedule else sent
                 if schedule:
                     due += schedule.interval
                     if sent - meant > 0.010:
@@ -883,6 +900,23 @@ def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds
         results.close()
 
 
+def shares(bodies: Sequence[bytes], connections: int, processes: int,
+           open_loop: bool) -> list[tuple[int, Sequence[bytes]]]:
+    """The connections of each client process (the first `connections % processes` have one more), and its bodies:
+    in an open loop in proportion to its connections, since it sends that many; else every processes-th body, so
+    that a closed loop that cycles over a few bodies gives each process some."""
+    result, taken = [], 0
+    for number in range(processes):
+        share = connections // processes + (1 if number < connections % processes else 0)
+        if open_loop:
+            mine = bodies[taken * len(bodies) // connections:(taken + share) * len(bodies) // connections]
+        else:
+            mine = bodies[number::processes]
+        result.append((share, mine))
+        taken += share
+    return result
+
+
 def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connections: int, seconds: float,
                        cycle: bool, cafile: str | None = None, path: str = PATH,
                        content_type: str = CONTENT_TYPE, rate: float | None = None) -> LoadResult:
@@ -893,12 +927,11 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
     go = context.Event()
     workers, pipes = [], []
     processes = max(1, min(processes, connections))
-    for number in range(processes):
-        share = connections // processes + (1 if number < connections % processes else 0)
+    for number, (share, mine) in enumerate(shares(bodies, connections, processes, rate is not None)):
         receive, send = context.Pipe(duplex=False)
         worker = context.Process(
             target=_client_process,
-            args=(url + path, bodies[number::processes], share, seconds, cycle, go, send, cafile, content_type,
+            args=(url + path, mine, share, seconds, cycle, go, send, cafile, content_type,
                   Schedule(connections / rate, number, processes, connections) if rate else None),
             daemon=True,
         )
@@ -935,7 +968,7 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
     def percentile(share: float, ordered: Sequence[float] = ordered) -> float:
         if not ordered:
             return 0.0
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(share / 100 * len(ordered)) - 1))] * 1000
+        return ordered[rank(len(ordered), share)] * 1000
 
     extra: dict[str, Any] = {}
     if rate:
@@ -1241,8 +1274,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error("--concurrency must be at least 1")
         if not 0 <= arguments.warmup_seconds <= 30:
             parser.error("--warmup-seconds must be between 0 and 30")
-        if arguments.rate is not None and not 1 <= arguments.rate <= 100_000:
-            parser.error("--rate must be between 1 and 100,000 messages a second")
+        if arguments.rate is not None:
+            if not 1 <= arguments.rate <= 100_000:
+                parser.error("--rate must be between 1 and 100,000 messages a second")
+            if arguments.concurrency / arguments.rate > OPEN_LOOP_MAX_INTERVAL:
+                parser.error(f"--concurrency / --rate is each connection's interval, at most {OPEN_LOOP_MAX_INTERVAL} s "
+                             f"(the hub closes a connection idle for 75 s): use fewer connections")
+            if arguments.rate * (math.ceil(arguments.seconds) + 0.2) * OPEN_LOOP_MARGIN > POOL_CAP:
+                parser.error(f"--rate x --seconds needs more pre-signed messages than the {POOL_CAP:,} the benchmark "
+                             f"signs: lower one of them")
     return arguments
 
 
@@ -1309,7 +1349,8 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                         _say(f"WAL seasoned: {seasoned['recycled_ahead']} recycled segments ahead, {seasoned['seconds']} s")
                     if arguments.rate:
                         # An open loop sends no more than its schedule; each connection gets its share of the pool.
-                        count = min(POOL_CAP, int(arguments.rate * arguments.seconds * OPEN_LOOP_MARGIN)
+                        # wrk runs whole seconds (1.5 -> 2), and stops within a tenth of one.
+                        count = min(POOL_CAP, int(arguments.rate * (math.ceil(arguments.seconds) + 0.2) * OPEN_LOOP_MARGIN)
                                     + 4 * arguments.concurrency)
                     else:
                         estimate = warm_rate if warm and not warm.exhausted else WARMUP_RATE_BOUND * 2
@@ -1360,7 +1401,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                 problems.append(f"echo answers other than 202: {echo_run.errors}")
             if main.accepted == 0:
                 problems.append("no message was accepted")
-            if arguments.rate and main.accepted_per_s < KEPT_UP_SHARE * arguments.rate:
+            if arguments.rate and main.accepted < KEPT_UP_SHARE * arguments.rate * arguments.seconds:
                 notes.append(f"the hub did not keep up with the offered rate: {main.accepted_per_s:,.1f} of "
                              f"{arguments.rate:g} messages/s accepted; {main.extra['late']} requests left over 10 ms "
                              f"after they were due")

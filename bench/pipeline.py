@@ -898,7 +898,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def _rank(ordered: Sequence[float], share: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(share / 100 * len(ordered)) - 1))]
+    return ordered[accept.rank(len(ordered), share)]
 
 
 def histogram(values: Sequence[float]) -> dict[str, Any]:

@@ -136,7 +136,8 @@ def test_an_open_loop_run_offers_its_rate_and_reports_both_latencies(tmp_path):
     assert report["accepted"] == report["messages"] > 0
     # 200/s over 8 connections: one a connection every 40 ms, and one more each for the fence post.
     assert report["messages"] <= 8 * (int(report["duration_s"] / 0.040) + 1)
-    assert report["presigned"] <= 200 * 3 * 1.1 + 4 * 8, "the pool is sized from the rate, not the warm-up"
+    # The pool is sized from the rate (and wrk's whole seconds, and a tenth of one more), not from the warm-up.
+    assert report["presigned"] <= 200 * (3 + 0.2) * 1.1 + 4 * 8
     service = report["service_ms"]
     assert sorted(service) == ["max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_9_ms", "p99_ms"]
     assert report["p50_ms"] >= service["p50_ms"] and report["p99_ms"] >= service["p99_ms"]

@@ -85,9 +85,10 @@ def test_latency_counts_from_when_each_request_was_due(kind, slow_server, tmp_pa
 
 
 @pytest.mark.parametrize("kind", ["python", "wrk"])
-def test_an_open_loop_never_sends_faster_than_its_schedule(kind, tmp_path):
-    """Against a fast server the schedule, not the answers, sets the pace: at most one request a connection per
-    interval (and one more for the fence post), and each latency from its due time is at least its service time."""
+def test_an_open_loop_never_sends_more_than_its_schedule(kind, tmp_path):
+    """Against a fast server the schedule, not the answers, sets the pace: in all, at most one request a connection
+    per interval (and one more for the fence post); and each latency from its due time is at least its service time,
+    so every percentile of the one is at least the same percentile of the other."""
     if kind == "wrk" and not shutil.which("wrk"):
         unavailable_here("wrk is not installed (apt-get install wrk)")
     echo = subprocess.Popen(accept.echo_command(None), stdout=subprocess.PIPE, text=True)
@@ -107,3 +108,35 @@ def test_an_open_loop_never_sends_faster_than_its_schedule(kind, tmp_path):
     for share in ("p50", "p90", "p95", "p99"):
         assert getattr(result, f"{share}_ms") >= service[f"{share}_ms"], (share, result, service)
     assert result.max_ms >= service["max_ms"]
+
+
+def test_percentile_ranks_are_whole_numbers_of_values():
+    """99.9 % of 1,000 values is the 999th (a float product would say the 1,000th), 90 % of 70 the 63rd."""
+    assert accept.rank(1000, 99.9) == 998
+    assert accept.rank(2000, 99.9) == 1997
+    assert accept.rank(70, 90) == 62
+    assert accept.rank(3, 50) == 1 and accept.rank(1, 99) == 0 and accept.rank(10, 100) == 9
+
+
+def test_an_open_loop_gives_each_client_process_bodies_for_its_connections():
+    """64 connections over 12 processes: four have six connections, eight have five. Each gets the bodies in
+    proportion, so none runs out before the others (an even split would give the six-connection processes too few)."""
+    bodies = [str(number).encode() for number in range(6400)]
+    split = accept.shares(bodies, 64, 12, open_loop=True)
+    assert [share for share, _ in split] == [6] * 4 + [5] * 8
+    assert [len(mine) for _, mine in split] == [600] * 4 + [500] * 8
+    assert [body for _, mine in split for body in mine] == bodies, "every body once, none lost"
+    # A closed loop cycles over its bodies: every process gets some even from a handful.
+    assert all(mine for _, mine in accept.shares(bodies[:3], 64, 2, open_loop=False))
+
+
+@pytest.mark.parametrize("arguments, refusal", [
+    (["--rate", "1", "--concurrency", "64"], "at most 60.0 s"),
+    (["--rate", "2000", "--seconds", "240"], "needs more pre-signed messages"),
+    (["--rate", "0.5"], "between 1 and 100,000"),
+])
+def test_open_loops_the_run_cannot_honour_are_refused_at_once(arguments, refusal, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        accept.parse_arguments(arguments)
+    assert stopped.value.code == 2
+    assert refusal in capsys.readouterr().err
