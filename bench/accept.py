@@ -1368,12 +1368,14 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     hub_before = process_tree_cpu(hub.pid)  # with --workers, the supervisor and its workers
                     busy_before = machine_busy_seconds()
                     gc_before = collector_pauses(hub_url, tls)
+                    stages_before = hub_stages(hub_url, tls)
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds, rate=arguments.rate)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     gc_after = collector_pauses(hub_url, tls)
+                    stages_after = hub_stages(hub_url, tls)
                     behind = asyncio.run(_fetchval(db.dsn, INDEX_BEHIND_SQL))
                     _finish_profiler(profiler, notes, folder / "py-spy.log")
                     if time.monotonic() - signing_started > FRESHNESS_SECONDS:
@@ -1460,6 +1462,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "database": db.description,
             "machine": machine | {"postgresql": db.version},
             "hub_gc": collector_delta(gc_before, gc_after),
+            "stages": stage_table(stages_before, stages_after, main.accepted),
             "wal_seasoned": seasoned,
             "problems": problems,
             "notes": notes,
@@ -1498,6 +1501,44 @@ def metrics_text(hub_url: str, context: Any = None) -> str | None:
             return answer.read().decode("utf-8", "replace")
     except OSError:
         return None
+
+
+_STAGE_LINE = re.compile(r'^(gateway_stage_(?:seconds|count)_total)\{stage="([^"]+)"\}\s+([0-9.eE+-]+)$')
+
+
+def stage_totals(text: str) -> dict[str, float]:
+    """`gateway_stage_seconds_total` and `gateway_stage_count_total` by stage from a hub's /metrics text, keyed
+    `metric|stage` (with --workers, the hub's /metrics sums its workers)."""
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _STAGE_LINE.match(line.strip())
+        if match:
+            totals[f"{match.group(1)}|{match.group(2)}"] = float(match.group(3))
+    return totals
+
+
+def stage_table(before: dict[str, float] | None, after: dict[str, float] | None, messages: int) -> dict[str, Any] | None:
+    """Per stage, what the window added: `us_per_message` and `seconds` of the timers, `count_per_message` of the
+    counters; None without both readings or messages."""
+    if before is None or after is None or not messages:
+        return None
+    table: dict[str, Any] = {}
+    for key, value in after.items():
+        metric, _, stage = key.partition("|")
+        delta = value - before.get(key, 0.0)
+        entry = table.setdefault(stage, {})
+        if metric.endswith("seconds_total"):
+            entry["us_per_message"] = round(delta / messages * 1e6, 1)
+            entry["seconds"] = round(delta, 3)
+        else:
+            entry["count_per_message"] = round(delta / messages, 3)
+    return dict(sorted(table.items()))
+
+
+def hub_stages(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:
+    """The hub's stage totals now; None when it does not answer or exposes none."""
+    text = metrics_text(hub_url, tls.client_context() if tls else None)
+    return (stage_totals(text) or None) if text is not None else None
 
 
 def collector_pauses(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:

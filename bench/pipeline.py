@@ -53,7 +53,6 @@ import math
 import multiprocessing
 import os
 import random
-import re
 import secrets
 import signal
 import statistics
@@ -852,7 +851,6 @@ def fetch_metrics(hubs: list[Hub], cafile: str | None) -> dict[str, float] | Non
     """The sum over live hubs of `gateway_stage_seconds_total` and `gateway_stage_count_total` by stage;
     None when no hub exposes them."""
     context = ssl.create_default_context(cafile=cafile) if cafile else None
-    pattern = re.compile(r'^(gateway_stage_(?:seconds|count)_total)\{stage="([^"]+)"\}\s+([0-9.eE+-]+)$')
     totals: dict[str, float] = {}
     found = False
     for hub in hubs:
@@ -861,29 +859,13 @@ def fetch_metrics(hubs: list[Hub], cafile: str | None) -> dict[str, float] | Non
         text = accept.metrics_text(hub.url, context)
         if text is None:
             continue
-        for line in text.splitlines():
-            match = pattern.match(line.strip())
-            if match:
-                found = True
-                key = f"{match.group(1)}|{match.group(2)}"
-                totals[key] = totals.get(key, 0.0) + float(match.group(3))
+        for key, value in accept.stage_totals(text).items():
+            found = True
+            totals[key] = totals.get(key, 0.0) + value
     return totals if found else None
 
 
-def stage_table(before: dict[str, float] | None, after: dict[str, float] | None, messages: int) -> dict[str, Any] | None:
-    if before is None or after is None or not messages:
-        return None
-    table: dict[str, Any] = {}
-    for key, value in after.items():
-        metric, _, stage = key.partition("|")
-        delta = value - before.get(key, 0.0)
-        entry = table.setdefault(stage, {})
-        if metric.endswith("seconds_total"):
-            entry["us_per_message"] = round(delta / messages * 1e6, 1)
-            entry["seconds"] = round(delta, 3)
-        else:
-            entry["count_per_message"] = round(delta / messages, 3)
-    return dict(sorted(table.items()))
+stage_table = accept.stage_table
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:

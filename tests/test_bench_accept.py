@@ -85,6 +85,10 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
     assert sorted(gc) == ["0", "1", "2"]
     assert gc["0"]["collections"] > 0 and gc["0"]["pause_ms"] > 0
     assert all(0 <= figures["pauses_over_10ms"] <= figures["collections"] for figures in gc.values()), gc
+    # The hub's stage timers over the window, per accepted message: every message verified, every batch committed.
+    stages = report["stages"]
+    assert stages["signature"]["count_per_message"] >= 1.0 and stages["signature"]["us_per_message"] > 0
+    assert 0 < stages["commit"]["count_per_message"] <= 1.0, "a batch commits one message or more"
     assert report["open_loop"] is False and report["rate_per_s"] is None, "by default each connection sends on its answer"
     assert report["service_ms"] is None and report["late"] is None and report["p99_9_ms"] is None
     assert report["wal_seasoned"] is None, "by default the fresh cluster is measured as it is"
