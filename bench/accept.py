@@ -14,6 +14,8 @@ One run does, in order (every step bounded in time):
      is ever sent twice) and drives it at the hub for `--seconds`, each body exactly once,
      from a load generator process: wrk with a Lua script over the pre-signed bodies when
      wrk is installed, else several Python processes (multiprocessing + aiohttp client);
+     in a closed loop (each connection sends on its last answer), or with `--rate` in an
+     open loop (each connection on a fixed schedule, latency counted from the due time);
   7. drives the same bodies with the same generator at the echo server: the echo ceiling;
   8. stops everything it started: generator, echo server, hub (SIGTERM, then wait), the
      embedded server (`gateway db stop --data-dir`) or the fresh database (dropped).
