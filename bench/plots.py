@@ -14,6 +14,10 @@ Writes into `--out` (default docs/performance/):
   counts as a histogram beneath.
 - `scaleout-<date>.png`: end-to-end messages/s of one hub, two hubs (with `--two-hubs`), three
   hubs, and three hubs with one killed, for a scaleout result.
+- `latency-vs-offered-rate-<date>.png`: for `bench/accept.py --rate` results (open loops), p50 and
+  p99 latency from the due times against the offered rate, one line per number of connections,
+  with the acceptance target's bounds (1,500/s, 100 ms) drawn in; a run whose hub fell behind
+  is marked with a cross. `<date>` is the newest run's.
 
 Needs matplotlib (`.venv/bin/pip install matplotlib`); uses the Agg backend (no display).
 Prints the files it wrote, one a line.
@@ -154,9 +158,56 @@ def scaleout_plot(path: Path, document: dict[str, Any], out: Path, plt: Any) -> 
     return target
 
 
+TARGET_RATE = 1500
+TARGET_P99_MS = 100
+"""Issue 12's acceptance target: at least this many messages/s with p99 at most this."""
+
+
+def open_loop_plot(results: list[tuple[Path, dict[str, Any]]], out: Path, plt: Any) -> Path | None:
+    runs = [document for _, document in results
+            if document.get("benchmark") == "accept" and document.get("open_loop") and document.get("rate_per_s")]
+    if not runs:
+        return None
+    by_connections: dict[int, list[dict[str, Any]]] = {}
+    for document in runs:
+        by_connections.setdefault(document.get("concurrency") or 0, []).append(document)
+    figure, axis = plt.subplots(figsize=(8, 5), dpi=110)
+    for connections, documents in sorted(by_connections.items()):
+        documents.sort(key=lambda document: document["rate_per_s"])
+        rates = [document["rate_per_s"] for document in documents]
+        line, = axis.plot(rates, [document["p99_ms"] for document in documents], marker="o",
+                          label=f"p99, {connections} connections")
+        axis.plot(rates, [document["p50_ms"] for document in documents], marker=".", linestyle="--",
+                  color=line.get_color(), alpha=0.6, label=f"p50, {connections} connections")
+        behind = [document for document in documents if _fell_behind(document)]
+        if behind:
+            axis.scatter([document["rate_per_s"] for document in behind], [document["p99_ms"] for document in behind],
+                         marker="x", s=90, color="black", zorder=3)
+    axis.axhline(TARGET_P99_MS, color="#cc4125", linewidth=1, linestyle=":", label=f"target p99 {TARGET_P99_MS} ms")
+    axis.axvline(TARGET_RATE, color="#cc4125", linewidth=1, linestyle=":", label=f"target rate {TARGET_RATE:,}/s")
+    axis.set_yscale("log")
+    axis.set_xlabel("offered messages per second (open loop)")
+    axis.set_ylabel("latency from the due time, ms (log)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+    dates = sorted((document.get("date") or "undated")[:10] for document in runs)
+    axis.set_title(f"Acceptance in an open loop, {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")
+                   + " (x: the hub fell behind)")
+    figure.tight_layout()
+    target = out / f"latency-vs-offered-rate-{dates[-1].replace('-', '')}.png"
+    figure.savefig(target)
+    plt.close(figure)
+    return target
+
+
+def _fell_behind(document: dict[str, Any]) -> bool:
+    """The run's note says so (bench/accept.py: fewer than 98 % of rate x seconds accepted)."""
+    return any("did not keep up" in note for note in document.get("notes") or [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", type=Path, help="JSON results of bench/pipeline.py")
+    parser.add_argument("results", nargs="+", type=Path, help="JSON results of bench/pipeline.py and bench/accept.py")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the PNG files (default docs/performance)")
     arguments = parser.parse_args(argv)
     try:
@@ -172,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("plots: no readable result", file=sys.stderr)
         return 1
     arguments.out.mkdir(parents=True, exist_ok=True)
-    written = [throughput_plot(results, arguments.out, plt)]
+    written = [throughput_plot(results, arguments.out, plt), open_loop_plot(results, arguments.out, plt)]
     for path, document in results:
         written.append(latency_plot(path, document, arguments.out, plt))
         written.append(scaleout_plot(path, document, arguments.out, plt))
