@@ -1369,15 +1369,13 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     db_before = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     hub_before = process_tree_cpu(hub.pid)  # with --workers, the supervisor and its workers
                     busy_before = machine_busy_seconds()
-                    gc_before = collector_pauses(hub_url, tls)
-                    stages_before = hub_stages(hub_url, tls)
+                    gc_before, stages_before = hub_readings(hub_url, tls)
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds, rate=arguments.rate)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
-                    gc_after = collector_pauses(hub_url, tls)
-                    stages_after = hub_stages(hub_url, tls)
+                    gc_after, stages_after = hub_readings(hub_url, tls)
                     behind = asyncio.run(_fetchval(db.dsn, INDEX_BEHIND_SQL))
                     _finish_profiler(profiler, notes, folder / "py-spy.log")
                     if time.monotonic() - signing_started > FRESHNESS_SECONDS:
@@ -1537,18 +1535,18 @@ def stage_table(before: dict[str, float] | None, after: dict[str, float] | None,
     return dict(sorted(table.items()))
 
 
-def hub_stages(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:
-    """The hub's stage totals now; None when it does not answer or exposes none."""
-    text = metrics_text(hub_url, tls.client_context() if tls else None)
-    return (stage_totals(text) or None) if text is not None else None
-
-
-def collector_pauses(hub_url: str, tls: TlsFiles | None) -> dict[str, float] | None:
-    """The hub's `gateway_gc_pause_seconds` histogram (gateway/hub/collector.py) from /metrics, summed over its
-    workers by the hub itself: `{"count:G": n, "sum:G": seconds, "le:G:BOUND": n}`; None if it exposes none."""
+def hub_readings(hub_url: str, tls: TlsFiles | None) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """From one read of the hub's /metrics: its collector's pauses (`collector_pauses`) and its stage totals
+    (`stage_totals`); each None when the hub does not answer or exposes none."""
     text = metrics_text(hub_url, tls.client_context() if tls else None)
     if text is None:
-        return None
+        return None, None
+    return collector_pauses(text), stage_totals(text) or None
+
+
+def collector_pauses(text: str) -> dict[str, float] | None:
+    """The hub's `gateway_gc_pause_seconds` histogram (gateway/hub/collector.py) from its /metrics text, summed over
+    its workers by the hub itself: `{"count:G": n, "sum:G": seconds, "le:G:BOUND": n}`; None if it exposes none."""
     found = {}
     for line in text.splitlines():
         match = _GC_LINE.match(line)

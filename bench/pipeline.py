@@ -865,9 +865,6 @@ def fetch_metrics(hubs: list[Hub], cafile: str | None) -> dict[str, float] | Non
     return totals if found else None
 
 
-stage_table = accept.stage_table
-
-
 def percentiles(values: Sequence[float]) -> dict[str, float]:
     ordered = sorted(values)
     result = {}
@@ -1299,7 +1296,7 @@ class Orchestrator:
                                    for role, value in cpu.items() if role not in ("machine", "other")},
             "cpu_note": "per end-to-end message (4 per household); CN-GD is also the load generator",
             "other_cpu_s": cpu.get("other"),
-            "stages": stage_table(metrics_before, metrics_after, round((accepted_per_s or 0) * duration)),
+            "stages": accept.stage_table(metrics_before, metrics_after, round((accepted_per_s or 0) * duration)),
             "errors": dict(sorted(errors.items())),
             "transport_errors": dict(sorted(transport.items())),
             "counts": dict(sorted(counts.items())),

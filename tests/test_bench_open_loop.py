@@ -33,6 +33,7 @@ from aiohttp import web
 
 async def answer(request):
     await request.read()
+    # The service time under test (a slow hub), not synchronisation: nothing waits on it.
     await asyncio.sleep({SLOW_MS} / 1000)
     return web.json_response({{"ok": True}}, status=202)
 
