@@ -185,6 +185,22 @@ async def keep_indexing(pool: Any, runtime: ConsoleRuntime, payload_keys: Any, e
         await asyncio.sleep(every_seconds)
 
 
+async def forget_messages(connection: Any, message_ids: list[Any]) -> int:
+    """Delete the index rows of `message_ids`, whose payloads the caller's transaction has just purged; how many.
+
+    Called inside the purging transaction (gateway/hub/retention.py), after the payloads were emptied. It waits for
+    the indexer's lock first: an indexer that read one of these payloads before the purge would otherwise insert its
+    rows after this delete. Once the lock is held, an earlier indexer has committed (this statement sees its rows),
+    and a later one waits for this transaction and then reads no payload to index. The indexer takes no other lock,
+    so the wait cannot close a cycle with the ledger lock the caller holds.
+    """
+    if not message_ids:
+        return 0
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)
+    status = await connection.execute("DELETE FROM console_person_index WHERE message_id = ANY($1::uuid[])", message_ids)
+    return int(status.split()[-1])
+
+
 async def messages_of(executor: Any, blinded: bytes) -> list[str]:
     rows = await executor.fetch("SELECT message_id FROM console_person_index WHERE blind = $1 ORDER BY message_id", blinded)
     return [str(row["message_id"]) for row in rows]

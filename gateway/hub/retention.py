@@ -25,6 +25,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from gateway.console.persons import INDEXED_TYPES, forget_messages
 from gateway.hub.committer import GroupCommitter
 from gateway.ledger.append import LedgerAppender
 from gateway.ledger.entries import LedgerEntry
@@ -65,16 +66,19 @@ async def purge_messages(
     connection: asyncpg.Connection, appender: LedgerAppender, message_ids: list[str], reason: str, now: datetime
 ) -> int:
     """Delete the payloads of `message_ids` (those not yet purged) for `reason`, dropping what is still queued for
-    delivery, each with its `payload-purged` entry; how many. Inside the caller's transaction, `appender` reserved."""
+    delivery and the person index's rows of the messages, each with its `payload-purged` entry; how many. Inside the
+    caller's transaction, `appender` reserved."""
     rows = await connection.fetch(
         "WITH chosen AS (SELECT id FROM messages WHERE id = ANY($1::uuid[]) AND compact IS NOT NULL FOR UPDATE),"
         " dropped AS (DELETE FROM outbox o USING chosen WHERE o.message_id = chosen.id RETURNING o.message_id)"
         " UPDATE messages m SET compact = NULL, payload_key = NULL, purged_at = $2 FROM chosen WHERE m.id = chosen.id"
-        " RETURNING m.id, m.digest, m.ledger_index, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
+        " RETURNING m.id, m.digest, m.ledger_index, m.type, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
         [uuid.UUID(message_id) for message_id in message_ids], now,
     )
     for row in sorted(rows, key=lambda row: row["ledger_index"]):
         await appender.add(purged_entry(str(row["id"]), row["digest"].hex(), reason, row["undelivered"], now))
+    # A separate statement, so that it sees index rows committed while the one above waited for the messages' locks.
+    await forget_messages(connection, [row["id"] for row in rows if row["type"] in INDEXED_TYPES])
     return len(rows)
 
 

@@ -6,16 +6,25 @@ payloads one day, is due for purge by the real clock that `gateway retention run
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from datetime import timedelta
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
 
 from gateway.config import default_config
+from gateway.console.persons import _CURSOR_LOCK, index_new_messages
+from gateway.hub.retention import purge_due
+from gateway.ledger.append import LedgerAppender
+from gateway.protocol import base64url
 from gateway.protocol.ids import new_uuid7
 from gateway.protocol.message import sign_message
+from gateway.store.migrate import migrate
 from gateway.protocol.timestamps import format_timestamp
 from tests.cli_runner import run_cli
-from tests.hub.harness import Clock, query, running_hub
+from tests.hub.harness import TEST_PAYLOAD_KEYS, Clock, query, running_hub
 from tests.hub.test_delivery_pull import GD, HK, Party
 
 ONE_DAY_ROUTES = tuple(dataclasses.replace(route, retention_days=1) for route in default_config(".").routes)
@@ -68,3 +77,115 @@ def test_a_case_still_open_keeps_its_payloads(database_url, example, test_key):
     assert run_cli("retention", "run", "--database-url", database_url).status == 0
     (row,) = query(database_url, "SELECT compact IS NOT NULL AS kept FROM messages")
     assert row["kept"], "retention counts from the end of the case"
+
+
+def _index(database_url: str, key: bytes) -> None:
+    """Run the person indexer (gateway/console/persons.py) until it has read every message."""
+
+    async def run() -> None:
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+        try:
+            while await index_new_messages(pool, key, TEST_PAYLOAD_KEYS):
+                pass
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
+
+
+def _index_rows(database_url: str, message_id: str) -> int:
+    return query(database_url, "SELECT count(*) AS n FROM console_person_index WHERE message_id = $1::uuid", message_id)[0]["n"]
+
+
+def test_retention_forgets_every_person_a_purged_message_named_and_no_one_else(database_url, example, test_key):
+    # The person index links an identity number's blind value to a message; once the message's payload is gone, so
+    # must the link be, for every person the payload named (docs/data-protection.md, "Retention").
+    three_days_ago = Clock()
+    three_days_ago.offset = -timedelta(days=3)
+    submit, decline = _declined_referral(example, test_key, three_days_ago)
+    kept, _ = _declined_referral(example, test_key, three_days_ago)  # its case stays open: retention has not begun
+    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
+        for message in (submit, decline, kept):
+            assert hub.post_message(message).status == 202
+    _index(database_url, secrets.token_bytes(32))
+    purged_id, kept_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, kept))
+    named = _index_rows(database_url, purged_id)
+    assert named >= 2 and _index_rows(database_url, kept_id) >= 2, "the example referral names several persons"
+
+    purged = run_cli("retention", "run", "--database-url", database_url)
+    assert purged.status == 0 and "deleted 2 payloads" in purged.stdout, purged.stdout + purged.stderr
+    assert _index_rows(database_url, purged_id) == 0, "no one is found through a purged message any more"
+    assert _index_rows(database_url, kept_id) >= 2, "the messages still kept are still found"
+
+
+def test_a_purge_waits_for_an_indexer_that_read_the_payload_before_it(database_url, example, test_key):
+    # The indexer reads payloads and writes their rows in one transaction under its lock. If a purge committed between
+    # the read and the indexer's commit, its delete could not see rows not yet committed, and they would stay for good.
+    three_days_ago = Clock()
+    three_days_ago.offset = -timedelta(days=3)
+    submit, decline = _declined_referral(example, test_key, three_days_ago)
+    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
+        assert hub.post_message(submit).status == 202 and hub.post_message(decline).status == 202
+    submit_id = json.loads(base64url.decode(submit.split(b".")[1]))["id"]
+    query(database_url, "DELETE FROM console_person_index")
+
+    async def race() -> None:
+        indexer, purger, watch = [await asyncpg.connect(database_url) for _ in range(3)]
+        try:
+            reading = indexer.transaction()
+            await reading.start()
+            await indexer.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)  # as index_new_messages does
+            await indexer.execute("INSERT INTO console_person_index (blind, message_id) VALUES ($1, $2::uuid)",
+                                  secrets.token_bytes(32), submit_id)  # what it found in the payload it read
+
+            async def purge() -> int:
+                async with purger.transaction():
+                    appender = LedgerAppender(purger)
+                    await appender.reserve()
+                    purged = await purge_due(purger, appender, datetime.now(UTC))
+                    await appender.finish()
+                    return purged
+
+            purging = asyncio.create_task(purge())
+            # Polled with a deadline, one query after another, until the purge waits on the indexer's lock.
+            waiting = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted"
+            async with asyncio.timeout(30):
+                while not await watch.fetchval(waiting, purger.get_server_pid()):
+                    pass
+            await reading.commit()
+            assert await purging == 2
+        finally:
+            for connection in (indexer, purger, watch):
+                await connection.close()
+
+    asyncio.run(race())
+    assert _index_rows(database_url, submit_id) == 0, "the purge saw the indexer's rows once it had its lock"
+
+
+def test_migration_0013_deletes_the_index_rows_of_payloads_purged_before_it(database_url, example, test_key):
+    # Before 0013 a purge left the person index's rows; a database from then is cleaned when the migration runs.
+    three_days_ago = Clock()
+    three_days_ago.offset = -timedelta(days=3)
+    submit, decline = _declined_referral(example, test_key, three_days_ago)
+    kept, _ = _declined_referral(example, test_key, three_days_ago)
+    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
+        for message in (submit, decline, kept):
+            assert hub.post_message(message).status == 202
+    _index(database_url, secrets.token_bytes(32))
+    purged_id, kept_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, kept))
+    # The database as 0012 left it, with the payload purged as retention purged it then.
+    query(database_url, "DROP INDEX console_person_index_message")
+    query(database_url, "DELETE FROM schema_migrations WHERE version = 13")
+    query(database_url, "UPDATE messages SET compact = NULL, payload_key = NULL, purged_at = now() WHERE id = $1::uuid", purged_id)
+    assert _index_rows(database_url, purged_id) >= 2
+
+    async def upgrade() -> list[str]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            return await migrate(connection)
+        finally:
+            await connection.close()
+
+    assert asyncio.run(upgrade()) == ["0013_person_index_by_message.sql"]
+    assert _index_rows(database_url, purged_id) == 0 and _index_rows(database_url, kept_id) >= 2
+    assert query(database_url, "SELECT 1 FROM pg_indexes WHERE indexname = 'console_person_index_message'")
