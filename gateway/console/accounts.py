@@ -204,7 +204,8 @@ async def reset_officer(
     connection: asyncpg.Connection, appender: LedgerAppender, name: str, password: str, totp_secret: str,
     pinned: Sequence[str], now: datetime,
 ) -> Officer:
-    """New password, new TOTP secret, fingerprints pinned again, account enabled; its sessions end."""
+    """New password, new TOTP secret, fingerprints pinned again, account enabled; its sessions end, and so does the
+    account's wait for wrong codes (they were given with the password this replaces)."""
     officer = await _require(connection, name)
     await connection.execute(
         "UPDATE console_officers SET password_hash = $2, totp_secret = $3, totp_last_step = 0, disabled_at = NULL,"
@@ -212,6 +213,7 @@ async def reset_officer(
         name, hash_password(password), totp_secret, list(pinned) or list(officer.pinned),
     )
     await connection.execute("DELETE FROM console_sessions WHERE officer = $1", name)
+    await connection.execute("DELETE FROM console_throttle WHERE scope = $1", f"second-factor:{name}")
     await appender.add(_changed(officer, "reset", now))
     return officer
 

@@ -26,6 +26,8 @@ ADDRESS_THRESHOLD = 10
 """Failures from one address (any account) before it has to wait."""
 PAIR_THRESHOLD = 5
 """Failures for one account from one address before that pair has to wait."""
+SECOND_FACTOR_THRESHOLD = 5
+"""Wrong one-time codes given with the account's right password, from any address, before the account has to wait."""
 MAX_WAIT_SECONDS = 900
 FORGET_AFTER = timedelta(hours=1)
 """A scope with no failure for this long starts again from zero."""
@@ -99,13 +101,27 @@ def _scopes(name: str, address: str) -> list[tuple[str, int]]:
     return [(f"address:{address}", ADDRESS_THRESHOLD), (f"account:{name}|{address}", PAIR_THRESHOLD)]
 
 
-async def seconds_to_wait(executor: Any, name: str, address: str, now: datetime) -> int:
-    """How long this address must wait before trying `name` again (0: it may try now)."""
+def _second_factor_scope(name: str) -> str:
+    return f"second-factor:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """How long a sign-in must wait (0: it may try now), and whether the account's second factor is the reason."""
+
+    seconds: int
+    second_factor: bool = False
+
+
+async def seconds_to_wait(executor: Any, name: str, address: str, now: datetime) -> Wait:
+    """How long this address must wait before trying `name` again, and why (docs/console.md, "Throttling")."""
+    second_factor = _second_factor_scope(name)
     rows = await executor.fetch(
-        "SELECT blocked_until FROM console_throttle WHERE scope = ANY($1::text[]) AND blocked_until > $2",
-        [scope for scope, _ in _scopes(name, address)], now,
+        "SELECT scope, blocked_until FROM console_throttle WHERE scope = ANY($1::text[]) AND blocked_until > $2",
+        [scope for scope, _ in _scopes(name, address)] + [second_factor], now,
     )
-    return max((int((row["blocked_until"] - now).total_seconds()) + 1 for row in rows), default=0)
+    waits = [Wait(int((row["blocked_until"] - now).total_seconds()) + 1, row["scope"] == second_factor) for row in rows]
+    return max(waits, key=lambda wait: (wait.seconds, wait.second_factor), default=Wait(0))
 
 
 def wait_after(failures: int, threshold: int) -> int:
@@ -115,8 +131,16 @@ def wait_after(failures: int, threshold: int) -> int:
     return min(2 ** (failures - threshold + 1), MAX_WAIT_SECONDS)
 
 
-async def record_failure(executor: Any, name: str, address: str, now: datetime) -> None:
-    for scope, threshold in _scopes(name, address):
+async def record_failure(executor: Any, name: str, address: str, now: datetime, *, right_password: bool = False) -> int:
+    """Count a failed sign-in in its scopes, and set their waits; the account's wait for its second factor (0: none).
+
+    With the right password, the one-time code was wrong: that also counts against the account from every address.
+    Only someone who holds the password can add to that count, so guessing wrong cannot lock an officer out; but a
+    password known to others can no longer buy unlimited guesses at the code from many addresses (RFC 6238 §5.2).
+    """
+    scopes = _scopes(name, address) + ([(_second_factor_scope(name), SECOND_FACTOR_THRESHOLD)] if right_password else [])
+    account_wait = 0
+    for scope, threshold in scopes:
         failures = await executor.fetchval(
             "INSERT INTO console_throttle (scope, failures, updated_at) VALUES ($1, 1, $2)"
             " ON CONFLICT (scope) DO UPDATE SET failures = CASE WHEN console_throttle.updated_at < $3 THEN 1"
@@ -128,9 +152,13 @@ async def record_failure(executor: Any, name: str, address: str, now: datetime) 
             await executor.execute(
                 "UPDATE console_throttle SET blocked_until = $2 WHERE scope = $1", scope, now + timedelta(seconds=wait)
             )
+            if scope.startswith("second-factor:"):
+                account_wait = wait
+    return account_wait
 
 
 async def record_success(executor: Any, name: str, address: str) -> None:
     """Forget this account's failures from this address (the address's own count stays: one valid account must not
-    wipe the count of guesses against others)."""
+    wipe the count of guesses against others; so does the account's count of wrong codes, or a sign-in by the officer
+    would give whoever else holds the password a new allowance of guesses)."""
     await executor.execute("DELETE FROM console_throttle WHERE scope = $1", f"account:{name}|{address}")

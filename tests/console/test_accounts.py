@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import timedelta
 
 from tests.console.harness import PASSWORD, Client, cli, enrol, query, totp
@@ -93,6 +94,62 @@ def test_failed_sign_ins_slow_down_one_address_but_never_lock_the_officer_out(da
         officer = Client(hub.base_url, source="127.0.0.2")
         assert officer.sign_in("hk-auditor", totp(secret)).status == 303, "the officer still signs in from elsewhere"
         assert officer.get("/console/dashboard").status == 200
+
+
+def _wrong_code(secret: str) -> str:
+    """A six-digit code that none of the steps the console accepts now (the current one and its neighbours) gives."""
+    import pyotp
+
+    from gateway.console.accounts import TOTP_STEP_SECONDS
+
+    generator = pyotp.TOTP(secret, interval=TOTP_STEP_SECONDS)
+    valid = {generator.at(time.time() + offset) for offset in range(-3 * TOTP_STEP_SECONDS, 4 * TOTP_STEP_SECONDS, TOTP_STEP_SECONDS)}
+    return next(code for code in (f"{n:06d}" for n in range(10)) if code not in valid)
+
+
+def test_wrong_codes_given_with_the_right_password_make_the_account_wait_from_every_address(database_url):
+    """docs/console.md, "Throttling": whoever holds an officer's password may not guess at the one-time code from many
+    addresses without limit. Five wrong codes, one from each of five addresses (so no address is throttled), make
+    the account wait wherever the next sign-in comes from, and the operator is told."""
+    from structlog.testing import capture_logs
+
+    secret = enrol(database_url, "hk-target", "auditor")
+    clock = Clock()
+    with running_hub(database_url, clock=clock) as hub:
+        with capture_logs() as lines:
+            for n in range(5):
+                guesser = Client(hub.base_url, source=f"127.0.0.{10 + n}")
+                assert guesser.sign_in("hk-target", _wrong_code(secret)).status == 401
+        [warned] = [line for line in lines if line["event"] == "console_second_factor_failures"]
+        assert warned["log_level"] == "warning" and warned["officer"] and warned["seconds"] == 2
+
+        officer = Client(hub.base_url, source="127.0.0.20")
+        waiting = officer.sign_in("hk-target", totp(secret))
+        assert waiting.status == 429 and "Too many wrong one-time codes for this account. Wait" in waiting.text
+        clock.offset += timedelta(seconds=3)
+        assert officer.sign_in("hk-target", totp(secret)).status == 303, "a wait, not a lock"
+
+        # The officer's sign-in cleared nothing: one more wrong code, and the account waits again, twice as long.
+        assert Client(hub.base_url, source="127.0.0.15").sign_in("hk-target", _wrong_code(secret)).status == 401
+        again = officer.sign_in("hk-target", totp(secret))
+        assert again.status == 429 and "Too many wrong one-time codes for this account" in again.text
+        # The operator resets the password the guesser held: the account's wait ends with it.
+        reset = cli("officers", "reset", "hk-target", "--database-url", database_url, "--password-stdin", stdin=b"a new long passphrase here\n")
+        assert reset.status == 0, reset.stderr
+        new_secret = reset.stdout.split("totp secret: ")[1].split()[0]
+        assert Client(hub.base_url, source="127.0.0.21").sign_in("hk-target", totp(new_secret), password="a new long passphrase here").status == 303
+
+
+def test_wrong_passwords_from_many_addresses_never_make_the_account_wait(database_url):
+    """Only the right password counts toward the account's wait: guessing wrong cannot lock an officer out."""
+    secret = enrol(database_url, "hk-steady", "auditor")
+    with running_hub(database_url) as hub:
+        for n in range(8):
+            guesser = Client(hub.base_url, source=f"127.0.0.{10 + n}")
+            assert guesser.sign_in("hk-steady", _wrong_code(secret), password="guessed password").status == 401
+        officer = Client(hub.base_url, source="127.0.0.30")
+        assert officer.sign_in("hk-steady", totp(secret)).status == 303
+    assert not query(database_url, "SELECT 1 FROM console_throttle WHERE scope LIKE 'second-factor:%'")
 
 
 def test_a_burst_of_sign_ins_sent_at_once_is_throttled_like_one_sent_in_turn(database_url):
