@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.keys import on_migrated_connection, storage_command
+from gateway.console.persons import forget_purged
 from gateway.hub.retention import purge_due
 from gateway.ledger.append import LedgerAppender
 from gateway.protocol.timestamps import utc_now
@@ -40,7 +41,9 @@ def _run(arguments: argparse.Namespace) -> int:
                 await appender.finish()
             total += purged
             if not purged:
-                return total
+                break
+        await forget_purged(connection)  # the person index's rows of cases left without payloads (migration 0013)
+        return total
 
     total = on_migrated_connection(arguments, purge)
     print(f"deleted {total} payloads whose retention ended; each is ledgered as payload-purged" if total

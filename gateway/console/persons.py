@@ -143,6 +143,7 @@ async def index_new_messages(pool: Any, key: bytes, payload_keys: Any, batch: in
     (docs/performance.md)."""
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)
+        await _forget_queued(connection)
         cursor = await connection.fetchval("SELECT coalesce(max(ledger_index), -1) FROM console_person_cursor")
         rows = await connection.fetch(NEXT_MESSAGES_SQL, cursor, list(INDEXED_TYPES), batch)
         blinds: list[bytes] = []
@@ -185,20 +186,41 @@ async def keep_indexing(pool: Any, runtime: ConsoleRuntime, payload_keys: Any, e
         await asyncio.sleep(every_seconds)
 
 
-async def forget_messages(connection: Any, message_ids: list[Any]) -> int:
-    """Delete the index rows of `message_ids`, whose payloads the caller's transaction has just purged; how many.
+FORGET_CASES_SQL = (
+    "DELETE FROM console_person_index i USING unnest($1::uuid[]) AS q(case_id),"
+    " LATERAL (SELECT id FROM messages WHERE case_id = q.case_id ORDER BY case_id) m"
+    " WHERE i.message_id = m.id"
+    " AND (SELECT 1 FROM messages k WHERE k.case_id = q.case_id AND k.compact IS NOT NULL LIMIT 1) IS NULL"
+)
+"""The index rows of the cases ($1) that have no payload left. A case that still holds one keeps its rows: a data
+subject's request finds the case through them (gateway/console/subjects.py). Each case is probed by `messages_case`,
+its payload check a subquery with LIMIT (not NOT EXISTS, which the planner turns into an anti join that reads all of
+`messages`; tests/store/test_plans.py)."""
 
-    Called inside the purging transaction (gateway/hub/retention.py), after the payloads were emptied. It waits for
-    the indexer's lock first: an indexer that read one of these payloads before the purge would otherwise insert its
-    rows after this delete. Once the lock is held, an earlier indexer has committed (this statement sees its rows),
-    and a later one waits for this transaction and then reads no payload to index. The indexer takes no other lock,
-    so the wait cannot close a cycle with the ledger lock the caller holds.
-    """
-    if not message_ids:
+
+async def _forget_queued(connection: Any) -> int:
+    """Empty the queue of cases that purges touched (migration 0013); the index rows deleted. The caller holds the
+    indexer's lock. Two statements, so that the usual empty queue costs one small one, and the delete is planned
+    for the cases it is given (by `messages_case` and the index by message), never as a join of whole tables."""
+    cases = [row["case_id"] for row in await connection.fetch("DELETE FROM console_person_forget RETURNING case_id")]
+    if not cases:
         return 0
-    await connection.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)
-    status = await connection.execute("DELETE FROM console_person_index WHERE message_id = ANY($1::uuid[])", message_ids)
+    status = await connection.execute(FORGET_CASES_SQL, cases)
     return int(status.split()[-1])
+
+
+async def forget_purged(connection: Any) -> int:
+    """Delete the person index's rows of cases whose payloads were all purged; how many rows. Takes the indexer's lock,
+    in a transaction of the caller's or one of its own.
+
+    The purge itself only queues the cases (gateway/hub/retention.py): it holds the ledger's lock and must not wait for
+    an indexer. Holding the indexer's lock here means that an indexer which read a payload before its purge has
+    committed its rows (the delete, a later statement, sees them), and one that starts later finds no payload to read.
+    The indexer empties the queue too, at each run (`index_new_messages`).
+    """
+    async with connection.transaction():  # a savepoint inside the caller's transaction, else its own
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)
+        return await _forget_queued(connection)
 
 
 async def messages_of(executor: Any, blinded: bytes) -> list[str]:

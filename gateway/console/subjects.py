@@ -101,7 +101,8 @@ async def export(pool: asyncpg.Pool, found: Found, reason: str, payload_keys: An
 
 
 async def purge(pool: asyncpg.Pool, found: Found, reason: str, key: bytes, number: str, now: datetime) -> int:
-    """Purge every payload of `found` and the person's index rows, ledgered; how many payloads were deleted."""
+    """Purge every payload of `found`, ledgered, and the index rows of its cases (the person's, and those of everyone
+    else the payloads named); how many payloads were deleted."""
     _check_reason(reason)
     normalised = persons.normalise(number)
     assert normalised is not None, "find() checked it"
@@ -111,4 +112,6 @@ async def purge(pool: asyncpg.Pool, found: Found, reason: str, key: bytes, numbe
         purged = await purge_messages(connection, appender, list(found.message_ids), "subject-request", now)
         await connection.execute("DELETE FROM console_person_index WHERE blind = $1", persons.blind(key, normalised))
         await appender.finish()
+    async with pool.acquire() as connection:
+        await persons.forget_purged(connection)  # the cases purge_messages queued
     return purged

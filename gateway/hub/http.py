@@ -321,7 +321,7 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
                 app[CHECKPOINTER] = checkpointer
                 await resources.enter_async_context(_background(checkpointer.run(), "checkpointer"))
             await resources.enter_async_context(
-                _background(purge_continuously(committer, clock, settings.purge_interval_seconds), "retention")
+                _background(purge_continuously(committer, pool, clock, settings.purge_interval_seconds), "retention")
             )
             await resources.enter_async_context(
                 _background(_verify_continuously(pool, settings.verify_interval_seconds, clock, process_id), "verifier")

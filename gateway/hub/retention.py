@@ -25,7 +25,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from gateway.console.persons import INDEXED_TYPES, forget_messages
+from gateway.console.persons import forget_purged
 from gateway.hub.committer import GroupCommitter
 from gateway.ledger.append import LedgerAppender
 from gateway.ledger.entries import LedgerEntry
@@ -66,39 +66,47 @@ async def purge_messages(
     connection: asyncpg.Connection, appender: LedgerAppender, message_ids: list[str], reason: str, now: datetime
 ) -> int:
     """Delete the payloads of `message_ids` (those not yet purged) for `reason`, dropping what is still queued for
-    delivery and the person index's rows of the messages, each with its `payload-purged` entry; how many. Inside the
-    caller's transaction, `appender` reserved."""
+    delivery, each with its `payload-purged` entry, and queue their cases for the person index to forget
+    (`gateway.console.persons.forget_purged`); how many. Inside the caller's transaction, `appender` reserved."""
     rows = await connection.fetch(
         "WITH chosen AS (SELECT id FROM messages WHERE id = ANY($1::uuid[]) AND compact IS NOT NULL FOR UPDATE),"
         " dropped AS (DELETE FROM outbox o USING chosen WHERE o.message_id = chosen.id RETURNING o.message_id)"
         " UPDATE messages m SET compact = NULL, payload_key = NULL, purged_at = $2 FROM chosen WHERE m.id = chosen.id"
-        " RETURNING m.id, m.digest, m.ledger_index, m.type, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
+        " RETURNING m.id, m.digest, m.ledger_index, m.case_id, EXISTS (SELECT 1 FROM dropped WHERE dropped.message_id = m.id) AS undelivered",
         [uuid.UUID(message_id) for message_id in message_ids], now,
     )
     for row in sorted(rows, key=lambda row: row["ledger_index"]):
         await appender.add(purged_entry(str(row["id"]), row["digest"].hex(), reason, row["undelivered"], now))
-    # A separate statement, so that it sees index rows committed while the one above waited for the messages' locks.
-    await forget_messages(connection, [row["id"] for row in rows if row["type"] in INDEXED_TYPES])
+    if rows:
+        await connection.execute(
+            "INSERT INTO console_person_forget (case_id) SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+            [row["case_id"] for row in rows],
+        )
     return len(rows)
 
 
-async def purge_all_due(committer: GroupCommitter, clock: Callable[[], datetime]) -> int:
-    """Run `purge_due` in batches until nothing more is due; how many payloads were deleted."""
+async def purge_all_due(committer: GroupCommitter, clock: Callable[[], datetime], pool: asyncpg.Pool) -> int:
+    """Run `purge_due` in batches until nothing more is due, then let the person index forget the cases; how many
+    payloads were deleted."""
     total = 0
     while True:
         purged = await committer.run(lambda connection, appender: purge_due(connection, appender, clock()))
         total += purged
         if purged < _BATCH:
-            return total
+            break
+    if total:
+        async with pool.acquire() as connection:
+            await forget_purged(connection)
+    return total
 
 
-async def purge_continuously(committer: GroupCommitter, clock: Callable[[], datetime], interval_seconds: float) -> None:
+async def purge_continuously(committer: GroupCommitter, pool: asyncpg.Pool, clock: Callable[[], datetime], interval_seconds: float) -> None:
     """Purge what is due every `interval_seconds` for the life of the gateway; the first run after
     FIRST_RUN_SECONDS at most, so that a gateway restarted often still purges."""
     await asyncio.sleep(min(interval_seconds, FIRST_RUN_SECONDS))  # a period, not synchronisation
     while True:
         try:
-            purged = await purge_all_due(committer, clock)
+            purged = await purge_all_due(committer, clock, pool)
             if purged:
                 _log.info("payloads_purged", count=purged, reason="retention")
         except Exception as error:  # noqa: BLE001 - the next period tries again

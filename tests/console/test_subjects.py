@@ -48,6 +48,9 @@ def test_a_person_gets_everything_held_and_then_has_it_erased_with_the_ledger_st
         rows = query(database_url, "SELECT case_id::text AS case, compact IS NULL AS gone FROM messages")
         assert all(row["gone"] for row in rows if row["case"] == referral_case)
         assert not any(row["gone"] for row in rows if row["case"] != referral_case), "the other cases keep their payloads"
+        index = query(database_url, "SELECT m.case_id::text AS case FROM console_person_index i JOIN messages m ON m.id = i.message_id")
+        assert index and referral_case not in {row["case"] for row in index}, \
+            "no one the purged payloads named (the household's other members too) is found through them; the rest are"
         purges = [entry for entry in _kinds(database_url) if entry["kind"] == "payload-purged"]
         assert len(purges) == len(document["messages"]) and {p["reason"] for p in purges} == {"subject-request"}
 

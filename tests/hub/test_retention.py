@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from gateway.config import default_config
-from gateway.console.persons import _CURSOR_LOCK, index_new_messages
-from gateway.hub.retention import purge_due
+from gateway.console.persons import _CURSOR_LOCK, forget_purged, index_new_messages
+from gateway.hub.retention import purge_due, purge_messages
 from gateway.ledger.append import LedgerAppender
 from gateway.protocol import base64url
 from gateway.protocol.ids import new_uuid7
@@ -24,7 +24,7 @@ from gateway.protocol.message import sign_message
 from gateway.store.migrate import migrate
 from gateway.protocol.timestamps import format_timestamp
 from tests.cli_runner import run_cli
-from tests.hub.harness import TEST_PAYLOAD_KEYS, Clock, query, running_hub
+from tests.hub.harness import TEST_PAYLOAD_KEYS, Clock, query, running_hub, wait_for_row
 from tests.hub.test_delivery_pull import GD, HK, Party
 
 ONE_DAY_ROUTES = tuple(dataclasses.replace(route, retention_days=1) for route in default_config(".").routes)
@@ -118,9 +118,39 @@ def test_retention_forgets_every_person_a_purged_message_named_and_no_one_else(d
     assert _index_rows(database_url, kept_id) >= 2, "the messages still kept are still found"
 
 
-def test_a_purge_waits_for_an_indexer_that_read_the_payload_before_it(database_url, example, test_key):
-    # The indexer reads payloads and writes their rows in one transaction under its lock. If a purge committed between
-    # the read and the indexer's commit, its delete could not see rows not yet committed, and they would stay for good.
+def test_a_case_keeps_its_index_rows_while_one_of_its_messages_keeps_its_payload(database_url, example, test_key):
+    # Routes keep payloads for different times, and a reply names the person without repeating the number: while the
+    # case holds one payload, the index must still lead a data subject's request to the case (docs/data-protection.md).
+    three_days_ago = Clock()
+    three_days_ago.offset = -timedelta(days=3)
+    submit, decline = _declined_referral(example, test_key, three_days_ago)
+    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
+        assert hub.post_message(submit).status == 202 and hub.post_message(decline).status == 202
+    _index(database_url, secrets.token_bytes(32))
+    submit_id, decline_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, decline))
+    named = _index_rows(database_url, submit_id)
+
+    async def purge(message_id: str) -> int:
+        connection = await asyncpg.connect(database_url)
+        try:
+            async with connection.transaction():
+                appender = LedgerAppender(connection)
+                await appender.reserve()
+                await purge_messages(connection, appender, [message_id], "retention", datetime.now(UTC))
+                await appender.finish()
+            return await forget_purged(connection)
+        finally:
+            await connection.close()
+
+    assert asyncio.run(purge(submit_id)) == 0 and _index_rows(database_url, submit_id) == named, "the decline keeps its payload"
+    assert asyncio.run(purge(decline_id)) == named and _index_rows(database_url, submit_id) == 0, "the case's last payload went"
+    assert not query(database_url, "SELECT 1 FROM console_person_forget"), "the queue is empty"
+
+
+def test_rows_an_indexer_wrote_from_a_payload_read_before_its_purge_are_forgotten_too(database_url, example, test_key):
+    # The indexer reads payloads and writes their rows in one transaction under its lock. A purge does not wait for it
+    # (it holds the ledger's lock); it queues the case. Whoever forgets the queued cases takes the indexer's lock, so it
+    # sees the rows of an indexer that read the payload before the purge, once that indexer has committed them.
     three_days_ago = Clock()
     three_days_ago.offset = -timedelta(days=3)
     submit, decline = _declined_referral(example, test_key, three_days_ago)
@@ -137,29 +167,25 @@ def test_a_purge_waits_for_an_indexer_that_read_the_payload_before_it(database_u
             await indexer.execute("SELECT pg_advisory_xact_lock($1)", _CURSOR_LOCK)  # as index_new_messages does
             await indexer.execute("INSERT INTO console_person_index (blind, message_id) VALUES ($1, $2::uuid)",
                                   secrets.token_bytes(32), submit_id)  # what it found in the payload it read
-
-            async def purge() -> int:
-                async with purger.transaction():
-                    appender = LedgerAppender(purger)
-                    await appender.reserve()
-                    purged = await purge_due(purger, appender, datetime.now(UTC))
-                    await appender.finish()
-                    return purged
-
-            purging = asyncio.create_task(purge())
-            # Polled with a deadline, one query after another, until the purge waits on the indexer's lock.
+            async with purger.transaction():  # the purge commits while the indexer's transaction is open
+                appender = LedgerAppender(purger)
+                await appender.reserve()
+                assert await purge_due(purger, appender, datetime.now(UTC)) == 2
+                await appender.finish()
+            forgetting = asyncio.create_task(forget_purged(purger))
+            # Polled with a deadline, one query after another, until the forgetting waits on the indexer's lock.
             waiting = "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted"
             async with asyncio.timeout(30):
                 while not await watch.fetchval(waiting, purger.get_server_pid()):
                     pass
             await reading.commit()
-            assert await purging == 2
+            assert await forgetting == 1
         finally:
             for connection in (indexer, purger, watch):
                 await connection.close()
 
     asyncio.run(race())
-    assert _index_rows(database_url, submit_id) == 0, "the purge saw the indexer's rows once it had its lock"
+    assert _index_rows(database_url, submit_id) == 0, "the indexer's late rows are gone with the rest"
 
 
 def test_migration_0013_deletes_the_index_rows_of_payloads_purged_before_it(database_url, example, test_key):
@@ -173,10 +199,12 @@ def test_migration_0013_deletes_the_index_rows_of_payloads_purged_before_it(data
             assert hub.post_message(message).status == 202
     _index(database_url, secrets.token_bytes(32))
     purged_id, kept_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, kept))
-    # The database as 0012 left it, with the payload purged as retention purged it then.
+    # The database as 0012 left it, with the case's payloads purged as retention purged them then.
     query(database_url, "DROP INDEX console_person_index_message")
+    query(database_url, "DROP TABLE console_person_forget")
     query(database_url, "DELETE FROM schema_migrations WHERE version = 13")
-    query(database_url, "UPDATE messages SET compact = NULL, payload_key = NULL, purged_at = now() WHERE id = $1::uuid", purged_id)
+    query(database_url, "UPDATE messages SET compact = NULL, payload_key = NULL, purged_at = now()"
+                        " WHERE case_id = (SELECT case_id FROM messages WHERE id = $1::uuid)", purged_id)
     assert _index_rows(database_url, purged_id) >= 2
 
     async def upgrade() -> list[str]:
@@ -189,3 +217,23 @@ def test_migration_0013_deletes_the_index_rows_of_payloads_purged_before_it(data
     assert asyncio.run(upgrade()) == ["0013_person_index_by_message.sql"]
     assert _index_rows(database_url, purged_id) == 0 and _index_rows(database_url, kept_id) >= 2
     assert query(database_url, "SELECT 1 FROM pg_indexes WHERE indexname = 'console_person_index_message'")
+
+
+def test_the_gateway_purges_on_its_own_and_forgets_the_cases(database_url, example, test_key):
+    # The loop every gateway process runs (`purge_continuously`), not `gateway retention run`: the payloads go, each
+    # ledgered, and the index rows of the case with them (forgotten by the loop or by this hub's own person indexer,
+    # whichever takes the queue first).
+    clock = Clock()
+    clock.offset = -timedelta(days=3)
+    submit, decline = _declined_referral(example, test_key, clock)
+    submit_id = json.loads(base64url.decode(submit.split(b".")[1]))["id"]
+    with running_hub(database_url, clock=clock, routes=ONE_DAY_ROUTES, purge_interval_seconds=0.5) as hub:
+        assert hub.post_message(submit).status == 202 and hub.post_message(decline).status == 202
+        _index(database_url, secrets.token_bytes(32))
+        assert _index_rows(database_url, submit_id) >= 2
+        clock.offset = timedelta(0)  # three days on: the case ended two days past its route's one-day retention
+        wait_for_row(database_url, "SELECT 1 FROM messages WHERE id = $1::uuid AND purged_at IS NOT NULL", submit_id)
+        wait_for_row(database_url, "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM console_person_index WHERE message_id = $1::uuid)", submit_id)
+    assert not query(database_url, "SELECT 1 FROM console_person_forget")
+    kinds = [json.loads(row["entry"])["kind"] for row in query(database_url, "SELECT entry FROM ledger_entries ORDER BY idx")]
+    assert kinds.count("payload-purged") == 2

@@ -6,7 +6,7 @@ plain join of a batch's keys with `messages` then read the whole table for every
 statistics still said it was small: a cost that grew with every message accepted
 (docs/performance.md, "Fifteenth pass"). These tests ask for the generic plan on a new database,
 whose tables were never analysed, and refuse a scan of a table that grows with the traffic (the
-batch lookup, the person indexer's read of the next messages) and an anti join for the held-back check
+batch lookup, the person indexer's read of the next messages, its delete of purged cases' rows) and an anti join for the held-back check
 (the claims).
 
 What they do not cover: a plan made while a table really is a page or two (analysed then) scans
@@ -21,17 +21,18 @@ import asyncio
 import asyncpg
 import pytest
 
-from gateway.console.persons import NEXT_MESSAGES_SQL
+from gateway.console.persons import FORGET_CASES_SQL, NEXT_MESSAGES_SQL
 from gateway.hub.outbox import CLAIM_FOR_INBOX_SQL, CLAIM_FOR_PUSH_SQL
 from gateway.hub.store import LOOK_UP_MANY_SQL
 from gateway.store.migrate import migrate
 
-GROWING = ("messages", "cases", "outbox", "ledger_entries")
+GROWING = ("messages", "cases", "outbox", "ledger_entries", "console_person_index")
 """Tables that grow with every message: no statement of STATEMENTS may scan one whole."""
 
 STATEMENTS = {
     "look_up_many": (LOOK_UP_MANY_SQL, ("uuid[]", "text[]", "uuid[]", "uuid[]")),
     "person_indexer_next_messages": (NEXT_MESSAGES_SQL, ("bigint", "text[]", "int")),
+    "person_index_forget_cases": (FORGET_CASES_SQL, ("uuid[]",)),
 }
 
 CLAIMS = {
