@@ -293,21 +293,25 @@ async def login(request: web.Request) -> web.StreamResponse:
     async with turn:
         now = _now(request)
         wait = await sessions.seconds_to_wait(pool, name, address, now)
-        if wait.seconds:
-            _log.warning("console_sign_in_throttled", seconds=wait.seconds, second_factor=wait.second_factor)
-            words = "second_factor_throttled" if wait.second_factor else "throttled"
-            return await login_form(request, request[WORDS](words, seconds=wait.seconds), status=429)
+        if wait:
+            _log.warning("console_sign_in_throttled", seconds=wait)
+            return await login_form(request, request[WORDS]("throttled", seconds=wait), status=429)
         stored = await accounts.credentials(pool, name)
         good_password = await asyncio.to_thread(accounts.password_matches, stored[0] if stored else None, password)
-        step = accounts.totp_step(stored[1], code, now, stored[2]) if stored and good_password else None
+        # The account's count of attempts at the code (docs/console.md, "Throttling"). While it makes the account wait,
+        # the answer is the plain failure: a different one would tell a guesser that the password was right.
+        attempt = await sessions.claim_code_attempt(pool, name, bool(stored and good_password), now)
+        step = accounts.totp_step(stored[1], code, now, stored[2]) if stored and attempt.allowed else None
         if step is None or not await accounts.use_totp_step(pool, name, step):
-            account_wait = await sessions.record_failure(pool, name, address, now, right_password=bool(stored and good_password))
-            if account_wait:
+            await sessions.record_failure(pool, name, address, now)
+            if attempt.started_wait:
                 # Someone holds this officer's password and is guessing the code: the operator should reset it.
                 officer = await accounts.officer_by_name(pool, name)
-                _log.warning("console_second_factor_failures", officer=officer.pseudonym if officer else None, seconds=account_wait)
+                _log.warning("console_second_factor_failures", officer=officer.pseudonym if officer else None,
+                             seconds=attempt.started_wait)
             _log.info("console_sign_in_failed")
             return await login_form(request, request[WORDS]("login_failed"), status=401)
+        await sessions.give_back_code_attempt(pool, name, attempt)
         await sessions.record_success(pool, name, address)
     token, _ = await sessions.create_session(pool, name, request[WORDS].language, now)
     officer = await accounts.officer_by_name(pool, name)

@@ -7,9 +7,11 @@
 - CSRF: a synchroniser token per session, required in every POST form; before sign-in
   the login form carries a double-submit token (cookie and field must match).
 - Throttling counts failed sign-ins per source address and per (account, address), and
-  answers with a growing wait once a threshold is passed. There is no account-wide lock:
-  failures from one address never stop the officer signing in from another, so an
-  attacker cannot lock an officer out. Guessing from many addresses still needs the TOTP.
+  answers with a growing wait once a threshold is passed. Wrong passwords never make the
+  account wait: failures from one address never stop the officer signing in from another,
+  so an attacker cannot lock an officer out. Guessing from many addresses still needs the
+  TOTP, and attempts at the code given with the right password are counted per account,
+  from every address (`claim_code_attempt`).
 """
 
 from __future__ import annotations
@@ -101,27 +103,13 @@ def _scopes(name: str, address: str) -> list[tuple[str, int]]:
     return [(f"address:{address}", ADDRESS_THRESHOLD), (f"account:{name}|{address}", PAIR_THRESHOLD)]
 
 
-def _second_factor_scope(name: str) -> str:
-    return f"second-factor:{name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """How long a sign-in must wait (0: it may try now), and whether the account's second factor is the reason."""
-
-    seconds: int
-    second_factor: bool = False
-
-
-async def seconds_to_wait(executor: Any, name: str, address: str, now: datetime) -> Wait:
-    """How long this address must wait before trying `name` again, and why (docs/console.md, "Throttling")."""
-    second_factor = _second_factor_scope(name)
+async def seconds_to_wait(executor: Any, name: str, address: str, now: datetime) -> int:
+    """How long this address must wait before trying `name` again (0: it may try now)."""
     rows = await executor.fetch(
-        "SELECT scope, blocked_until FROM console_throttle WHERE scope = ANY($1::text[]) AND blocked_until > $2",
-        [scope for scope, _ in _scopes(name, address)] + [second_factor], now,
+        "SELECT blocked_until FROM console_throttle WHERE scope = ANY($1::text[]) AND blocked_until > $2",
+        [scope for scope, _ in _scopes(name, address)], now,
     )
-    waits = [Wait(int((row["blocked_until"] - now).total_seconds()) + 1, row["scope"] == second_factor) for row in rows]
-    return max(waits, key=lambda wait: (wait.seconds, wait.second_factor), default=Wait(0))
+    return max((int((row["blocked_until"] - now).total_seconds()) + 1 for row in rows), default=0)
 
 
 def wait_after(failures: int, threshold: int) -> int:
@@ -131,16 +119,8 @@ def wait_after(failures: int, threshold: int) -> int:
     return min(2 ** (failures - threshold + 1), MAX_WAIT_SECONDS)
 
 
-async def record_failure(executor: Any, name: str, address: str, now: datetime, *, right_password: bool = False) -> int:
-    """Count a failed sign-in in its scopes, and set their waits; the account's wait for its second factor (0: none).
-
-    With the right password, the one-time code was wrong: that also counts against the account from every address.
-    Only someone who holds the password can add to that count, so guessing wrong cannot lock an officer out; but a
-    password known to others can no longer buy unlimited guesses at the code from many addresses (RFC 6238 §5.2).
-    """
-    scopes = _scopes(name, address) + ([(_second_factor_scope(name), SECOND_FACTOR_THRESHOLD)] if right_password else [])
-    account_wait = 0
-    for scope, threshold in scopes:
+async def record_failure(executor: Any, name: str, address: str, now: datetime) -> None:
+    for scope, threshold in _scopes(name, address):
         failures = await executor.fetchval(
             "INSERT INTO console_throttle (scope, failures, updated_at) VALUES ($1, 1, $2)"
             " ON CONFLICT (scope) DO UPDATE SET failures = CASE WHEN console_throttle.updated_at < $3 THEN 1"
@@ -152,9 +132,64 @@ async def record_failure(executor: Any, name: str, address: str, now: datetime, 
             await executor.execute(
                 "UPDATE console_throttle SET blocked_until = $2 WHERE scope = $1", scope, now + timedelta(seconds=wait)
             )
-            if scope.startswith("second-factor:"):
-                account_wait = wait
-    return account_wait
+
+
+# --- the account's one-time codes ---------------------------------------------------------
+
+def _code_scope(name: str) -> str:
+    return f"second-factor:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAttempt:
+    """Whether the one-time code may be checked now, and the wait this attempt started (0: none)."""
+
+    allowed: bool
+    started_wait: int = 0
+
+
+async def claim_code_attempt(pool: Any, name: str, right_password: bool, now: datetime) -> CodeAttempt:
+    """Before the one-time code is checked: count the attempt against the account, from every address.
+
+    Only an attempt with the right password counts, so guessing wrong cannot lock an officer out; but whoever else holds
+    the password gets SECOND_FACTOR_THRESHOLD guesses at the code, then waits that double up to MAX_WAIT_SECONDS,
+    however many addresses they guess from (RFC 6238 §5.2). The account's row is locked while it is read and written,
+    so attempts sent at once queue on it and each sees the ones before it; the attempt is counted before the code is
+    checked and given back if the code was right (`give_back_code_attempt`). While a wait runs, the code is not
+    checked. Every path (wrong password, a wait running, an attempt counted) runs the same statements and writes the
+    row, so that neither the answer nor its time says whether the password was right (docs/console.md, "Throttling").
+    """
+    scope = _code_scope(name)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "INSERT INTO console_throttle (scope, failures, updated_at) VALUES ($1, 0, $2) ON CONFLICT (scope) DO NOTHING", scope, now
+        )
+        row = await connection.fetchrow("SELECT failures, updated_at, blocked_until FROM console_throttle WHERE scope = $1 FOR UPDATE", scope)
+        failures, updated_at, blocked_until = row["failures"], row["updated_at"], row["blocked_until"]
+        waiting = blocked_until is not None and blocked_until > now
+        counted = right_password and not waiting
+        started = 0
+        if counted:
+            failures = 1 if updated_at < now - FORGET_AFTER else failures + 1
+            updated_at = now
+            started = wait_after(failures, SECOND_FACTOR_THRESHOLD)
+            blocked_until = now + timedelta(seconds=started) if started else None
+        await connection.execute(
+            "UPDATE console_throttle SET failures = $2, updated_at = $3, blocked_until = $4 WHERE scope = $1",
+            scope, failures, updated_at, blocked_until,
+        )
+    return CodeAttempt(counted, started)
+
+
+async def give_back_code_attempt(executor: Any, name: str, attempt: CodeAttempt) -> None:
+    """The code was right: the attempt `claim_code_attempt` counted was not a guess, and the wait it started, if any,
+    ends (while a wait runs no attempt is counted, so a wait running now is this attempt's own, or one a guess counted
+    after it started)."""
+    await executor.execute(
+        "UPDATE console_throttle SET failures = greatest(failures - 1, 0),"
+        " blocked_until = CASE WHEN $2 THEN NULL ELSE blocked_until END WHERE scope = $1",
+        _code_scope(name), attempt.started_wait > 0,
+    )
 
 
 async def record_success(executor: Any, name: str, address: str) -> None:
