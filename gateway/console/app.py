@@ -304,11 +304,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         step = accounts.totp_step(stored[1], code, now, stored[2]) if stored and attempt.allowed else None
         if step is None or not await accounts.use_totp_step(pool, name, step):
             await sessions.record_failure(pool, name, address, now)
-            if attempt.started_wait:
+            officer = await accounts.officer_by_name(pool, name)  # on every failure: the same round trips, right password or not
+            if attempt.started_wait and officer is not None:
                 # Someone holds this officer's password and is guessing the code: the operator should reset it.
-                officer = await accounts.officer_by_name(pool, name)
-                _log.warning("console_second_factor_failures", officer=officer.pseudonym if officer else None,
-                             seconds=attempt.started_wait)
+                _log.warning("console_second_factor_failures", officer=officer.pseudonym, seconds=attempt.started_wait)
             _log.info("console_sign_in_failed")
             return await login_form(request, request[WORDS]("login_failed"), status=401)
         await sessions.give_back_code_attempt(pool, name, attempt)

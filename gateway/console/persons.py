@@ -202,7 +202,8 @@ async def _forget_queued(connection: Any) -> int:
     """Empty the queue of cases that purges touched (migration 0013); the index rows deleted. The caller holds the
     indexer's lock. Two statements, so that the usual empty queue costs one small one, and the delete is planned
     for the cases it is given (by `messages_case` and the index by message), never as a join of whole tables."""
-    cases = [row["case_id"] for row in await connection.fetch("DELETE FROM console_person_forget RETURNING case_id")]
+    queued = await connection.fetch("DELETE FROM console_person_forget RETURNING case_id")
+    cases = list({row["case_id"] for row in queued})
     if not cases:
         return 0
     status = await connection.execute(FORGET_CASES_SQL, cases)

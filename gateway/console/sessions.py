@@ -30,6 +30,10 @@ PAIR_THRESHOLD = 5
 """Failures for one account from one address before that pair has to wait."""
 SECOND_FACTOR_THRESHOLD = 5
 """Wrong one-time codes given with the account's right password, from any address, before the account has to wait."""
+SECOND_FACTOR_FORGET_AFTER = timedelta(hours=24)
+"""The account's count of attempts at the code starts again from zero after this long without one. A day, not
+FORGET_AFTER's hour: with an hour, a guesser could spend the free tries and the short waits, pause an hour, and
+start again, for about 270 guesses a day instead of about 110 (docs/console.md, "Throttling")."""
 MAX_WAIT_SECONDS = 900
 FORGET_AFTER = timedelta(hours=1)
 """A scope with no failure for this long starts again from zero."""
@@ -153,24 +157,26 @@ async def claim_code_attempt(pool: Any, name: str, right_password: bool, now: da
 
     Only an attempt with the right password counts, so guessing wrong cannot lock an officer out; but whoever else holds
     the password gets SECOND_FACTOR_THRESHOLD guesses at the code, then waits that double up to MAX_WAIT_SECONDS,
-    however many addresses they guess from (RFC 6238 §5.2). The account's row is locked while it is read and written,
-    so attempts sent at once queue on it and each sees the ones before it; the attempt is counted before the code is
-    checked and given back if the code was right (`give_back_code_attempt`). While a wait runs, the code is not
-    checked. Every path (wrong password, a wait running, an attempt counted) runs the same statements and writes the
+    however many addresses they guess from, the count kept for SECOND_FACTOR_FORGET_AFTER (RFC 6238 §5.2). The
+    account's row is locked while it is read and written, so attempts sent at once queue on it and each sees the ones
+    before it; the attempt is counted before the code is checked and given back if the code was right
+    (`give_back_code_attempt`). While a wait runs, the code is not checked. Every path (wrong password, a wait running, an attempt counted) runs the same statements and writes the
     row, so that neither the answer nor its time says whether the password was right (docs/console.md, "Throttling").
     """
     scope = _code_scope(name)
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(
-            "INSERT INTO console_throttle (scope, failures, updated_at) VALUES ($1, 0, $2) ON CONFLICT (scope) DO NOTHING", scope, now
+        # One statement makes the row if need be and locks it (a reset deleting it meanwhile cannot leave none).
+        row = await connection.fetchrow(
+            "INSERT INTO console_throttle AS t (scope, failures, updated_at) VALUES ($1, 0, $2)"
+            " ON CONFLICT (scope) DO UPDATE SET scope = t.scope RETURNING t.failures, t.updated_at, t.blocked_until",
+            scope, now,
         )
-        row = await connection.fetchrow("SELECT failures, updated_at, blocked_until FROM console_throttle WHERE scope = $1 FOR UPDATE", scope)
         failures, updated_at, blocked_until = row["failures"], row["updated_at"], row["blocked_until"]
         waiting = blocked_until is not None and blocked_until > now
         counted = right_password and not waiting
         started = 0
         if counted:
-            failures = 1 if updated_at < now - FORGET_AFTER else failures + 1
+            failures = 1 if updated_at < now - SECOND_FACTOR_FORGET_AFTER else failures + 1
             updated_at = now
             started = wait_after(failures, SECOND_FACTOR_THRESHOLD)
             blocked_until = now + timedelta(seconds=started) if started else None

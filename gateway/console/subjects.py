@@ -110,8 +110,11 @@ async def purge(pool: asyncpg.Pool, found: Found, reason: str, key: bytes, numbe
         appender = LedgerAppender(connection)
         await appender.reserve()
         purged = await purge_messages(connection, appender, list(found.message_ids), "subject-request", now)
-        await connection.execute("DELETE FROM console_person_index WHERE blind = $1", persons.blind(key, normalised))
         await appender.finish()
-    async with pool.acquire() as connection:
-        await persons.forget_purged(connection)  # the cases purge_messages queued
+    # Under the indexer's lock, after the purge: the cases purge_messages queued, and every row of the person's (none
+    # should be left outside those cases; one written meanwhile would be). Not inside the purge's transaction, which
+    # holds the ledger's lock and would wait there for rows an indexer is writing.
+    async with pool.acquire() as connection, connection.transaction():
+        await persons.forget_purged(connection)
+        await connection.execute("DELETE FROM console_person_index WHERE blind = $1", persons.blind(key, normalised))
     return purged

@@ -97,18 +97,38 @@ def _index_rows(database_url: str, message_id: str) -> int:
     return query(database_url, "SELECT count(*) AS n FROM console_person_index WHERE message_id = $1::uuid", message_id)[0]["n"]
 
 
-def test_retention_forgets_every_person_a_purged_message_named_and_no_one_else(database_url, example, test_key):
-    # The person index links an identity number's blind value to a message; once the message's payload is gone, so
-    # must the link be, for every person the payload named (docs/data-protection.md, "Retention").
+def _id(message: bytes) -> str:
+    return json.loads(base64url.decode(message.split(b".")[1]))["id"]
+
+
+def _ended_case(database_url: str, example, test_key, *, open_case: bool = False, index: bool = True) -> tuple[str, str, str | None]:
+    """A referral declined three days ago (its case ended, past the one-day retention), and with `open_case` one whose
+    case stays open, accepted and, with `index`, indexed: the ids of the submit, the decline and the open one."""
     three_days_ago = Clock()
     three_days_ago.offset = -timedelta(days=3)
     submit, decline = _declined_referral(example, test_key, three_days_ago)
-    kept, _ = _declined_referral(example, test_key, three_days_ago)  # its case stays open: retention has not begun
+    kept = _declined_referral(example, test_key, three_days_ago)[0] if open_case else None
     with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
         for message in (submit, decline, kept):
-            assert hub.post_message(message).status == 202
-    _index(database_url, secrets.token_bytes(32))
-    purged_id, kept_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, kept))
+            if message is not None:
+                assert hub.post_message(message).status == 202
+    if index:
+        _index(database_url, secrets.token_bytes(32))
+    return _id(submit), _id(decline), _id(kept) if kept is not None else None
+
+
+async def _purge(connection: asyncpg.Connection, message_id: str) -> None:
+    """Purge one message's payload, as retention does, in the caller's transaction."""
+    appender = LedgerAppender(connection)
+    await appender.reserve()
+    await purge_messages(connection, appender, [message_id], "retention", datetime.now(UTC))
+    await appender.finish()
+
+
+def test_retention_forgets_every_person_a_purged_message_named_and_no_one_else(database_url, example, test_key):
+    # The person index links an identity number's blind value to a message; once the message's payload is gone, so
+    # must the link be, for every person the payload named (docs/data-protection.md, "Retention").
+    purged_id, _, kept_id = _ended_case(database_url, example, test_key, open_case=True)
     named = _index_rows(database_url, purged_id)
     assert named >= 2 and _index_rows(database_url, kept_id) >= 2, "the example referral names several persons"
 
@@ -121,23 +141,14 @@ def test_retention_forgets_every_person_a_purged_message_named_and_no_one_else(d
 def test_a_case_keeps_its_index_rows_while_one_of_its_messages_keeps_its_payload(database_url, example, test_key):
     # Routes keep payloads for different times, and a reply names the person without repeating the number: while the
     # case holds one payload, the index must still lead a data subject's request to the case (docs/data-protection.md).
-    three_days_ago = Clock()
-    three_days_ago.offset = -timedelta(days=3)
-    submit, decline = _declined_referral(example, test_key, three_days_ago)
-    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
-        assert hub.post_message(submit).status == 202 and hub.post_message(decline).status == 202
-    _index(database_url, secrets.token_bytes(32))
-    submit_id, decline_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, decline))
+    submit_id, decline_id, _ = _ended_case(database_url, example, test_key)
     named = _index_rows(database_url, submit_id)
 
     async def purge(message_id: str) -> int:
         connection = await asyncpg.connect(database_url)
         try:
             async with connection.transaction():
-                appender = LedgerAppender(connection)
-                await appender.reserve()
-                await purge_messages(connection, appender, [message_id], "retention", datetime.now(UTC))
-                await appender.finish()
+                await _purge(connection, message_id)
             return await forget_purged(connection)
         finally:
             await connection.close()
@@ -147,17 +158,39 @@ def test_a_case_keeps_its_index_rows_while_one_of_its_messages_keeps_its_payload
     assert not query(database_url, "SELECT 1 FROM console_person_forget"), "the queue is empty"
 
 
+def test_a_case_whose_last_payload_a_purge_deletes_while_the_queue_is_emptied_is_forgotten_by_the_next_run(
+        database_url, example, test_key):
+    # One purge deleted the submit's payload and queued the case. A second purge deletes the decline's, the case's last,
+    # and before it commits, the queue is emptied: that run still sees the decline's payload and must keep the rows,
+    # and the second purge's own entry, invisible to it, must be left for the next run, which deletes them.
+    submit_id, decline_id, _ = _ended_case(database_url, example, test_key)
+    named = _index_rows(database_url, submit_id)
+
+    async def race() -> tuple[int, int]:
+        purger, forgetter = [await asyncpg.connect(database_url) for _ in range(2)]
+        try:
+            async with purger.transaction():
+                await _purge(purger, submit_id)
+            second = purger.transaction()
+            await second.start()
+            await _purge(purger, decline_id)
+            during = await forget_purged(forgetter)
+            await second.commit()
+            return during, await forget_purged(forgetter)
+        finally:
+            for connection in (purger, forgetter):
+                await connection.close()
+
+    during, after = asyncio.run(race())
+    assert during == 0, "the decline's payload was still there for that run"
+    assert after == named and _index_rows(database_url, submit_id) == 0, "the next run forgot the case"
+
+
 def test_rows_an_indexer_wrote_from_a_payload_read_before_its_purge_are_forgotten_too(database_url, example, test_key):
     # The indexer reads payloads and writes their rows in one transaction under its lock. A purge does not wait for it
     # (it holds the ledger's lock); it queues the case. Whoever forgets the queued cases takes the indexer's lock, so it
     # sees the rows of an indexer that read the payload before the purge, once that indexer has committed them.
-    three_days_ago = Clock()
-    three_days_ago.offset = -timedelta(days=3)
-    submit, decline = _declined_referral(example, test_key, three_days_ago)
-    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
-        assert hub.post_message(submit).status == 202 and hub.post_message(decline).status == 202
-    submit_id = json.loads(base64url.decode(submit.split(b".")[1]))["id"]
-    query(database_url, "DELETE FROM console_person_index")
+    submit_id, _, _ = _ended_case(database_url, example, test_key, index=False)
 
     async def race() -> None:
         indexer, purger, watch = [await asyncpg.connect(database_url) for _ in range(3)]
@@ -190,15 +223,7 @@ def test_rows_an_indexer_wrote_from_a_payload_read_before_its_purge_are_forgotte
 
 def test_migration_0013_deletes_the_index_rows_of_payloads_purged_before_it(database_url, example, test_key):
     # Before 0013 a purge left the person index's rows; a database from then is cleaned when the migration runs.
-    three_days_ago = Clock()
-    three_days_ago.offset = -timedelta(days=3)
-    submit, decline = _declined_referral(example, test_key, three_days_ago)
-    kept, _ = _declined_referral(example, test_key, three_days_ago)
-    with running_hub(database_url, clock=three_days_ago, routes=ONE_DAY_ROUTES) as hub:
-        for message in (submit, decline, kept):
-            assert hub.post_message(message).status == 202
-    _index(database_url, secrets.token_bytes(32))
-    purged_id, kept_id = (json.loads(base64url.decode(message.split(b".")[1]))["id"] for message in (submit, kept))
+    purged_id, _, kept_id = _ended_case(database_url, example, test_key, open_case=True)
     # The database as 0012 left it, with the case's payloads purged as retention purged them then.
     query(database_url, "DROP INDEX console_person_index_message")
     query(database_url, "DROP TABLE console_person_forget")
@@ -226,7 +251,7 @@ def test_the_gateway_purges_on_its_own_and_forgets_the_cases(database_url, examp
     clock = Clock()
     clock.offset = -timedelta(days=3)
     submit, decline = _declined_referral(example, test_key, clock)
-    submit_id = json.loads(base64url.decode(submit.split(b".")[1]))["id"]
+    submit_id = _id(submit)
     with running_hub(database_url, clock=clock, routes=ONE_DAY_ROUTES, purge_interval_seconds=0.5) as hub:
         assert hub.post_message(submit).status == 202 and hub.post_message(decline).status == 202
         _index(database_url, secrets.token_bytes(32))

@@ -7,8 +7,14 @@
 -- `gateway subject purge`) deletes the index rows of each queued case that has no payload left: while one message
 -- of the case keeps its payload, the index still leads a data subject's request to it (gateway/console/persons.py,
 -- `forget_purged`).
+--
+-- Every purge adds its own rows, with no conflict on the case: a purge never waits for the forgetting, and a row it
+-- adds while its transaction is open is invisible to a forgetting that runs meanwhile, which leaves it for the next
+-- one. (Keyed by case, a second purge of a case whose row a forgetting was taking would have added nothing, and the
+-- forgetting, still seeing that purge's payload, would have kept the case's rows for good.)
 CREATE TABLE console_person_forget (
-    case_id uuid PRIMARY KEY
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    case_id uuid NOT NULL
 );
 
 -- The rows that purges before this migration left: cases with no payload left.
