@@ -64,6 +64,21 @@ class DeliveryPolicy:
         ceiling = min(self.retry_max_seconds, self.retry_initial_seconds * 2.0 ** min(attempt - 1, 60))
         return ceiling * (0.5 + 0.5 * draw())
 
+    def next_attempt(self, attempt: int, now: datetime, queued_at: datetime,
+                     draw: Callable[[], float] = random.random) -> datetime | None:
+        """When to try again after failed attempt number `attempt`, or None: dead-letter it now (PROTO-12.4-4).
+
+        A retry whose backoff would land after the window closes is made once, `retry_initial_seconds` before it
+        closes, so that a delivery is dead-lettered once its window has passed, not up to `retry_max_seconds` early.
+        When that last attempt fails (it is made at or after that time), the delivery is dead-lettered.
+        """
+        closes = queued_at + timedelta(seconds=self.retry_window_seconds)
+        due = now + timedelta(seconds=self.backoff(attempt, draw))
+        if due <= closes:
+            return due
+        last_call = closes - timedelta(seconds=self.retry_initial_seconds)
+        return last_call if now < last_call else None
+
 
 def delivery_of(claimed: outbox.ClaimedDelivery, receipt_key: PrivateKey, local_view: LocalView | None = None) -> Delivery:
     """The delivery object of a claimed message (§9.3), with a fresh attestation (§9.2).
@@ -294,8 +309,8 @@ class Deliverer:
 
     async def _failed(self, item: outbox.ClaimedDelivery, reason: str) -> None:
         now = self._clock()
-        due = now + timedelta(seconds=self._policy.backoff(item.attempts))
-        if due <= item.queued_at + timedelta(seconds=self._policy.retry_window_seconds):
+        due = self._policy.next_attempt(item.attempts, now, item.queued_at)
+        if due is not None:
             await outbox.retry_later(self._pool, item.message_id, self._process_id, due, reason)
             _log.info("delivery_retry_scheduled", message_id=item.message_id, to=item.receiver, attempts=item.attempts, reason=reason)
             return
