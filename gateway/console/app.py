@@ -304,7 +304,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         step = accounts.totp_step(stored[1], code, now, stored[2]) if stored and attempt.allowed else None
         if step is None or not await accounts.use_totp_step(pool, name, step):
             await sessions.record_failure(pool, name, address, now)
-            officer = await accounts.officer_by_name(pool, name)  # on every failure: the same round trips, right password or not
+            # Looked up on every failure, so that starting a wait costs no round trip of its own.
+            officer = await accounts.officer_by_name(pool, name)
             if attempt.started_wait and officer is not None:
                 # Someone holds this officer's password and is guessing the code: the operator should reset it.
                 _log.warning("console_second_factor_failures", officer=officer.pseudonym, seconds=attempt.started_wait)

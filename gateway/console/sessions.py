@@ -160,8 +160,9 @@ async def claim_code_attempt(pool: Any, name: str, right_password: bool, now: da
     however many addresses they guess from, the count kept for SECOND_FACTOR_FORGET_AFTER (RFC 6238 §5.2). The
     account's row is locked while it is read and written, so attempts sent at once queue on it and each sees the ones
     before it; the attempt is counted before the code is checked and given back if the code was right
-    (`give_back_code_attempt`). While a wait runs, the code is not checked. Every path (wrong password, a wait running, an attempt counted) runs the same statements and writes the
-    row, so that neither the answer nor its time says whether the password was right (docs/console.md, "Throttling").
+    (`give_back_code_attempt`). While a wait runs, the code is not checked. Every path (wrong password, a wait running,
+    an attempt counted) runs the same statements and writes the row, so that neither the answer nor its time says
+    whether the password was right (docs/console.md, "Throttling").
     """
     scope = _code_scope(name)
     async with pool.acquire() as connection, connection.transaction():
