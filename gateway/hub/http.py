@@ -115,6 +115,8 @@ class HubSettings:
     """Seal stored messages (gateway/store/payloads.py); required to serve."""
     purge_interval_seconds: float = 3600.0
     """How often payloads whose retention ended are deleted (gateway/hub/retention.py)."""
+    receipt_key_check_seconds: float = 3600.0
+    """How often the hub checks its own receipt key against the clock (`_watch_receipt_key`)."""
     console: Any = None
     """The console's settings (gateway/console/settings.py); None: no console."""
 
@@ -326,6 +328,9 @@ def _resources(clock: Callable[[], Any], before_commit: Any, after_commit: Any) 
             await resources.enter_async_context(
                 _background(_verify_continuously(pool, settings.verify_interval_seconds, clock, process_id), "verifier")
             )
+            await resources.enter_async_context(_background(
+                _watch_receipt_key(registry, hub.receipt_key, clock, settings.receipt_key_check_seconds), "receipt-key-watch"
+            ))
             yield
 
     return context
@@ -460,6 +465,40 @@ def _warn_if_receipt_key_unusable(trust: TrustList, receipt_key: PrivateKey, now
         _check_receipt_key(trust, receipt_key, now)
     except HubStartError as error:
         _log.error("hub_receipt_key_unusable", kid=receipt_key.kid, reason=str(error))
+
+
+RECEIPT_KEY_WARNING = timedelta(days=30)
+"""How long before its `not_after` the hub starts warning that its receipt key ends (PROTO-10.3-6: well before)."""
+
+
+async def _watch_receipt_key(registry: Registry, receipt_key: PrivateKey, clock: Callable[[], datetime],
+                             every_seconds: float) -> None:
+    """Every `every_seconds`, the hub's receipt key against the clock: an error each time once it can no longer sign
+    (it reached its `not_after`, or the registry no longer holds it as the hub's), and a warning once a day from
+    RECEIPT_KEY_WARNING before its `not_after`. A registry change is checked as it loads
+    (`_warn_if_receipt_key_unusable`); this is for the key that simply runs out while the hub serves, which every
+    consumer then refuses (§9.1, §10.3) and which the start-up check would only find at the next start."""
+    warned_on = None
+    while True:
+        await asyncio.sleep(every_seconds)  # a period, not synchronisation
+        warned_on = check_receipt_key_in_time(registry.current(), receipt_key, clock(), warned_on)
+
+
+def check_receipt_key_in_time(trust: TrustList, receipt_key: PrivateKey, now: datetime, warned_on: Any) -> Any:
+    """One check of `_watch_receipt_key`: log what is due, and return the day of the last warning (`warned_on`, a
+    `date` or None), so that the warning comes once a day."""
+    try:
+        _check_receipt_key(trust, receipt_key, now)
+    except HubStartError as error:
+        _log.error("hub_receipt_key_unusable", kid=receipt_key.kid, reason=str(error))
+        return warned_on
+    not_after = trust.keys[receipt_key.kid].not_after
+    left = not_after - now
+    if left > RECEIPT_KEY_WARNING or warned_on == now.date():
+        return warned_on
+    _log.warning("hub_receipt_key_expiring", kid=receipt_key.kid, days_left=round(left.total_seconds() / 86400, 1),
+                 not_after=format_timestamp(not_after))
+    return now.date()
 
 
 async def _import_initial_trust_list(pool: asyncpg.Pool, committer: GroupCommitter, settings: HubSettings, clock: Any) -> None:

@@ -403,3 +403,53 @@ def test_a_running_hub_whose_receipt_key_is_revoked_says_so_loudly(database_url)
         assert revoked.status == 0, revoked.stderr
     [line] = [line for line in lines if line["event"] == "hub_receipt_key_unusable"]
     assert line["kid"] == "test-hub-receipt-1" and line["log_level"] == "error" and "as revoked" in line["reason"]
+
+
+def test_a_running_hub_warns_before_its_receipt_key_runs_out_and_says_so_loudly_once_it_has(database_url):
+    # Nothing changes in the registry: the clock alone passes the key's not_after, which only the next start checked.
+    from tests.hub.harness import Clock
+
+    clock = Clock()
+    with running_hub(database_url, clock=clock, receipt_key_check_seconds=0.05):
+        (row,) = query(database_url, "SELECT not_after FROM keys WHERE kid = 'test-hub-receipt-1'")
+        with capture_logs() as lines:
+            clock.offset = row["not_after"] - timedelta(days=10) - utc_now()
+            _until_logged(lines, "hub_receipt_key_expiring")
+            clock.offset = row["not_after"] + timedelta(seconds=1) - utc_now()
+            _until_logged(lines, "hub_receipt_key_unusable")
+    [expiring] = [line for line in lines if line["event"] == "hub_receipt_key_expiring"]
+    assert expiring["log_level"] == "warning" and expiring["kid"] == "test-hub-receipt-1" and 9.9 <= expiring["days_left"] <= 10.0
+    assert expiring["not_after"] == format_timestamp(row["not_after"])
+    unusable = [line for line in lines if line["event"] == "hub_receipt_key_unusable"]
+    assert unusable[0]["log_level"] == "error" and "as expired" in unusable[0]["reason"]
+
+
+def _until_logged(lines: list[dict], event: str, timeout: float = 30.0) -> None:
+    """Wait, bounded, until the hub (on its own thread) has logged `event`: polled, as the hub's loop runs apart."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not any(line["event"] == event for line in lines):
+        assert time.monotonic() < deadline, f"no {event} within {timeout} s"
+        time.sleep(0.02)  # a poll for a condition in another thread, bounded by the deadline
+
+
+def test_the_receipt_key_warning_comes_once_a_day_from_thirty_days_before_it_runs_out():
+    from datetime import UTC, time
+
+    from gateway.hub.http import check_receipt_key_in_time
+    from gateway.protocol.trust import load_trust_list
+
+    trust = load_trust_list(TRUST_LIST.read_bytes())
+    key = read_private_key(TRUST_LIST.parent / "test-hub-receipt-1.key.jwk")
+    not_after = trust.keys[key.kid].not_after
+    morning = datetime.combine((not_after - timedelta(days=12)).date(), time(0, 10), tzinfo=UTC)
+    checks = [not_after - timedelta(days=31), morning, morning + timedelta(hours=12), morning + timedelta(hours=23, minutes=40),
+              morning + timedelta(days=1)]
+    with capture_logs() as lines:
+        warned_on = None
+        for now in checks:
+            warned_on = check_receipt_key_in_time(trust, key, now, warned_on)
+    warnings = [line for line in lines if line["event"] == "hub_receipt_key_expiring"]
+    assert len(warnings) == 2, "none 31 days ahead; one on each day within 30 days, not one a check"
+    assert warnings[0]["days_left"] - warnings[1]["days_left"] == 1.0
