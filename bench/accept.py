@@ -220,9 +220,10 @@ def rank(count: int, share: float) -> int:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port for a server to listen on soon, outside the OS's range for outgoing connections (gateway/demo/exchange.py)."""
+    from gateway.demo.exchange import free_port as outside_the_ephemeral_range
+
+    return outside_the_ephemeral_range()
 
 
 def gateway_command() -> list[str]:

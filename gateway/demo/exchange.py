@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -79,10 +80,33 @@ class Exchange:
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    """A TCP port nobody listens on now, outside the range the OS hands out to outgoing connections.
+
+    The port is chosen before it is bound: the configuration names the simulators' and the hub's ports before any of
+    them listens. A port the OS picked (bind to 0) comes from that range, where any outgoing connection meanwhile, one
+    to a database over TCP say, can take it: "address already in use" (seen in CI's pass against the external
+    PostgreSQL). Outside the range only another listener can, and this one is free when it is returned."""
+    low, high = _ephemeral_range()
+    outside = [*range(max(1024, low - 16384), low), *range(high + 1, 65536)]
+    for port in random.sample(outside, min(200, len(outside))):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:  # every port tried was taken: the OS's choice
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The OS's range of ports for outgoing connections, first and last (Linux's; its default elsewhere)."""
+    try:
+        low, high = (int(value) for value in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text("ascii").split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def demo_routes(config: GatewayConfig) -> tuple[Route, ...]:
