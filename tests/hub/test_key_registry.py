@@ -13,6 +13,7 @@ import hashlib
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -412,11 +413,12 @@ def test_a_running_hub_warns_before_its_receipt_key_runs_out_and_says_so_loudly_
     clock = Clock()
     with running_hub(database_url, clock=clock, receipt_key_check_seconds=0.05):
         (row,) = query(database_url, "SELECT not_after FROM keys WHERE kid = 'test-hub-receipt-1'")
-        with capture_logs() as lines:
+        heard = _Heard()
+        with capture_logs(processors=[heard]) as lines:
             clock.offset = row["not_after"] - timedelta(days=10) - utc_now()
-            _until_logged(lines, "hub_receipt_key_expiring")
+            heard.wait_for("hub_receipt_key_expiring")
             clock.offset = row["not_after"] + timedelta(seconds=1) - utc_now()
-            _until_logged(lines, "hub_receipt_key_unusable")
+            heard.wait_for("hub_receipt_key_unusable")
     [expiring] = [line for line in lines if line["event"] == "hub_receipt_key_expiring"]
     assert expiring["log_level"] == "warning" and expiring["kid"] == "test-hub-receipt-1" and 9.9 <= expiring["days_left"] <= 10.0
     assert expiring["not_after"] == format_timestamp(row["not_after"])
@@ -424,14 +426,23 @@ def test_a_running_hub_warns_before_its_receipt_key_runs_out_and_says_so_loudly_
     assert unusable[0]["log_level"] == "error" and "as expired" in unusable[0]["reason"]
 
 
-def _until_logged(lines: list[dict], event: str, timeout: float = 30.0) -> None:
-    """Wait, bounded, until the hub (on its own thread) has logged `event`: polled, as the hub's loop runs apart."""
-    import time
+class _Heard:
+    """A structlog processor, run before capture_logs' own, that lets a test wait for an event the hub logs on its own
+    thread: woken by the log call itself, not by polling."""
 
-    deadline = time.monotonic() + timeout
-    while not any(line["event"] == event for line in lines):
-        assert time.monotonic() < deadline, f"no {event} within {timeout} s"
-        time.sleep(0.02)  # a poll for a condition in another thread, bounded by the deadline
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._changed = threading.Condition()
+
+    def __call__(self, _logger: object, _method: str, event_dict: dict) -> dict:
+        with self._changed:
+            self._seen.add(event_dict.get("event"))
+            self._changed.notify_all()
+        return event_dict
+
+    def wait_for(self, event: str, timeout: float = 30.0) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: event in self._seen, timeout), f"no {event} within {timeout} s"
 
 
 def test_the_receipt_key_warning_comes_once_a_day_from_thirty_days_before_it_runs_out():
