@@ -15,7 +15,8 @@ One run does, in order (every step bounded in time):
      from a load generator process: wrk with a Lua script over the pre-signed bodies when
      wrk is installed, else several Python processes (multiprocessing + aiohttp client);
      in a closed loop (each connection sends on its last answer), or with `--rate` in an
-     open loop (each connection on a fixed schedule, latency counted from the due time);
+     open loop (a fixed schedule for each generator thread, each message sent on the first of
+     its connections to be free, latency counted from the due time);
   7. drives the same bodies with the same generator at the echo server: the echo ceiling;
   8. stops everything it started: generator, echo server, hub (SIGTERM, then wait), the
      embedded server (`gateway db stop --data-dir`) or the fresh database (dropped).
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -594,14 +596,19 @@ end
 
 
 OPEN_LOOP_WRK_SCRIPT = WRK_ANSWERS + r"""
--- bench/accept.py --rate: an open-loop load. Each wrk thread holds one connection and sends on a fixed
--- schedule (one request every `interval` microseconds, the threads' schedules staggered), whatever the
--- answers' times; a request that could not go out on time goes as soon as the connection is free. Latency is
--- counted from the time the schedule meant the request to leave (corrected for coordinated omission, as
--- wrk2 does), and also from when it left (`service`). Histograms in 0.1-ms buckets.
--- wrk calls delay() before each request of a connection, except the first after a reconnect; its timers
--- work in whole milliseconds of another clock, so a request can leave up to a millisecond before it was due.
--- The latency from the due time is therefore counted from the earlier of the due time and the send.
+-- bench/accept.py --rate: an open-loop load. Each wrk thread sends on a fixed schedule of its own (one request
+-- every `interval` microseconds, the threads' schedules staggered), whatever the answers' times: each request due
+-- goes on the first of the thread's connections to be free, and a request due while all of them wait for answers
+-- goes as soon as one is free (a pool of connections, as a sender's HTTP client keeps one). Latency is counted from
+-- the time the schedule meant the request to leave (corrected for coordinated omission, as wrk2 does), and also
+-- from when it left (`service`). Histograms in 0.1-ms buckets.
+-- A free connection takes the next due time in delay() and waits for it; the times are handed out in order, and
+-- request() takes the earliest one handed out and not yet sent. wrk's timers work in whole milliseconds of
+-- another clock, so a request can leave up to a millisecond before it was due, and two connections whose times
+-- fall in the same millisecond can leave in either order: the latency from the due time is therefore counted
+-- from the earlier of the due time and the send. wrk does not tell a thread's connections apart, so with several
+-- connections a thread an answer is matched to its request by the `message_id` it names (the keys file holds
+-- each body's); with one connection a thread (no keys file) the answer is the one request in flight.
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -618,9 +625,13 @@ exhausted = 0
 intended = {}
 service = {}
 late = 0
+unmatched = 0
 local threads = {}
-local requests, count, next_index = {}, 0, 0
-local interval, phase, due, due_sent, sent_at = 0, 0, nil, 0, 0
+local requests, keys, count, next_index = {}, nil, 0, 0
+local interval, next_due, phase = 0, nil, 0
+local handed, first_handed, last_handed = {}, 1, 0   -- due times handed out by delay(), not yet sent
+local due_of, sent_of = {}, {}                        -- by key, the requests in flight (keyed runs)
+local due_sent, sent_at = 0, 0                        -- the one request in flight (unkeyed runs)
 local LATE_US = 10000
 
 function setup(thread)
@@ -636,16 +647,26 @@ function init(args)
     count = count + 1
     requests[count] = wrk.format("POST", "/v1/messages", headers, line)
   end
-  -- The first request of thread k is due (k-1)/N of an interval after its connection is first ready
+  if args[4] == "keyed" then
+    keys = {}
+    for line in io.lines(args[1] .. "." .. thread_number .. ".keys") do
+      table.insert(keys, line)
+    end
+  end
+  -- The first request of thread k is due (k-1)/N of an interval after its first connection is ready
   -- (the first delay() call).
   phase = interval * (thread_number - 1) / thread_count
 end
 
 function delay()
   local now = now_us()
-  if due == nil then
-    due = now + phase
+  if next_due == nil then
+    next_due = now + phase
   end
+  local due = next_due
+  next_due = due + interval
+  last_handed = last_handed + 1
+  handed[last_handed] = due
   local wait = due - now
   if wait <= 0 then
     return 0
@@ -654,7 +675,7 @@ function delay()
 end
 
 function request()
-  if due == nil then
+  if next_due == nil then
     -- wrk checks the script by one request() on the first thread before any connection: send nothing
     -- from the schedule or the pool.
     return requests[1]
@@ -665,12 +686,23 @@ function request()
     next_index = count
     wrk.thread:stop()
   end
-  sent_at = now_us()
-  due_sent = math.min(due, sent_at)
-  if sent_at - due > LATE_US then
+  local now = now_us()
+  local due = now  -- the first request after a reconnect, which wrk sends without delay()
+  if first_handed <= last_handed then
+    due = handed[first_handed]
+    handed[first_handed] = nil
+    first_handed = first_handed + 1
+  end
+  if now - due > LATE_US then
     late = late + 1
   end
-  due = due + interval
+  if keys then
+    local key = keys[next_index]
+    due_of[key] = math.min(due, now)
+    sent_of[key] = now
+  else
+    due_sent, sent_at = math.min(due, now), now
+  end
   return requests[next_index]
 end
 
@@ -682,8 +714,21 @@ end
 function response(status, headers, body)
   local now = now_us()
   statuses[status] = (statuses[status] or 0) + 1
-  add(intended, now - due_sent)
-  add(service, now - sent_at)
+  if keys then
+    local key = body and string.match(body, '"message_id"%s*:%s*"([^"]+)"')
+    local due = key and due_of[key]
+    if due == nil then
+      -- A refusal that names no message: counted by its status, its latency not known.
+      unmatched = unmatched + 1
+      return
+    end
+    add(intended, now - due)
+    add(service, now - sent_of[key])
+    due_of[key], sent_of[key] = nil, nil
+  else
+    add(intended, now - due_sent)
+    add(service, now - sent_at)
+  end
 end
 
 local function merge(name)
@@ -722,34 +767,59 @@ end
 
 function done(summary, latency, requests_stats)
   local statuses, spent = answers(threads)
-  local late_all = 0
+  local late_all, unmatched_all = 0, 0
   for _, thread in ipairs(threads) do
     late_all = late_all + thread:get("late")
+    unmatched_all = unmatched_all + thread:get("unmatched")
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH-RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "exhausted": %d, "late": %d, ' ..
-    '"socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
+    '"unmatched": %d, "socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
     '"intended": %s, "service": %s}\n',
-    summary.duration, summary.requests, statuses, spent, late_all,
+    summary.duration, summary.requests, statuses, spent, late_all, unmatched_all,
     e.connect, e.read, e.write, e.timeout, percentiles(merge("intended")), percentiles(merge("service"))))
 end
 """
 
 
-def write_bodies(folder: Path, name: str, bodies: Sequence[bytes], parts: int) -> Path:
-    """Split `bodies` round-robin into `parts` files `name.1` ... `name.N`, one compact JWS a line."""
+def write_bodies(folder: Path, name: str, bodies: Sequence[bytes], parts: int,
+                 keys: Sequence[str] | None = None) -> Path:
+    """Split `bodies` round-robin into `parts` files `name.1` ... `name.N`, one compact JWS a line; with `keys`
+    (one a body), each part's keys in the same order into `name.N.keys`."""
     base = folder / name
     for part in range(parts):
         (folder / f"{name}.{part + 1}").write_bytes(b"\n".join(bodies[part::parts]) + b"\n")
+        if keys is not None:
+            (folder / f"{name}.{part + 1}.keys").write_text("\n".join(keys[part::parts]) + "\n", "ascii")
     return base
 
 
+def message_keys(bodies: Sequence[bytes]) -> list[str] | None:
+    """Each body's message id, by which an open loop with several connections a wrk thread matches an answer to its
+    request (the hub's `202` names it, PROTO-12.1-1); None when a body is not a compact JWS with an `id`."""
+    keys = []
+    for body in bodies:
+        parts = body.split(b".")
+        try:
+            key = json.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4)))["id"]
+        except (IndexError, ValueError, TypeError, KeyError):
+            return None
+        if not isinstance(key, str) or not key.isascii() or not key or '"' in key or "\n" in key:
+            return None
+        keys.append(key)
+    return keys if len(set(keys)) == len(keys) else None
+
+
 def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections: int, seconds: float,
-            cycle: bool, log: Path, rate: float | None = None) -> LoadResult:
+            cycle: bool, log: Path, rate: float | None = None, keyed: bool = False) -> LoadResult:
     """One wrk run over the pre-signed bodies. CPU seconds are wrk's own (rusage of the child).
-    With `rate`, `script` is OPEN_LOOP_WRK_SCRIPT and `threads` == `connections` (one connection a thread)."""
-    mode = [f"{connections / rate * 1e6:.3f}", str(threads)] if rate else ["cycle" if cycle else "once"]
+    With `rate`, `script` is OPEN_LOOP_WRK_SCRIPT, each thread sending `rate / threads` a second; unless `keyed`
+    (the bodies' keys files written beside them), `threads` must equal `connections`."""
+    if rate and not keyed and threads != connections:
+        raise ValueError("an open loop with several connections a wrk thread needs the bodies' keys")
+    mode = ([f"{threads / rate * 1e6:.3f}", str(threads), "keyed" if keyed else "unkeyed"] if rate
+            else ["cycle" if cycle else "once"])
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
         "-s", str(script), url + PATH, "--", str(bodies_base), *mode,
@@ -786,7 +856,8 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
     extra: dict[str, Any] = {}
     if rate:
         # Open loop: the headline latencies are counted from when the schedule meant each request to leave.
-        extra = {"late": data["late"], "service": {key.replace("_us", "_ms"): value / 1000
+        extra = {"late": data["late"], "unmatched": data["unmatched"],
+                 "service": {key.replace("_us", "_ms"): value / 1000
                                                    for key, value in data["service"].items()}}
         data |= data["intended"]
         extra["p99_9_ms"] = data["p99_9_us"] / 1000
@@ -805,17 +876,14 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
 
 @dataclass(frozen=True)
 class Schedule:
-    """An open loop over client processes: every connection sends one request each `interval` seconds, whatever
-    the answers' times; connection i of process p is the (p + i * processes)-th of `connections`, and its first
-    request is due that share of an interval after the start, so that the connections' sends interleave."""
+    """An open loop in one client process: one request due every `interval` seconds, whatever the answers' times,
+    the first `phase` seconds after the start; each goes on the first of the process's connections to be free."""
 
     interval: float
-    process: int
-    processes: int
-    connections: int
+    phase: float
 
-    def first_due(self, start: float, number: int) -> float:
-        return start + self.interval * (self.process + number * self.processes) / self.connections
+    def first_due(self, start: float) -> float:
+        return start + self.phase
 
 
 async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
@@ -832,7 +900,7 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
     failures: Counter[str] = Counter()
     latencies = array.array("d")
     service = array.array("d")
-    state = {"next": 0, "exhausted": 0, "late": 0}
+    state = {"next": 0, "exhausted": 0, "late": 0, "due": 0.0}
     headers = {"Content-Type": path_content_type}
     context = ssl.create_default_context(cafile=cafile) if cafile else None
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
@@ -842,13 +910,19 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
         cpu_start, start = os.times(), time.monotonic()
         deadline = start + seconds
         bulk = path_content_type != CONTENT_TYPE
+        if schedule:
+            state["due"] = schedule.first_due(start)
 
-        async def worker(number: int) -> None:
-            due = schedule.first_due(start, number) if schedule else 0.0
+        async def worker() -> None:
+            due = 0.0
             while time.monotonic() < deadline:
                 if schedule:
+                    # The next due time not yet taken: this connection is free, so it sends that request, at once
+                    # if it is overdue (every connection was waiting for an answer when it fell due).
+                    due = state["due"]
                     if due >= deadline:
                         return
+                    state["due"] = due + schedule.interval
                     if due > time.monotonic():
                         await asyncio.sleep(due - time.monotonic())
                 if state["next"] >= len(bodies):
@@ -861,7 +935,6 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                 sent = time.monotonic()
                 meant = min(due, sent) if schedule else sent
                 if schedule:
-                    due += schedule.interval
                     if sent - meant > 0.010:
                         state["late"] += 1
                 try:
@@ -878,7 +951,7 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                 latencies.append(answered - meant)
                 service.append(answered - sent)
 
-        await asyncio.gather(*(worker(number) for number in range(connections)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
         end, cpu_end = time.monotonic(), os.times()
     return {
         "start": start, "end": end,
@@ -935,7 +1008,10 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
         worker = context.Process(
             target=_client_process,
             args=(url + path, mine, share, seconds, cycle, go, send, cafile, content_type,
-                  Schedule(connections / rate, number, processes, connections) if rate else None),
+                  # This process's share of the rate, in proportion to its connections (as its bodies are), and
+                  # the processes' schedules staggered.
+                  Schedule(connections / (rate * share), connections / (rate * share) * number / processes)
+                  if rate else None),
             daemon=True,
         )
         worker.start()
@@ -976,7 +1052,7 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
     extra: dict[str, Any] = {}
     if rate:
         served = sorted(service)
-        extra = {"late": sum(outcome["late"] for outcome in outcomes), "p99_9_ms": percentile(99.9),
+        extra = {"late": sum(outcome["late"] for outcome in outcomes), "unmatched": 0, "p99_9_ms": percentile(99.9),
                  "service": {f"p{share:g}_ms".replace(".", "_"): percentile(share, served)
                              for share in (50, 90, 95, 99, 99.9)} | {"max_ms": served[-1] * 1000 if served else 0.0}}
     return LoadResult(
@@ -1016,20 +1092,24 @@ class LoadGenerator:
             return run_python_clients(url, bodies, self.threads, self.concurrency, seconds, cycle,
                                       str(self.tls.ca) if self.tls else None, rate=rate)
         self._runs += 1
-        # wrk's Lua cannot tell a thread's connections apart, so an open loop runs one connection a thread.
-        threads = self.concurrency if rate else self.threads
-        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, threads)
+        # wrk's Lua cannot tell a thread's connections apart: an open loop with several connections a thread matches
+        # answers to requests by the message ids the bodies hold, and runs one connection a thread where they hold none.
+        keys = message_keys(bodies) if rate and self.threads < self.concurrency else None
+        threads = self.concurrency if rate and keys is None else self.threads
+        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, threads, keys)
         return run_wrk(url, base, self.open_script if rate else self.script, threads, self.concurrency, seconds,
-                       cycle, self.log, rate)
+                       cycle, self.log, rate, keyed=keys is not None)
 
     def describe(self, rate: float | None = None) -> str:
         scheme = "https" if self.tls else "http"
         loop = (f"; open loop of {rate:g} requests/s (latency from when each was due), closed loop for the warm-up "
                 f"and the echo ceiling" if rate else "")
+        pool = (f"; {self.concurrency} connections, each thread's (process's) requests due on one schedule and sent on "
+                f"the first of its connections to be free" if rate else "")
         if self.kind == "wrk":
-            threads = f"{self.threads} thread(s)" + (f", {self.concurrency} in the open loop" if rate else "")
-            return f"wrk ({_wrk_version()}), {threads}, Lua script over pre-signed bodies, {scheme}{loop}"
-        return f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive, {scheme}{loop}"
+            return f"wrk ({_wrk_version()}), {self.threads} thread(s), Lua script over pre-signed bodies, {scheme}{loop}{pool}"
+        return (f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive, "
+                f"{scheme}{loop}{pool}")
 
 
 def _wrk_version() -> str:
@@ -1247,9 +1327,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="wrk threads or client processes (default: 1 wrk thread, "
                                                     "or one client process per core)")
     parser.add_argument("--rate", type=float, metavar="PER_S",
-                        help="offer this many messages a second in an open loop, each connection on a fixed schedule, "
-                             "and count latency from when each message was due (as wrk2 does); default: a closed loop, "
-                             "each connection sending when its last answer came")
+                        help="offer this many messages a second in an open loop: each wrk thread (client process) has a "
+                             "fixed schedule and sends each message due on the first of its connections to be free; "
+                             "latency counts from when each message was due (as wrk2 does). --threads equal to "
+                             "--concurrency gives each connection a schedule of its own. Default: a closed loop, each "
+                             "connection sending when its last answer came")
     parser.add_argument("--warmup-seconds", type=float, default=3.0, help="unmeasured load first (default 3)")
     parser.add_argument("--season-wal", type=int, default=0, metavar="SEGMENTS",
                         help="after the warm-up, have PostgreSQL make and recycle SEGMENTS WAL segments (16 MB each), as a "
@@ -1408,6 +1490,9 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                 notes.append(f"the hub did not keep up with the offered rate: {main.accepted_per_s:,.1f} of "
                              f"{arguments.rate:g} messages/s accepted; {main.extra['late']} requests left over 10 ms "
                              f"after they were due")
+            if arguments.rate and main.extra["unmatched"]:
+                notes.append(f"{main.extra['unmatched']} answers named no message the generator had sent (refusals without "
+                             f"a message id): counted by status, left out of the latencies")
             if clear:
                 problems.append(f"{clear} messages stored without encryption at rest")
             warm_accepted = warm.accepted if warm else 0
@@ -1450,6 +1535,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "rate_per_s": arguments.rate,
             "p99_9_ms": round(main.extra["p99_9_ms"], 2) if arguments.rate else None,
             "late": main.extra["late"] if arguments.rate else None,
+            "unmatched": main.extra["unmatched"] if arguments.rate else None,
             "service_ms": {key: round(value, 2) for key, value in main.extra["service"].items()} if arguments.rate else None,
             "generator_cpu_s": round(main.generator_cpu_s, 3),
             "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,

@@ -11,6 +11,8 @@ generator, or one that timed from the send, would report only the service time. 
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import sys
@@ -26,16 +28,28 @@ import accept  # noqa: E402  (bench/accept.py)
 
 SLOW_MS = 60
 INTERVAL_MS = 20
+SLOW_SHARED_MS = 200
 
-_SLOW_SERVER = f"""
-import asyncio, socket, sys
+_SERVER = """
+import asyncio, base64, json, socket, sys
 from aiohttp import web
 
+SLOW_MS, WHICH = int(sys.argv[1]), sys.argv[2]
+
+def named(body):
+    try:
+        payload = body.split(b".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))["id"]
+    except (IndexError, ValueError, KeyError):
+        return None
+
 async def answer(request):
-    await request.read()
-    # The service time under test (a slow hub), not synchronisation: nothing waits on it.
-    await asyncio.sleep({SLOW_MS} / 1000)
-    return web.json_response({{"ok": True}}, status=202)
+    message_id = named(await request.read())
+    if WHICH == "every" or (message_id or "").endswith("-slow"):
+        # The service time under test (a slow hub, or one slow answer among quick ones), not synchronisation:
+        # nothing waits on it.
+        await asyncio.sleep(SLOW_MS / 1000)
+    return web.json_response({"message_id": message_id, "hub_receipt": "eyJ", "replayed": False}, status=202)
 
 async def main():
     application = web.Application()
@@ -54,24 +68,30 @@ asyncio.run(main())
 
 
 @pytest.fixture
-def slow_server():
-    process = subprocess.Popen([sys.executable, "-c", _SLOW_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
-    finally:
+def server():
+    """`start(slow_ms, which)`: a server that answers each message with the id it holds, as the hub's `202` does
+    (PROTO-12.1-1), after `slow_ms` for `every` message or only for those whose id ends in `-slow` (`named`)."""
+    processes = []
+
+    def start(slow_ms: int, which: str) -> str:
+        process = subprocess.Popen([sys.executable, "-c", _SERVER, str(slow_ms), which], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        return f"http://127.0.0.1:{int(process.stdout.readline())}"
+
+    yield start
+    for process in processes:
         process.kill()
         process.wait(10)
 
 
 @pytest.mark.parametrize("kind", ["python", "wrk"])
-def test_latency_counts_from_when_each_request_was_due(kind, slow_server, tmp_path):
+def test_latency_counts_from_when_each_request_was_due(kind, server, tmp_path):
     if kind == "wrk" and not shutil.which("wrk"):
         unavailable_here("wrk is not installed (apt-get install wrk)")
     generator = accept.LoadGenerator(kind, threads=1, concurrency=1, folder=tmp_path)
     bodies = [f"body-{number}".encode() for number in range(200)]
 
-    result = generator.run(slow_server, bodies, seconds=2, rate=1000 / INTERVAL_MS)
+    result = generator.run(server(SLOW_MS, "every"), bodies, seconds=2, rate=1000 / INTERVAL_MS)
 
     assert result.errors == {} and result.exhausted == 0
     answered = result.answered
@@ -85,30 +105,66 @@ def test_latency_counts_from_when_each_request_was_due(kind, slow_server, tmp_pa
     assert result.extra["late"] >= answered - 1
 
 
+def _named_bodies(count: int, slow_every: int = 0) -> list[bytes]:
+    """Bodies shaped as compact JWS whose payload holds an `id`; every `slow_every`-th id ends in `-slow`."""
+    def part(document: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode()
+
+    header = part({"alg": "EdDSA", "kid": "bench"})
+    ids = [f"m-{number}" + ("-slow" if slow_every and number % slow_every == slow_every - 1 else "")
+           for number in range(count)]
+    return [f"{header}.{part({'id': key})}.c2ln".encode() for key in ids]
+
+
+def test_the_bodies_keys_are_their_message_ids():
+    bodies = _named_bodies(3, slow_every=3)
+    assert accept.message_keys(bodies) == ["m-0", "m-1", "m-2-slow"]
+    assert accept.message_keys([b"x", *bodies]) is None, "a body that is not a compact JWS: no keys"
+    assert accept.message_keys(bodies + bodies[:1]) is None, "two bodies with one id could not be told apart"
+
+
 @pytest.mark.parametrize("kind", ["python", "wrk"])
-def test_an_open_loop_never_sends_more_than_its_schedule(kind, tmp_path):
-    """Against a fast server the schedule, not the answers, sets the pace: in all, at most one request a connection
-    per interval (and one more for the fence post); and each latency from its due time is at least its service time,
-    so every percentile of the one is at least the same percentile of the other."""
+def test_an_open_loop_never_sends_more_than_its_schedule(kind, server, tmp_path):
+    """Against a quick server the schedule, not the answers, sets the pace: one thread's four connections share its
+    schedule, so in all at most one request an interval (and one more for the fence post); every answer is matched to
+    its request; and each latency from its due time is at least its service time, so every percentile of the one is
+    at least the same percentile of the other."""
     if kind == "wrk" and not shutil.which("wrk"):
         unavailable_here("wrk is not installed (apt-get install wrk)")
-    echo = subprocess.Popen(accept.echo_command(None), stdout=subprocess.PIPE, text=True)
-    try:
-        url = echo.stdout.readline().split()[-1]  # "echo: serving URL"
-        connections, rate = 4, 100.0
-        generator = accept.LoadGenerator(kind, threads=1, concurrency=connections, folder=tmp_path)
-        result = generator.run(url, [b"x"] * 2000, seconds=2, rate=rate)
-    finally:
-        echo.kill()
-        echo.wait(10)
+    url = server(0, "named")
+    rate = 100.0
+    generator = accept.LoadGenerator(kind, threads=1, concurrency=4, folder=tmp_path)
+    result = generator.run(url, _named_bodies(2000), seconds=2, rate=rate)
 
-    assert result.errors == {} and result.answered > 0
-    interval_s = connections / rate
-    assert result.answered <= connections * (int(result.duration_s / interval_s) + 1), (result.answered, result.duration_s)
+    assert result.errors == {} and result.answered > 0 and result.extra["unmatched"] == 0
+    assert result.answered <= int(result.duration_s * rate) + 1, (result.answered, result.duration_s)
     service = result.extra["service"]
     for share in ("p50", "p90", "p95", "p99"):
         assert getattr(result, f"{share}_ms") >= service[f"{share}_ms"], (share, result, service)
     assert result.max_ms >= service["max_ms"]
+
+
+@pytest.mark.parametrize("kind", ["python", "wrk"])
+def test_a_message_due_while_one_connection_waits_goes_on_another(kind, server, tmp_path):
+    """One message in 16 takes SLOW_SHARED_MS to answer; one thread's eight connections share a schedule of one
+    message every 20 ms. While a slow answer is awaited the other connections carry what falls due, so the quick
+    answers neither wait behind it nor take its time: each answer is matched to its own request (by the id it
+    names), the quick ones (15 in 16, so the 90th percentile) are counted quick, and the slow ones (the 95th and 99th
+    percentiles) slow, from their due times as from when they left. Few messages leave late: with a schedule for
+    each connection, every slow answer would make its connection's next message late (by 40 ms here)."""
+    if kind == "wrk" and not shutil.which("wrk"):
+        unavailable_here("wrk is not installed (apt-get install wrk)")
+    url = server(SLOW_SHARED_MS, "named")
+    generator = accept.LoadGenerator(kind, threads=1, concurrency=8, folder=tmp_path)
+    result = generator.run(url, _named_bodies(1000, slow_every=16), seconds=3, rate=50)
+
+    assert result.errors == {} and result.extra["unmatched"] == 0
+    slow = result.answered // 16
+    assert slow >= 5, f"only {result.answered} answers in 3 s at 50/s"
+    service = result.extra["service"]
+    assert service["p90_ms"] < SLOW_SHARED_MS / 2 and result.p90_ms < SLOW_SHARED_MS / 2, (result, service)
+    assert service["p95_ms"] >= SLOW_SHARED_MS and result.p95_ms >= SLOW_SHARED_MS, (result, service)
+    assert result.extra["late"] < slow // 2, (result.extra["late"], slow)
 
 
 def test_percentile_ranks_are_whole_numbers_of_values():
