@@ -633,6 +633,7 @@ local handed, first_handed, last_handed = {}, 1, 0   -- due times handed out by 
 local due_of, sent_of = {}, {}                        -- by key, the requests in flight (keyed runs)
 local due_sent, sent_at = 0, 0                        -- the one request in flight (unkeyed runs)
 local LATE_US = 10000
+local TIMER_SLACK_US = 2000
 
 function setup(thread)
   table.insert(threads, thread)
@@ -687,8 +688,11 @@ function request()
     wrk.thread:stop()
   end
   local now = now_us()
-  local due = now  -- the first request after a reconnect, which wrk sends without delay()
-  if first_handed <= last_handed then
+  local due = now
+  -- The earliest time handed out is this send's, unless it is still ahead by more than a timer can fire early:
+  -- then this is the first request after a reconnect, which wrk sends without delay(), and that time belongs to a
+  -- connection still waiting for it.
+  if first_handed <= last_handed and handed[first_handed] <= now + TIMER_SLACK_US then
     due = handed[first_handed]
     handed[first_handed] = nil
     first_handed = first_handed + 1
@@ -805,7 +809,7 @@ def message_keys(bodies: Sequence[bytes]) -> list[str] | None:
             key = json.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4)))["id"]
         except (IndexError, ValueError, TypeError, KeyError):
             return None
-        if not isinstance(key, str) or not key.isascii() or not key or '"' in key or "\n" in key:
+        if not isinstance(key, str) or not key or not key.isascii() or not key.isprintable() or '"' in key or "\\" in key:
             return None
         keys.append(key)
     return keys if len(set(keys)) == len(keys) else None
@@ -1086,19 +1090,25 @@ class LoadGenerator:
             self.open_script.write_text(OPEN_LOOP_WRK_SCRIPT, "utf-8")
 
     def run(self, url: str, bodies: Sequence[bytes], seconds: float, cycle: bool = False,
-            rate: float | None = None) -> LoadResult:
-        """Closed loop by default; with `rate`, an open loop of `rate` requests a second (never with `cycle`)."""
+            rate: float | None = None, keys: Sequence[str] | None = None) -> LoadResult:
+        """Closed loop by default; with `rate`, an open loop of `rate` requests a second (never with `cycle`).
+
+        wrk's Lua cannot tell a thread's connections apart, so an open loop with several connections a wrk thread
+        matches answers to requests by the bodies' message ids: `keys` (`message_keys(bodies)`, worked out here when
+        not given). Bodies without them are refused for such a run, not run another way."""
         if self.kind == "python":
             return run_python_clients(url, bodies, self.threads, self.concurrency, seconds, cycle,
                                       str(self.tls.ca) if self.tls else None, rate=rate)
         self._runs += 1
-        # wrk's Lua cannot tell a thread's connections apart: an open loop with several connections a thread matches
-        # answers to requests by the message ids the bodies hold, and runs one connection a thread where they hold none.
-        keys = message_keys(bodies) if rate and self.threads < self.concurrency else None
-        threads = self.concurrency if rate and keys is None else self.threads
-        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, threads, keys)
-        return run_wrk(url, base, self.open_script if rate else self.script, threads, self.concurrency, seconds,
-                       cycle, self.log, rate, keyed=keys is not None)
+        pooled = bool(rate) and self.threads < self.concurrency
+        if pooled and keys is None:
+            keys = message_keys(bodies)
+            if keys is None:
+                raise ValueError("an open loop with several connections a wrk thread needs bodies that are compact JWS "
+                                 "with distinct ids: run one thread a connection (threads = concurrency)")
+        base = write_bodies(self.folder, f"bodies-{self._runs}", bodies, self.threads, keys if pooled else None)
+        return run_wrk(url, base, self.open_script if rate else self.script, self.threads, self.concurrency, seconds,
+                       cycle, self.log, rate, keyed=pooled)
 
     def describe(self, rate: float | None = None) -> str:
         scheme = "https" if self.tls else "http"
@@ -1447,6 +1457,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                          f"measuring {arguments.seconds:g} s at concurrency {arguments.concurrency}"
                          + (f", {arguments.rate:g} messages/s offered" if arguments.rate else ""))
 
+                    keys = message_keys(bodies) if arguments.rate else None  # before the window, not in it
                     postmaster = db.postmaster_pid()
                     db_kinds: dict[int, str] = {}
                     db_before = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
@@ -1454,7 +1465,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     busy_before = machine_busy_seconds()
                     gc_before, stages_before = hub_readings(hub_url, tls)
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
-                    main = generator.run(hub_url, bodies, arguments.seconds, rate=arguments.rate)
+                    main = generator.run(hub_url, bodies, arguments.seconds, rate=arguments.rate, keys=keys)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
                     db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}

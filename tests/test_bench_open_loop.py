@@ -116,11 +116,17 @@ def _named_bodies(count: int, slow_every: int = 0) -> list[bytes]:
     return [f"{header}.{part({'id': key})}.c2ln".encode() for key in ids]
 
 
-def test_the_bodies_keys_are_their_message_ids():
+def test_the_bodies_keys_are_their_message_ids(tmp_path):
     bodies = _named_bodies(3, slow_every=3)
     assert accept.message_keys(bodies) == ["m-0", "m-1", "m-2-slow"]
     assert accept.message_keys([b"x", *bodies]) is None, "a body that is not a compact JWS: no keys"
     assert accept.message_keys(bodies + bodies[:1]) is None, "two bodies with one id could not be told apart"
+    escaped = base64.urlsafe_b64encode(json.dumps({"id": "a\\b"}).encode()).rstrip(b"=")
+    assert accept.message_keys([b"e30." + escaped + b".c2ln"]) is None, "an id the answer's JSON would escape"
+    # Without keys a wrk thread could not tell its connections' answers apart: such an open loop is refused.
+    generator = accept.LoadGenerator("wrk", threads=1, concurrency=4, folder=tmp_path)
+    with pytest.raises(ValueError, match="distinct ids"):
+        generator.run("http://127.0.0.1:9", [b"x"] * 10, seconds=1, rate=10)
 
 
 @pytest.mark.parametrize("kind", ["python", "wrk"])
@@ -146,25 +152,26 @@ def test_an_open_loop_never_sends_more_than_its_schedule(kind, server, tmp_path)
 
 @pytest.mark.parametrize("kind", ["python", "wrk"])
 def test_a_message_due_while_one_connection_waits_goes_on_another(kind, server, tmp_path):
-    """One message in 16 takes SLOW_SHARED_MS to answer; one thread's eight connections share a schedule of one
+    """One message in 12 takes SLOW_SHARED_MS to answer; one thread's eight connections share a schedule of one
     message every 20 ms. While a slow answer is awaited the other connections carry what falls due, so the quick
     answers neither wait behind it nor take its time: each answer is matched to its own request (by the id it
-    names), the quick ones (15 in 16, so the 90th percentile) are counted quick, and the slow ones (the 95th and 99th
-    percentiles) slow, from their due times as from when they left. Few messages leave late: with a schedule for
-    each connection, every slow answer would make its connection's next message late (by 40 ms here)."""
+    names), the quick ones (11 in 12, so the 90th percentile) are counted quick, and the slow ones (the 95th and 99th
+    percentiles) slow, from their due times as from when they left. With a schedule for each connection every slow
+    answer would make its connection's next message late (by 40 ms here); with the pool, fewer are late than that."""
     if kind == "wrk" and not shutil.which("wrk"):
         unavailable_here("wrk is not installed (apt-get install wrk)")
     url = server(SLOW_SHARED_MS, "named")
     generator = accept.LoadGenerator(kind, threads=1, concurrency=8, folder=tmp_path)
-    result = generator.run(url, _named_bodies(1000, slow_every=16), seconds=3, rate=50)
+    result = generator.run(url, _named_bodies(1000, slow_every=12), seconds=4, rate=50)
 
     assert result.errors == {} and result.extra["unmatched"] == 0
-    slow = result.answered // 16
-    assert slow >= 5, f"only {result.answered} answers in 3 s at 50/s"
+    # The slow ones sent in the last SLOW_SHARED_MS are not answered in the window: the others are at least 1 in 14.
+    slow = result.answered // 14
+    assert slow >= 8, f"only {result.answered} answers in 4 s at 50/s"
     service = result.extra["service"]
-    assert service["p90_ms"] < SLOW_SHARED_MS / 2 and result.p90_ms < SLOW_SHARED_MS / 2, (result, service)
+    assert service["p90_ms"] < SLOW_SHARED_MS and result.p90_ms < SLOW_SHARED_MS, (result, service)
     assert service["p95_ms"] >= SLOW_SHARED_MS and result.p95_ms >= SLOW_SHARED_MS, (result, service)
-    assert result.extra["late"] < slow // 2, (result.extra["late"], slow)
+    assert result.extra["late"] < slow - 1, (result.extra["late"], slow)
 
 
 def test_percentile_ranks_are_whole_numbers_of_values():
