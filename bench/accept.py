@@ -1114,8 +1114,11 @@ class LoadGenerator:
         scheme = "https" if self.tls else "http"
         loop = (f"; open loop of {rate:g} requests/s (latency from when each was due), closed loop for the warm-up "
                 f"and the echo ceiling" if rate else "")
-        pool = (f"; {self.concurrency} connections, each thread's (process's) requests due on one schedule and sent on "
-                f"the first of its connections to be free" if rate else "")
+        pool = ""
+        if rate:
+            pool = (f"; {self.concurrency} connections, each thread's (process's) requests due on one schedule and sent "
+                    f"on the first of its connections to be free" if self.threads < self.concurrency
+                    else f"; {self.concurrency} connections, each on a schedule of its own")
         if self.kind == "wrk":
             return f"wrk ({_wrk_version()}), {self.threads} thread(s), Lua script over pre-signed bodies, {scheme}{loop}{pool}"
         return (f"{self.threads} Python client process(es), aiohttp {_version('aiohttp')}, keep-alive, "
