@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -97,6 +97,10 @@ OPEN_LOOP_MAX_INTERVAL = 60.0
 """With --rate, the longest a connection may wait between its requests (concurrency / rate, seconds)."""
 KEPT_UP_SHARE = 0.98
 """With --rate, a run that accepts less than this share of the offered rate says the hub did not keep up."""
+TIMELINE_BOUND_MS = 100.0
+"""With --rate, the timeline counts a second's answers whose latency from the due time exceeds this: the acceptance
+target's p99 bound (docs/performance.md), so that the timeline shows whether the answers over it came in a few
+bursts or all through the run."""
 
 
 # --- the messages --------------------------------------------------------------------
@@ -634,6 +638,8 @@ local due_of, sent_of = {}, {}                        -- by key, the requests in
 local due_sent, sent_at = 0, 0                        -- the one request in flight (unkeyed runs)
 local LATE_US = 10000
 local TIMER_SLACK_US = 2000
+local BOUND_US = @BOUND_US@   -- TIMELINE_BOUND_MS: a second's answers over it are counted
+answered_at, over_at = {}, {}   -- by second of CLOCK_MONOTONIC, the answers and those over BOUND_US
 
 function setup(thread)
   table.insert(threads, thread)
@@ -715,6 +721,14 @@ local function add(histogram, microseconds)
   histogram[bucket] = (histogram[bucket] or 0) + 1
 end
 
+local function count_in_second(now, latency)
+  local second = math.floor(now / 1000000)
+  answered_at[second] = (answered_at[second] or 0) + 1
+  if latency > BOUND_US then
+    over_at[second] = (over_at[second] or 0) + 1
+  end
+end
+
 function response(status, headers, body)
   local now = now_us()
   statuses[status] = (statuses[status] or 0) + 1
@@ -728,10 +742,12 @@ function response(status, headers, body)
     end
     add(intended, now - due)
     add(service, now - sent_of[key])
+    count_in_second(now, now - due)
     due_of[key], sent_of[key] = nil, nil
   else
     add(intended, now - due_sent)
     add(service, now - sent_at)
+    count_in_second(now, now - due_sent)
   end
 end
 
@@ -769,6 +785,22 @@ local function percentiles(histogram)
     out[1], out[2], out[3], out[4], out[5], out[6])
 end
 
+-- Second by second from the first answer's to the last's, a second without answers included:
+-- [second, answers, answers over BOUND_US].
+local function timeline()
+  local answered, over = merge("answered_at"), merge("over_at")
+  local first, last = nil, nil
+  for second in pairs(answered) do
+    first = math.min(first or second, second)
+    last = math.max(last or second, second)
+  end
+  local parts = {}
+  for second = first or 0, last or -1 do
+    table.insert(parts, string.format("[%d, %d, %d]", second - first, answered[second] or 0, over[second] or 0))
+  end
+  return "[" .. table.concat(parts, ", ") .. "]"
+end
+
 function done(summary, latency, requests_stats)
   local statuses, spent = answers(threads)
   local late_all, unmatched_all = 0, 0
@@ -780,11 +812,12 @@ function done(summary, latency, requests_stats)
   io.write(string.format(
     'BENCH-RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "exhausted": %d, "late": %d, ' ..
     '"unmatched": %d, "socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
-    '"intended": %s, "service": %s}\n',
+    '"intended": %s, "service": %s, "timeline": %s}\n',
     summary.duration, summary.requests, statuses, spent, late_all, unmatched_all,
-    e.connect, e.read, e.write, e.timeout, percentiles(merge("intended")), percentiles(merge("service"))))
+    e.connect, e.read, e.write, e.timeout, percentiles(merge("intended")), percentiles(merge("service")), timeline()))
 end
 """
+OPEN_LOOP_WRK_SCRIPT = OPEN_LOOP_WRK_SCRIPT.replace("@BOUND_US@", str(round(TIMELINE_BOUND_MS * 1000)))
 
 
 def write_bodies(folder: Path, name: str, bodies: Sequence[bytes], parts: int,
@@ -865,6 +898,7 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
                                                    for key, value in data["service"].items()}}
         data |= data["intended"]
         extra["p99_9_ms"] = data["p99_9_us"] / 1000
+        extra["timeline"] = data["timeline"]
     return LoadResult(
         duration_s=data["duration_us"] / 1e6,
         answered=sum(data["statuses"].values()),
@@ -904,6 +938,8 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
     failures: Counter[str] = Counter()
     latencies = array.array("d")
     service = array.array("d")
+    answered_at: Counter[int] = Counter()  # open loop: answers, and those over the bound, by second of the clock
+    over_at: Counter[int] = Counter()
     state = {"next": 0, "exhausted": 0, "late": 0, "due": 0.0}
     headers = {"Content-Type": path_content_type}
     context = ssl.create_default_context(cafile=cafile) if cafile else None
@@ -954,6 +990,10 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
                 answered = time.monotonic()
                 latencies.append(answered - meant)
                 service.append(answered - sent)
+                if schedule:
+                    answered_at[int(answered)] += 1
+                    if answered - meant > TIMELINE_BOUND_MS / 1000:
+                        over_at[int(answered)] += 1
 
         await asyncio.gather(*(worker() for _ in range(connections)))
         end, cpu_end = time.monotonic(), os.times()
@@ -962,7 +1002,29 @@ async def _client_load(url: str, bodies: Sequence[bytes], connections: int, seco
         "cpu": (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system),
         "statuses": dict(statuses), "failures": dict(failures), "exhausted": state["exhausted"],
         "latencies": latencies.tobytes(), "service": service.tobytes(), "late": state["late"],
+        "answered_at": dict(answered_at), "over_at": dict(over_at),
     }
+
+
+def over_bound(rows: Sequence[Sequence[int]], worst: int = 5) -> dict[str, Any]:
+    """How the answers over TIMELINE_BOUND_MS lie in an open loop's `timeline`: how many, in how many seconds, and the
+    share of them in the `worst` seconds (near 1 when a few stalls hold the tail, near worst/seconds when a queue
+    holds it all through the run)."""
+    over = sorted((row[2] for row in rows), reverse=True)
+    total = sum(over)
+    return {"bound_ms": TIMELINE_BOUND_MS, "answers": total, "seconds": sum(1 for n in over if n),
+            f"share_in_worst_{worst}_seconds": round(sum(over[:worst]) / total, 3) if total else None}
+
+
+def timeline(answered_at: Mapping[int, int], over_at: Mapping[int, int]) -> list[list[int]]:
+    """An open loop's answers second by second, from the first answer's second of the clock to the last's, a second
+    without answers included: [second from the first, answers, answers over TIMELINE_BOUND_MS from their due time]
+    (the same rows as OPEN_LOOP_WRK_SCRIPT's)."""
+    if not answered_at:
+        return []
+    first = min(answered_at)
+    return [[second - first, answered_at.get(second, 0), over_at.get(second, 0)]
+            for second in range(first, max(answered_at) + 1)]
 
 
 def _client_process(url: str, bodies: Sequence[bytes], connections: int, seconds: float, cycle: bool,
@@ -1041,9 +1103,13 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
     latencies, service = array.array("d"), array.array("d")
     statuses: Counter[str] = Counter()
     failures: Counter[str] = Counter()
+    answered_at: Counter[int] = Counter()
+    over_at: Counter[int] = Counter()
     for outcome in outcomes:
         latencies.frombytes(outcome["latencies"])
         service.frombytes(outcome["service"])
+        answered_at.update(outcome["answered_at"])
+        over_at.update(outcome["over_at"])
         statuses.update({str(status): count for status, count in outcome["statuses"].items()})
         failures.update(outcome["failures"])
     ordered = sorted(latencies)
@@ -1057,6 +1123,7 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
     if rate:
         served = sorted(service)
         extra = {"late": sum(outcome["late"] for outcome in outcomes), "unmatched": 0, "p99_9_ms": percentile(99.9),
+                 "timeline": timeline(answered_at, over_at),
                  "service": {f"p{share:g}_ms".replace(".", "_"): percentile(share, served)
                              for share in (50, 90, 95, 99, 99.9)} | {"max_ms": served[-1] * 1000 if served else 0.0}}
     return LoadResult(
@@ -1479,6 +1546,11 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                         problems.append("the run outlasted the freshness window; later messages may be stale")
                     _say(f"hub: {main.accepted_per_s:,.0f} accepted/s, p50 {main.p50_ms:.1f} ms, "
                          f"p99 {main.p99_ms:.1f} ms, errors {main.errors}; person index {behind} messages behind")
+                    if arguments.rate:
+                        tail = over_bound(main.extra["timeline"])
+                        _say(f"answers over {TIMELINE_BOUND_MS:g} ms from their due time: {tail['answers']} in "
+                             f"{tail['seconds']} of {len(main.extra['timeline'])} seconds"
+                             + (f", {tail['share_in_worst_5_seconds']:.0%} of them in the worst 5" if tail["answers"] else ""))
                     if behind > max(100, main.accepted // 20):
                         notes.append(f"the console's person indexer was {behind} messages behind at the end of the window: "
                                      f"indexing them ran after it, and its CPU is not in hub_cpu_us_per_message")
@@ -1551,6 +1623,8 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "late": main.extra["late"] if arguments.rate else None,
             "unmatched": main.extra["unmatched"] if arguments.rate else None,
             "service_ms": {key: round(value, 2) for key, value in main.extra["service"].items()} if arguments.rate else None,
+            "over_bound": over_bound(main.extra["timeline"]) if arguments.rate else None,
+            "timeline": main.extra["timeline"] if arguments.rate else None,
             "generator_cpu_s": round(main.generator_cpu_s, 3),
             "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,
             "hub_cpu_s": round(tree_cpu_delta(hub_before, hub_after), 3) if hub_after else None,

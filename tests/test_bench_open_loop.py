@@ -103,6 +103,12 @@ def test_latency_counts_from_when_each_request_was_due(kind, server, tmp_path):
     assert result.max_ms > 2 * service["max_ms"], (result.max_ms, service)
     # Every request but the first left more than 10 ms after it was due.
     assert result.extra["late"] >= answered - 1
+    # Second by second: every answer counted once, and from the third on each is over the 100-ms bound (the k-th is
+    # at least k * 40 + 60 ms late), so the answers over it are all but the first two.
+    rows = result.extra["timeline"]
+    assert [row[0] for row in rows] == list(range(len(rows))), rows
+    assert sum(row[1] for row in rows) == answered, rows
+    assert sum(row[2] for row in rows) >= answered - 2, rows
 
 
 def _named_bodies(count: int, slow_every: int = 0) -> list[bytes]:
@@ -174,6 +180,24 @@ def test_a_message_due_while_one_connection_waits_goes_on_another(kind, server, 
     assert service["p90_ms"] < SLOW_SHARED_MS and result.p90_ms < SLOW_SHARED_MS, (result, service)
     assert service["p95_ms"] >= SLOW_SHARED_MS and result.p95_ms >= SLOW_SHARED_MS, (result, service)
     assert result.extra["late"] < slow - 1, (result.extra["late"], slow)
+    # The timeline counts every matched answer, and over the 100-ms bound the slow ones (at least 1 in 14 of the
+    # answers) and hardly any quick one (at most 1 in 12 were slow).
+    rows = result.extra["timeline"]
+    assert sum(row[1] for row in rows) == result.answered, rows
+    assert slow <= sum(row[2] for row in rows) <= result.answered // 10, (rows, slow)
+
+
+def test_the_timeline_fills_silent_seconds_and_says_where_the_tail_lies():
+    """A second without answers is a row of its own (a stall is the thing to see); `over_bound` says how many answers
+    were over the bound, in how many seconds, and the share of them in the worst five seconds."""
+    assert accept.timeline({}, {}) == []
+    rows = accept.timeline({1000: 5, 1003: 7}, {1003: 2})
+    assert rows == [[0, 5, 0], [1, 0, 0], [2, 0, 0], [3, 7, 2]]
+    assert accept.over_bound(rows) == {"bound_ms": accept.TIMELINE_BOUND_MS, "answers": 2, "seconds": 1,
+                                       "share_in_worst_5_seconds": 1.0}
+    spread = [[second, 100, 1] for second in range(20)]
+    assert accept.over_bound(spread)["share_in_worst_5_seconds"] == 0.25
+    assert accept.over_bound([[0, 10, 0]])["share_in_worst_5_seconds"] is None
 
 
 def test_percentile_ranks_are_whole_numbers_of_values():
