@@ -72,7 +72,10 @@ def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
             structlog.processors.JSONRenderer(serializer=dumps_text),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # One write a line, the newline included: `print` (PrintLogger) writes the two apart, and where the stream
+        # is unbuffered (PYTHONUNBUFFERED, as container images set it) the workers of `serve --workers N`, which
+        # share stderr, put lines into each other's (docs/performance.md, "Twenty-first pass").
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
 

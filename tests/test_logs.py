@@ -108,3 +108,64 @@ def test_asyncio_messages_keep_their_fixed_words_and_never_an_empty_event():
     pending = "Task was destroyed but it is pending!\ntask: <Task pending coro=<f()>>"
     assert event_of(pending) == "Task was destroyed but it is pending!"
     assert event_of("socket.send() raised exception.") == "asyncio report (withheld: it begins with formatted data)"
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each `write` call apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def test_each_line_is_written_in_one_call_with_its_newline():
+    """Processes that share a stream (the workers of `serve --workers N` share stderr) keep their lines whole only if
+    each line, its newline included, is one write: where the stream is unbuffered (PYTHONUNBUFFERED), each write is
+    a system call, and a line written in two could have another process's line between its parts."""
+    stream = _Writes()
+    configure_logging(stream=stream)
+    try:
+        structlog.get_logger("gateway.test").info("logged", count=1)
+        logging.getLogger("asyncpg").warning("a library's line")
+    finally:
+        structlog.reset_defaults()
+        logging.basicConfig(force=True)
+    assert len(stream.calls) == 2, stream.calls
+    for call in stream.calls:
+        assert call.endswith("\n") and call.count("\n") == 1, call
+        json.loads(call)
+
+
+_WORKER = """
+import os, sys
+import structlog
+from gateway.logs import configure_logging
+configure_logging()
+log = structlog.get_logger("gateway.test")
+for number in range(int(sys.argv[1])):
+    log.info("logged", worker=os.getpid(), seq=number, padding="x" * 200)
+"""
+
+
+def test_two_unbuffered_processes_sharing_stderr_keep_every_line_whole(tmp_path):
+    """The real case: two processes, PYTHONUNBUFFERED=1, one stderr file; every line of both is one JSON object."""
+    import os
+    import subprocess
+    import sys
+
+    count = 20000
+    log = tmp_path / "shared.log"
+    environment = dict(os.environ, PYTHONUNBUFFERED="1")
+    with log.open("wb") as shared:
+        workers = [subprocess.Popen([sys.executable, "-c", _WORKER, str(count)], stderr=shared, env=environment)
+                   for _ in range(2)]
+        assert [worker.wait(120) for worker in workers] == [0, 0]
+    lines = log.read_text("utf-8").splitlines()
+    events = [json.loads(line) for line in lines]
+    assert len(events) == 2 * count
+    for worker in workers:
+        assert sorted(event["seq"] for event in events if event["worker"] == worker.pid) == list(range(count))
