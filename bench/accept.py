@@ -368,6 +368,46 @@ def tree_cpu_by_kind(before: dict[int, float], after: dict[int, float], kinds: d
     return found
 
 
+def context_switches(root: int | None = None) -> dict[str, int] | None:
+    """Context switches so far: of the whole machine (/proc/stat's `ctxt`) without `root`, else of `root` and its
+    children, every thread, `voluntary` (the process gave up the core: it waited, for a socket, a lock or a timer)
+    and `involuntary` (the core was taken from it). Per message, they show how often each message makes the
+    processes sleep and wake: an open loop, whose messages arrive one at a time, wakes them more often than a
+    closed loop, which sends them in waves."""
+    try:
+        if root is None:
+            line = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("ctxt "))
+            return {"all": int(line.split()[1])}
+        counts = {"voluntary": 0, "involuntary": 0}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(entry.name) != root and int(fields[1]) != root:
+                    continue
+                for task in (entry / "task").iterdir():
+                    for line in (task / "status").read_text().splitlines():
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            counts["voluntary"] += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            counts["involuntary"] += int(line.split()[1])
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        return counts
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def switches_per_message(before: dict[str, int] | None, after: dict[str, int] | None, messages: int) -> dict[str, float] | None:
+    """The context switches between two `context_switches` readings, per message (None without readings or messages).
+    Processes that ended in between take their switches with them: a lower bound for a tree whose children come
+    and go."""
+    if not before or not after or not messages:
+        return None
+    return {key: round((after[key] - before.get(key, 0)) / messages, 2) for key in after}
+
+
 def machine_busy_seconds() -> float | None:
     """CPU seconds spent on all cores so far, not idle (/proc/stat): compared with what the run's
     own processes used, it shows how much else ran on the machine meanwhile."""
@@ -798,7 +838,7 @@ local function timeline()
   for second = first or 0, last or -1 do
     table.insert(parts, string.format("[%d, %d, %d]", second - first, answered[second] or 0, over[second] or 0))
   end
-  return "[" .. table.concat(parts, ", ") .. "]"
+  return "[" .. table.concat(parts, ", ") .. "]", first or -1
 end
 
 function done(summary, latency, requests_stats)
@@ -812,7 +852,7 @@ function done(summary, latency, requests_stats)
   io.write(string.format(
     'BENCH-RESULT {"duration_us": %d, "requests": %d, "statuses": {%s}, "exhausted": %d, "late": %d, ' ..
     '"unmatched": %d, "socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}, ' ..
-    '"intended": %s, "service": %s, "timeline": %s}\n',
+    '"intended": %s, "service": %s, "timeline": %s, "timeline_first_second": %d}\n',
     summary.duration, summary.requests, statuses, spent, late_all, unmatched_all,
     e.connect, e.read, e.write, e.timeout, percentiles(merge("intended")), percentiles(merge("service")), timeline()))
 end
@@ -899,6 +939,7 @@ def run_wrk(url: str, bodies_base: Path, script: Path, threads: int, connections
         data |= data["intended"]
         extra["p99_9_ms"] = data["p99_9_us"] / 1000
         extra["timeline"] = data["timeline"]
+        extra["timeline_start"] = wall_clock(data["timeline_first_second"]) if data["timeline"] else None
     return LoadResult(
         duration_s=data["duration_us"] / 1e6,
         answered=sum(data["statuses"].values()),
@@ -1016,6 +1057,13 @@ def over_bound(rows: Sequence[Sequence[int]], worst: int = 5) -> dict[str, Any]:
             f"share_in_worst_{worst}_seconds": round(sum(over[:worst]) / total, 3) if total else None}
 
 
+def wall_clock(monotonic_second: float) -> str:
+    """A second of CLOCK_MONOTONIC (time.monotonic, wrk's Lua) as UTC wall-clock time, to find a timeline's seconds
+    in the hub's and PostgreSQL's logs."""
+    at = datetime.fromtimestamp(monotonic_second + time.time() - time.monotonic(), timezone.utc)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def timeline(answered_at: Mapping[int, int], over_at: Mapping[int, int]) -> list[list[int]]:
     """An open loop's answers second by second, from the first answer's second of the clock to the last's, a second
     without answers included: [second from the first, answers, answers over TIMELINE_BOUND_MS from their due time]
@@ -1124,6 +1172,7 @@ def run_python_clients(url: str, bodies: Sequence[bytes], processes: int, connec
         served = sorted(service)
         extra = {"late": sum(outcome["late"] for outcome in outcomes), "unmatched": 0, "p99_9_ms": percentile(99.9),
                  "timeline": timeline(answered_at, over_at),
+                 "timeline_start": wall_clock(min(answered_at)) if answered_at else None,
                  "service": {f"p{share:g}_ms".replace(".", "_"): percentile(share, served)
                              for share in (50, 90, 95, 99, 99.9)} | {"max_ms": served[-1] * 1000 if served else 0.0}}
     return LoadResult(
@@ -1533,11 +1582,15 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
                     db_before = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     hub_before = process_tree_cpu(hub.pid)  # with --workers, the supervisor and its workers
                     busy_before = machine_busy_seconds()
+                    switches_before = context_switches(), context_switches(hub.pid), \
+                        context_switches(postmaster) if postmaster else None
                     gc_before, stages_before = hub_readings(hub_url, tls)
                     profiler = _start_profiler(arguments.profile_out, hub.pid, arguments.seconds, folder)
                     main = generator.run(hub_url, bodies, arguments.seconds, rate=arguments.rate, keys=keys)
                     hub_after = process_tree_cpu(hub.pid)
                     busy_after = machine_busy_seconds()
+                    switches_after = context_switches(), context_switches(hub.pid), \
+                        context_switches(postmaster) if postmaster else None
                     db_after = process_tree_cpu(postmaster, db_kinds) if postmaster else {}
                     gc_after, stages_after = hub_readings(hub_url, tls)
                     behind = asyncio.run(_fetchval(db.dsn, INDEX_BEHIND_SQL))
@@ -1625,6 +1678,7 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "service_ms": {key: round(value, 2) for key, value in main.extra["service"].items()} if arguments.rate else None,
             "over_bound": over_bound(main.extra["timeline"]) if arguments.rate else None,
             "timeline": main.extra["timeline"] if arguments.rate else None,
+            "timeline_start": main.extra["timeline_start"] if arguments.rate else None,
             "generator_cpu_s": round(main.generator_cpu_s, 3),
             "generator_cpu_us_per_message": round(main.generator_cpu_s / main.answered * 1e6, 1) if main.answered else None,
             "hub_cpu_s": round(tree_cpu_delta(hub_before, hub_after), 3) if hub_after else None,
@@ -1636,6 +1690,9 @@ def benchmark(arguments: argparse.Namespace) -> dict[str, Any]:
             "ledger_size": ledger,
             "database": db.description,
             "machine": machine | {"postgresql": db.version},
+            "context_switches_per_message": {
+                name: switches_per_message(before, after, main.answered)
+                for name, before, after in zip(("machine", "hub", "database"), switches_before, switches_after)},
             "hub_gc": collector_delta(gc_before, gc_after),
             "stages": stage_table(stages_before, stages_after, main.accepted),
             "wal_seasoned": seasoned,

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 
@@ -80,6 +81,13 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
         by_kind = report["database_cpu_us_per_message_by_kind"]
         assert by_kind["client backends"] > 0 and "ended in the window" in by_kind
         assert abs(sum(by_kind.values()) - report["database_cpu_us_per_message"]) <= 0.1 * len(by_kind)
+    # Context switches a message in the window: the machine's, and the hub's, which waits on a socket at least once a
+    # batch (a batch is at most one message a connection, so more than one wait in 64 messages).
+    switches = report["context_switches_per_message"]
+    assert switches["machine"]["all"] > 0
+    assert switches["hub"]["voluntary"] > 1 / 64 and switches["hub"]["involuntary"] >= 0
+    if report["database_cpu_s"] is not None:
+        assert switches["database"]["voluntary"] > 0
     # The hub's collector in the window, from its /metrics: the youngest generation runs many times in 10 s of load.
     gc = report["hub_gc"]
     assert sorted(gc) == ["0", "1", "2"]
@@ -91,6 +99,7 @@ def test_a_ten_second_run_accepts_every_message_and_reports_stable_keys(tmp_path
     assert 0 < stages["commit"]["count_per_message"] <= 1.0, "a batch commits one message or more"
     assert report["open_loop"] is False and report["rate_per_s"] is None, "by default each connection sends on its answer"
     assert report["service_ms"] is None and report["late"] is None and report["p99_9_ms"] is None
+    assert report["timeline"] is None and report["over_bound"] is None
     assert report["wal_seasoned"] is None, "by default the fresh cluster is measured as it is"
     assert report["hub_toml"] is None, "by default the hub runs on the generated configuration alone"
     for key in ("cpus", "python", "postgresql", "platform"):
@@ -148,6 +157,16 @@ def test_an_open_loop_run_offers_its_rate_and_reports_both_latencies(tmp_path):
     assert report["p99_ms"] <= report["p99_9_ms"] <= report["max_ms"]
     assert isinstance(report["late"], int) and 0 <= report["late"] <= report["messages"]
     assert report["echo_ceiling_per_s"] > 0
+    # Second by second, every answer once; `over_bound` counts those over 100 ms from the same rows.
+    rows = report["timeline"]
+    assert [row[0] for row in rows] == list(range(len(rows))) and 3 <= len(rows) <= 5, rows
+    assert sum(row[1] for row in rows) == report["messages"]
+    assert report["over_bound"]["answers"] == sum(row[2] for row in rows)
+    assert report["over_bound"]["seconds"] == sum(1 for row in rows if row[2])
+    # The first row's second as wall-clock time, to find it in the logs: within the run, before the report's date.
+    started = datetime.fromisoformat(report["timeline_start"].replace("Z", "+00:00"))
+    ended = datetime.fromisoformat(report["date"].replace("Z", "+00:00"))
+    assert timedelta(0) < ended - started < timedelta(minutes=5), (report["timeline_start"], report["date"])
 
 
 def test_the_profile_covers_every_worker(tmp_path):

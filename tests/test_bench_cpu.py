@@ -108,3 +108,25 @@ def test_postgresql_process_titles_are_named_by_role():
     }
     for title, kind in kinds.items():
         assert accept.process_kind(title) == kind, title
+
+
+def test_context_switches_count_each_wait_of_a_child():
+    """A child that waits for its input twenty times gives up its core at least twenty times (voluntary switches),
+    and `switches_per_message` divides what the window added by the messages."""
+    child = _burner()
+    try:
+        _burn(child, 0.0)
+        before = accept.context_switches(os.getpid())
+        machine_before = accept.context_switches()
+        for _ in range(20):
+            _burn(child, 0.0)  # the child blocks on its stdin until this line: a voluntary switch
+        after = accept.context_switches(os.getpid())
+        machine_after = accept.context_switches()
+    finally:
+        child.kill()
+        child.wait(60)
+    assert after["voluntary"] - before["voluntary"] >= 20, (before, after)
+    assert machine_after["all"] - machine_before["all"] >= 20
+    per_message = accept.switches_per_message(before, after, 10)
+    assert per_message["voluntary"] == round((after["voluntary"] - before["voluntary"]) / 10, 2) >= 2.0
+    assert accept.switches_per_message(before, after, 0) is None and accept.switches_per_message(None, after, 10) is None

@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,9 @@ def test_latency_counts_from_when_each_request_was_due(kind, server, tmp_path):
     assert [row[0] for row in rows] == list(range(len(rows))), rows
     assert sum(row[1] for row in rows) == answered, rows
     assert sum(row[2] for row in rows) >= answered - 2, rows
+    # The first row's second as wall-clock time (to find it in the logs): in the last few seconds, as the run was.
+    started = datetime.fromisoformat(result.extra["timeline_start"].replace("Z", "+00:00"))
+    assert timedelta(0) < datetime.now(timezone.utc) - started < timedelta(seconds=30), result.extra["timeline_start"]
 
 
 def _named_bodies(count: int, slow_every: int = 0) -> list[bytes]:
