@@ -57,6 +57,15 @@ def _fixed_part(record: logging.LogRecord) -> str:
     return text
 
 
+def write_line(line: str, stream: Any = None) -> None:
+    """`line` and its newline in one write, flushed (default stderr). `print` writes the two apart, and where the
+    stream is unbuffered (PYTHONUNBUFFERED) each is a system call: another process sharing the stream (a worker of
+    `serve --workers N`) could put its line between them, in the middle of a log's JSON lines."""
+    stream = stream if stream is not None else sys.stderr
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def configure_logging(level: int = logging.INFO, stream: Any = None) -> None:
     """JSON lines to `stream` (default stderr), from structlog and from the libraries' `logging` alike."""
     stream = stream or sys.stderr

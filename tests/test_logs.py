@@ -10,9 +10,23 @@ import json
 import logging
 import uuid
 
+import pytest
 import structlog
 
-from gateway.logs import JsonLinesFormatter, configure_logging
+from gateway.logs import JsonLinesFormatter, configure_logging, write_line
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """Each test configures logging its own way; afterwards structlog's configuration and the root logger's handlers
+    are put back as they were (the session's privacy check listens through both, tests/privacy.py)."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _lines(**fields: object) -> tuple[str, dict[str, object]]:
@@ -128,15 +142,13 @@ def test_each_line_is_written_in_one_call_with_its_newline():
     a system call, and a line written in two could have another process's line between its parts."""
     stream = _Writes()
     configure_logging(stream=stream)
-    try:
-        structlog.get_logger("gateway.test").info("logged", count=1)
-        logging.getLogger("asyncpg").warning("a library's line")
-    finally:
-        structlog.reset_defaults()
-        logging.basicConfig(force=True)
-    assert len(stream.calls) == 2, stream.calls
+    structlog.get_logger("gateway.test").info("logged", count=1)
+    logging.getLogger("asyncpg").warning("a library's line")
+    write_line("gateway: draining in-flight requests", stream)  # the command's own lines, as a worker writes them
+    assert len(stream.calls) == 3, stream.calls
     for call in stream.calls:
         assert call.endswith("\n") and call.count("\n") == 1, call
+    for call in stream.calls[:2]:
         json.loads(call)
 
 

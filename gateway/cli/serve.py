@@ -25,7 +25,7 @@ from gateway.hub.http import HubStartError, build_app, settings_for
 from gateway.hub.metrics import Metrics, counter_board
 from gateway.hub.stages import STAGE_TIMES
 from gateway.hub.transport import server_context
-from gateway.logs import JsonAccessLog, configure_logging
+from gateway.logs import JsonAccessLog, configure_logging, write_line
 from gateway.store.database import resolve_database
 from gateway.store.embedded import ensure_embedded_server
 
@@ -72,11 +72,11 @@ def _serve(arguments: argparse.Namespace) -> int:
         try:
             return asyncio.run(_run(app, config, port, reuse_port, ready))
         except HubStartError as error:
-            print(f"gateway: error: {error}", file=sys.stderr, flush=True)
+            write_line(f"gateway: error: {error}")
             return 1
 
     if arguments.workers == 1:
-        return serve(0, port, False, lambda line: print(line, flush=True))
+        return serve(0, port, False, lambda line: write_line(line, sys.stdout))
     for board in boards:  # before the fork: every worker adds to its own slot, /metrics sums them all
         board.share(arguments.workers)
     return workers.supervise(arguments.workers, config.listen_host, port, serve)
@@ -101,6 +101,6 @@ async def _run(app: web.Application, config: GatewayConfig, port: int, reuse_por
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     await stop.wait()
-    print("gateway: draining in-flight requests", file=sys.stderr, flush=True)
+    write_line("gateway: draining in-flight requests")
     await runner.cleanup()
     return 0

@@ -23,6 +23,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from gateway.logs import write_line
+
 Serve = Callable[[int, int, bool, Callable[[str], None]], int]
 """Run one worker: serve(slot, port, reuse_port, ready) calls ready(line) once it listens and returns its exit status."""
 
@@ -56,7 +58,7 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
             first_line = first_line or line
         if holder is not None:
             holder.close()
-        print(f"{first_line} ({count} workers, pids {' '.join(map(str, workers))})", flush=True)
+        write_line(f"{first_line} ({count} workers, pids {' '.join(map(str, workers))})", sys.stdout)
         while workers:
             try:
                 pid, status = os.wait()
@@ -68,11 +70,11 @@ def supervise(count: int, host: str, port: int, serve: Serve) -> int:
             if ended is None or stopping:
                 continue
             started, slot = ended
-            print(f"gateway: worker {pid} ended ({_describe(status)}); starting another", file=sys.stderr, flush=True)
+            write_line(f"gateway: worker {pid} ended ({_describe(status)}); starting another")
             time.sleep(max(0.0, started + RESTART_INTERVAL - time.monotonic()))  # a worker that keeps dying: once a second
             new_pid, _ = _start(serve, slot, port)
             workers[new_pid] = (time.monotonic(), slot)
-            print(f"gateway: worker {new_pid} serving (it replaces {pid})", flush=True)
+            write_line(f"gateway: worker {new_pid} serving (it replaces {pid})", sys.stdout)
             if stopping:  # the stop came while this one started
                 _pass_on(workers, signal.SIGTERM)
     finally:
