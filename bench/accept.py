@@ -368,44 +368,49 @@ def tree_cpu_by_kind(before: dict[int, float], after: dict[int, float], kinds: d
     return found
 
 
-def context_switches(root: int | None = None) -> dict[str, int] | None:
-    """Context switches so far: of the whole machine (/proc/stat's `ctxt`) without `root`, else of `root` and its
-    children, every thread, `voluntary` (the process gave up the core: it waited, for a socket, a lock or a timer)
-    and `involuntary` (the core was taken from it). Per message, they show how often each message makes the
+def context_switches(root: int | None = None) -> dict[str, dict[str, int]] | None:
+    """Context switches so far: of the whole machine (/proc/stat's `ctxt`, as `{"all": {"machine": n}}`) without
+    `root`, else of every thread of `root` and its children, by thread (pid, thread id and start time, so that a
+    reused id is another thread): `voluntary` (the thread gave up the core: it waited, for a socket, a lock or a
+    timer) and `involuntary` (the core was taken from it). Per message, they show how often each message makes the
     processes sleep and wake: an open loop, whose messages arrive one at a time, wakes them more often than a
     closed loop, which sends them in waves."""
     try:
         if root is None:
             line = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("ctxt "))
-            return {"all": int(line.split()[1])}
-        counts = {"voluntary": 0, "involuntary": 0}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rpartition(")")[2].split()
-                if int(entry.name) != root and int(fields[1]) != root:
-                    continue
-                for task in (entry / "task").iterdir():
-                    for line in (task / "status").read_text().splitlines():
-                        if line.startswith("voluntary_ctxt_switches:"):
-                            counts["voluntary"] += int(line.split()[1])
-                        elif line.startswith("nonvoluntary_ctxt_switches:"):
-                            counts["involuntary"] += int(line.split()[1])
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-        return counts
+            return {"all": {"machine": int(line.split()[1])}}
     except (OSError, StopIteration, ValueError, IndexError):
         return None
+    counts: dict[str, dict[str, int]] = {"voluntary": {}, "involuntary": {}}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            if int(entry.name) != root and int(fields[1]) != root:
+                continue
+            for task in (entry / "task").iterdir():
+                started = (task / "stat").read_text().rpartition(")")[2].split()[19]  # starttime, field 22
+                key = f"{entry.name}/{task.name}/{started}"
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        counts["voluntary"][key] = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        counts["involuntary"][key] = int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError, ValueError):
+            continue  # it ended while being read
+    return counts
 
 
-def switches_per_message(before: dict[str, int] | None, after: dict[str, int] | None, messages: int) -> dict[str, float] | None:
-    """The context switches between two `context_switches` readings, per message (None without readings or messages).
-    Processes that ended in between take their switches with them: a lower bound for a tree whose children come
-    and go."""
+def switches_per_message(before: dict[str, dict[str, int]] | None, after: dict[str, dict[str, int]] | None,
+                         messages: int) -> dict[str, float] | None:
+    """The context switches between two `context_switches` readings, per message, thread by thread: a thread that
+    started in between counts in full; one that ended in between is missed (a lower bound for a tree whose children
+    come and go, as PostgreSQL's backends do). None without readings or messages."""
     if not before or not after or not messages:
         return None
-    return {key: round((after[key] - before.get(key, 0)) / messages, 2) for key in after}
+    return {kind: round(sum(count - before.get(kind, {}).get(key, 0) for key, count in after[kind].items()) / messages, 2)
+            for kind in after}
 
 
 def machine_busy_seconds() -> float | None:

@@ -112,21 +112,26 @@ def test_postgresql_process_titles_are_named_by_role():
 
 def test_context_switches_count_each_wait_of_a_child():
     """A child that waits for its input twenty times gives up its core at least twenty times (voluntary switches),
-    and `switches_per_message` divides what the window added by the messages."""
+    counted as the child's (its own tree); a thread that ended between two readings takes its switches with it,
+    while one that started counts in full; `switches_per_message` divides what the window added by the messages."""
     child = _burner()
     try:
         _burn(child, 0.0)
-        before = accept.context_switches(os.getpid())
+        before = accept.context_switches(child.pid)
         machine_before = accept.context_switches()
         for _ in range(20):
             _burn(child, 0.0)  # the child blocks on its stdin until this line: a voluntary switch
-        after = accept.context_switches(os.getpid())
+        after = accept.context_switches(child.pid)
         machine_after = accept.context_switches()
     finally:
         child.kill()
         child.wait(60)
-    assert after["voluntary"] - before["voluntary"] >= 20, (before, after)
-    assert machine_after["all"] - machine_before["all"] >= 20
-    per_message = accept.switches_per_message(before, after, 10)
-    assert per_message["voluntary"] == round((after["voluntary"] - before["voluntary"]) / 10, 2) >= 2.0
+    [thread] = after["voluntary"]  # the child's one thread, keyed by pid, thread id and start time
+    assert thread.startswith(f"{child.pid}/{child.pid}/")
+    assert after["voluntary"][thread] - before["voluntary"][thread] >= 20, (before, after)
+    assert accept.switches_per_message(before, after, 10)["voluntary"] >= 2.0
+    assert accept.switches_per_message(machine_before, machine_after, 1)["all"] >= 20
+    # Another thread in `after` (one that started) counts in full; one only in `before` (ended) is not subtracted.
+    ended_and_started = {"voluntary": {"1/1/5": 100}}, {"voluntary": {"2/2/9": 40}}
+    assert accept.switches_per_message(*ended_and_started, 10) == {"voluntary": 4.0}
     assert accept.switches_per_message(before, after, 0) is None and accept.switches_per_message(None, after, 10) is None
