@@ -18,6 +18,9 @@ Writes into `--out` (default docs/performance/):
   p99 latency from the due times against the offered rate, one line per number of connections,
   with the acceptance target's bounds (1,500/s, 100 ms) drawn in; a run whose hub fell behind
   is marked with a cross. `<date>` is the newest run's.
+- `timeline-<result file's name>.png`: for each open-loop result with a `timeline` (bench/accept.py since
+  a5cdb7b), its answers second by second, and those over 100 ms from their due time: whether the tail
+  came in a few bad seconds or all through the run.
 
 Needs matplotlib (`.venv/bin/pip install matplotlib`); uses the Agg backend (no display).
 Prints the files it wrote, one a line.
@@ -200,6 +203,33 @@ def open_loop_plot(results: list[tuple[Path, dict[str, Any]]], out: Path, plt: A
     return target
 
 
+def timeline_plot(path: Path, document: dict[str, Any], out: Path, plt: Any) -> Path | None:
+    rows = document.get("timeline") or []
+    if document.get("benchmark") != "accept" or not rows:
+        return None
+    seconds = [row[0] for row in rows]
+    figure, axis = plt.subplots(figsize=(9, 4), dpi=110)
+    axis.bar(seconds, [row[1] for row in rows], width=0.9, color="#9fb8d0", label="answers")
+    axis.bar(seconds, [row[2] for row in rows], width=0.9, color="#cc4125",
+             label=f"answers over {(document.get('over_bound') or {}).get('bound_ms', TARGET_P99_MS):g} ms from their due time")
+    summary = document.get("over_bound") or {}
+    share = summary.get("share_in_worst_5_seconds")
+    axis.set_title(f"Open loop at {document.get('rate_per_s'):g}/s, {document.get('concurrency')} connections: "
+                   f"{document.get('accepted_per_s')}/s, p99 {document.get('p99_ms')} ms; over the bound: "
+                   f"{summary.get('answers', 0):,} in {summary.get('seconds', 0)} s"
+                   + (f", {share:.0%} in the worst 5" if share is not None else ""), fontsize=9)
+    axis.set_xlabel(f"second of the run (from {document.get('timeline_start') or 'the first answer'})")
+    axis.set_ylabel("answers in the second")
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.set_ylim(0, max(row[1] for row in rows) * 1.3 or 1)  # room above the bars for the legend
+    axis.legend(fontsize=7, loc="upper right", ncol=2)
+    figure.tight_layout()
+    target = out / f"timeline-{path.stem}.png"
+    figure.savefig(target)
+    plt.close(figure)
+    return target
+
+
 def _fell_behind(document: dict[str, Any]) -> bool:
     """The run's note says so (bench/accept.py: fewer than 98 % of rate x seconds accepted)."""
     return any("did not keep up" in note for note in document.get("notes") or [])
@@ -227,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, document in results:
         written.append(latency_plot(path, document, arguments.out, plt))
         written.append(scaleout_plot(path, document, arguments.out, plt))
+        written.append(timeline_plot(path, document, arguments.out, plt))
     for target in written:
         if target is not None:
             print(target)

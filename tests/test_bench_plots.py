@@ -50,3 +50,26 @@ def test_closed_loop_results_alone_give_no_open_loop_plot(tmp_path):
     out = tmp_path / "plots"
     assert plots.main([str(path), "--out", str(out)]) == 0
     assert list(out.iterdir()) == []
+
+
+def test_an_open_loop_with_a_timeline_gets_a_plot_of_its_seconds(tmp_path):
+    """An open-loop result with a `timeline` (bench/accept.py since a5cdb7b) gets `timeline-<file's name>.png`; one
+    without (older results) gets none of its own, nor does a closed loop."""
+    with_timeline = _accept_result(350, 128, 33.5, 292.6, "2026-12-02T17:50:00Z") | {
+        "accepted_per_s": 349.6, "timeline": [[0, 230, 143], [1, 468, 0], [2, 0, 0], [3, 388, 387]],
+        "timeline_start": "2026-12-02T17:49:00.000Z",
+        "over_bound": {"bound_ms": 100.0, "answers": 530, "seconds": 2, "share_in_worst_5_seconds": 1.0}}
+    without = _accept_result(500, 128, 77.3, 308.0, "2026-12-02T17:55:00Z")
+    closed = _accept_result(None, 64, 47.2, 134.7, "2026-12-02T17:40:00Z")
+    paths = []
+    for name, run in (("open350", with_timeline), ("open500", without), ("closed", closed)):
+        path = tmp_path / f"accept-{name}.json"
+        path.write_text(json.dumps(run), "utf-8")
+        paths.append(str(path))
+    out = tmp_path / "plots"
+
+    assert plots.main([*paths, "--out", str(out)]) == 0
+
+    drawn = out / "timeline-accept-open350.png"
+    assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(path.name for path in out.iterdir()) == ["latency-vs-offered-rate-20261202.png", drawn.name]
