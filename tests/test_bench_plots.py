@@ -22,6 +22,18 @@ def _accept_result(rate: float | None, concurrency: int, p50: float, p99: float,
             "concurrency": concurrency, "p50_ms": p50, "p99_ms": p99, "notes": notes}
 
 
+def _plot(tmp_path: Path, runs: dict[str, dict]) -> Path:
+    """Write each run as `accept-<name>.json`, run bench/plots.py on them all, and return its output folder."""
+    paths = []
+    for name, run in runs.items():
+        path = tmp_path / f"accept-{name}.json"
+        path.write_text(json.dumps(run), "utf-8")
+        paths.append(str(path))
+    out = tmp_path / "plots"
+    assert plots.main([*paths, "--out", str(out)]) == 0
+    return out
+
+
 def test_open_loop_results_give_a_latency_against_rate_plot(tmp_path):
     runs = [
         _accept_result(600, 64, 21.1, 105.9, "2026-12-02T06:50:00Z"),
@@ -29,14 +41,7 @@ def test_open_loop_results_give_a_latency_against_rate_plot(tmp_path):
         _accept_result(1000, 128, 41.3, 271.5, "2026-12-03T07:10:00Z"),
         _accept_result(None, 64, 47.2, 134.7, "2026-12-04T06:40:00Z"),  # a closed loop: not on this plot
     ]
-    paths = []
-    for number, run in enumerate(runs):
-        path = tmp_path / f"accept-{number}.json"
-        path.write_text(json.dumps(run), "utf-8")
-        paths.append(str(path))
-    out = tmp_path / "plots"
-
-    assert plots.main([*paths, "--out", str(out)]) == 0
+    out = _plot(tmp_path, {str(number): run for number, run in enumerate(runs)})
 
     drawn = out / "latency-vs-offered-rate-20261203.png"
     assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -61,14 +66,7 @@ def test_an_open_loop_with_a_timeline_gets_a_plot_of_its_seconds(tmp_path):
         "over_bound": {"bound_ms": 100.0, "answers": 530, "seconds": 2, "share_in_worst_5_seconds": 1.0}}
     without = _accept_result(500, 128, 77.3, 308.0, "2026-12-02T17:55:00Z")
     closed = _accept_result(None, 64, 47.2, 134.7, "2026-12-02T17:40:00Z")
-    paths = []
-    for name, run in (("open350", with_timeline), ("open500", without), ("closed", closed)):
-        path = tmp_path / f"accept-{name}.json"
-        path.write_text(json.dumps(run), "utf-8")
-        paths.append(str(path))
-    out = tmp_path / "plots"
-
-    assert plots.main([*paths, "--out", str(out)]) == 0
+    out = _plot(tmp_path, {"open350": with_timeline, "open500": without, "closed": closed})
 
     drawn = out / "timeline-accept-open350.png"
     assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
