@@ -307,28 +307,37 @@ come and go inside a run, and without it their CPU would be counted by nobody.""
 ENDED = "ended in the window"
 
 
+def _family(root: int) -> Iterator[tuple[Path, list[str]]]:
+    """`root` and its children, as their /proc folder and the fields of their `stat` after the command name (field 3
+    on); a process that ends while being read is left out."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if int(entry.name) == root or int(fields[1]) == root:
+            yield entry, fields
+
+
 def process_tree_cpu(root: int, kinds: dict[int, str] | None = None) -> dict[int, float]:
     """CPU seconds of `root` and its children (a postmaster and its backends), and of its ended children (`REAPED`).
 
     With `kinds`, also what each process is, from its title ("checkpointer", "autovacuum worker", ...)."""
     tick = os.sysconf("SC_CLK_TCK")
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            title = (entry / "cmdline").read_bytes() if kinds is not None else b""
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        fields = stat.rpartition(")")[2].split()
-        pid, parent = int(entry.name), int(fields[1])
-        if pid == root or parent == root:
-            found[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-            if pid == root:
-                found[REAPED] = (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
-            if kinds is not None:
-                kinds[pid] = "main process" if pid == root else process_kind(title)
+    for entry, fields in _family(root):
+        pid = int(entry.name)
+        if kinds is not None:
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            kinds[pid] = "main process" if pid == root else process_kind(title)
+        found[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        if pid == root:
+            found[REAPED] = (int(fields[13]) + int(fields[14])) / tick  # cutime, cstime
     return found
 
 
@@ -382,13 +391,8 @@ def context_switches(root: int | None = None) -> dict[str, dict[str, int]] | Non
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     counts: dict[str, dict[str, int]] = {"voluntary": {}, "involuntary": {}}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry, _ in _family(root):
         try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            if int(entry.name) != root and int(fields[1]) != root:
-                continue
             for task in (entry / "task").iterdir():
                 started = (task / "stat").read_text().rpartition(")")[2].split()[19]  # starttime, field 22
                 key = f"{entry.name}/{task.name}/{started}"

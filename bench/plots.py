@@ -208,11 +208,11 @@ def timeline_plot(path: Path, document: dict[str, Any], out: Path, plt: Any) -> 
     if document.get("benchmark") != "accept" or not rows:
         return None
     seconds = [row[0] for row in rows]
+    summary = document.get("over_bound") or {}
     figure, axis = plt.subplots(figsize=(9, 4), dpi=110)
     axis.bar(seconds, [row[1] for row in rows], width=0.9, color="#9fb8d0", label="answers")
     axis.bar(seconds, [row[2] for row in rows], width=0.9, color="#cc4125",
-             label=f"answers over {(document.get('over_bound') or {}).get('bound_ms', TARGET_P99_MS):g} ms from their due time")
-    summary = document.get("over_bound") or {}
+             label=f"answers over {summary.get('bound_ms', TARGET_P99_MS):g} ms from their due time")
     share = summary.get("share_in_worst_5_seconds")
     axis.set_title(f"Open loop at {document.get('rate_per_s'):g}/s, {document.get('concurrency')} connections: "
                    f"{document.get('accepted_per_s')}/s, p99 {document.get('p99_ms')} ms; over the bound: "
