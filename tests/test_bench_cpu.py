@@ -110,17 +110,34 @@ def test_postgresql_process_titles_are_named_by_role():
         assert accept.process_kind(title) == kind, title
 
 
+# A child that, told a number on stdin, sleeps that many times (each sleep gives up the core: one voluntary switch,
+# the thing counted, not synchronisation) and says when it is done.
+_SLEEPER = """
+import sys, time
+for line in sys.stdin:
+    for _ in range(int(line)):
+        time.sleep(0.0005)
+    print("done", flush=True)
+"""
+
+
 def test_context_switches_count_each_wait_of_a_child():
-    """A child that waits for its input twenty times gives up its core at least twenty times (voluntary switches),
-    counted as the child's (its own tree); a thread that ended between two readings takes its switches with it,
-    while one that started counts in full; `switches_per_message` divides what the window added by the messages."""
-    child = _burner()
+    """A child that sleeps twenty times gives up its core at least twenty times (voluntary switches), counted as the
+    child's (its own tree); a thread that ended between two readings takes its switches with it, while one that
+    started counts in full; `switches_per_message` divides what the window added by the messages. (Waits for input
+    would not do: a line that arrives before the child reads it costs no switch.)"""
+    child = subprocess.Popen([sys.executable, "-c", _SLEEPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def sleep_times(count: int) -> None:
+        child.stdin.write(f"{count}\n")  # type: ignore[union-attr]
+        child.stdin.flush()  # type: ignore[union-attr]
+        assert child.stdout.readline() == "done\n"  # type: ignore[union-attr]
+
     try:
-        _burn(child, 0.0)
+        sleep_times(0)
         before = accept.context_switches(child.pid)
         machine_before = accept.context_switches()
-        for _ in range(20):
-            _burn(child, 0.0)  # the child blocks on its stdin until this line: a voluntary switch
+        sleep_times(20)
         after = accept.context_switches(child.pid)
         machine_after = accept.context_switches()
     finally:
